@@ -1,0 +1,144 @@
+"""Model artifacts with lineage: every optimization is a function artifact -> artifact.
+
+A notebook can table every variant it made (``lineage_frame``) and a report can say
+exactly how each was produced: parent, transform and parameters, all the way back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit.errors import ModelLoadError
+
+FORMATS = ("onnx", "savedmodel", "tflite", "keras", "tfserving")
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Format of a model path, from its extension or directory contents."""
+    text = str(path)
+    if text.startswith(("grpc://", "http://", "https://")):
+        return "tfserving"
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"model path does not exist: {p}")
+    if p.is_dir():
+        if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
+            return "savedmodel"
+        raise ModelLoadError(f"directory {p} is not a SavedModel (no saved_model.pb); "
+                             f"expected a .onnx or .tflite file or a SavedModel directory")
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".tflite":
+        return "tflite"
+    if suffix == ".keras":
+        return "keras"
+    raise ModelLoadError(f"cannot tell the format of {p}: expected a .onnx, .tflite or .keras file "
+                         f"or a SavedModel directory")
+
+
+def path_size(path: str | os.PathLike[str]) -> int:
+    """Bytes on disk of a file, or of every file under a directory."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size if p.exists() else 0
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A model on disk plus how it was made.
+
+    ``params`` holds the transform's parameters; ``metrics`` anything measured while
+    making it (e.g. conversion agreement), so the record travels with the file.
+    """
+
+    path: Path
+    format: str
+    name: str = ""
+    parent: ModelArtifact | None = None
+    transform: str = "source"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.format not in FORMATS:
+            raise ModelLoadError(f"unknown model format '{self.format}'; expected one of {FORMATS}")
+        if not self.name:
+            object.__setattr__(self, "name", self.path.stem)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], name: str = "") -> ModelArtifact:
+        return cls(path=Path(path), format=detect_format(path), name=name)
+
+    @property
+    def size_bytes(self) -> int:
+        return path_size(self.path)
+
+    def derive(self, path: str | os.PathLike[str], transform: str, name: str = "",
+               format: str | None = None, params: Mapping[str, Any] | None = None,
+               metrics: Mapping[str, Any] | None = None) -> ModelArtifact:
+        """A child artifact made from this one by ``transform``."""
+        return ModelArtifact(path=Path(path), format=format or self.format,
+                             name=name or f"{self.name}-{transform}", parent=self,
+                             transform=transform, params=dict(params or {}), metrics=dict(metrics or {}))
+
+    def lineage(self) -> list[ModelArtifact]:
+        """This artifact and its ancestors, root first."""
+        chain: list[ModelArtifact] = []
+        node: ModelArtifact | None = self
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        return chain[::-1]
+
+    def describe(self) -> str:
+        """``root -> transform(params) -> ...`` in one line."""
+        steps = [self.lineage()[0].name]
+        for node in self.lineage()[1:]:
+            args = ", ".join(f"{k}={v}" for k, v in node.params.items())
+            steps.append(f"{node.transform}({args})")
+        return " -> ".join(steps)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"name": self.name, "format": self.format, "path": str(self.path),
+                "transform": self.transform, "parent": self.parent.name if self.parent else None,
+                "params": dict(self.params), "size_bytes": self.size_bytes,
+                "lineage": self.describe(), **{f"metric_{k}": v for k, v in self.metrics.items()}}
+
+
+def lineage_frame(artifacts: list[ModelArtifact]):  # -> pandas.DataFrame
+    """One row per artifact: name, format, transform, params, size and lineage."""
+    import pandas as pd
+
+    return pd.DataFrame([a.to_record() for a in artifacts])
+
+
+@contextmanager
+def atomic_output(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; move it into place only on success.
+
+    Every writer of model files uses this so a crash or an error never leaves a
+    half-written model where a reader (or a cache) would take it for a good one.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = tmpdir / target.name
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise ModelLoadError(f"writer produced no file for {target}")
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

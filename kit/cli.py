@@ -1,0 +1,66 @@
+"""``kit`` command line: ``kit report``, ``kit env`` and the commands other modules add.
+
+Each subcommand lives in a small ``_cmd_*`` function; errors the kit raises on purpose
+are printed as one line and exit 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from kit.errors import KitError
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from kit.report.runner import run_reports
+
+    runs = run_reports(profile=args.profile, notebooks=args.notebooks, out=args.out, hide_code=args.hide_code)
+    failed = [r.notebook for r in runs if r.status != "ok"]
+    print(f"{len(runs) - len(failed)}/{len(runs)} notebooks ok; index: {args.out}/index.html")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from kit.profile.sysinfo import environment
+
+    print(json.dumps(environment(), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kit", description="Deploy ML models and make their inference fast.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    report = sub.add_parser("report", help="execute notebooks into HTML reports with an index page")
+    report.add_argument("--profile", default="full", choices=["quick", "full"], help="parameter profile")
+    report.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
+    report.add_argument("--out", default="reports/latest", help="output folder")
+    report.add_argument("--hide-code", action="store_true", help="leave code cells out of the HTML")
+    report.set_defaults(func=_cmd_report)
+
+    env = sub.add_parser("env", help="print the environment record reports carry")
+    env.set_defaults(func=_cmd_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KitError as exc:
+        print(f"kit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""ONNX Runtime engine: providers that tell the truth, session options, a zero-cost fast path.
+
+``predict`` hands the feeds straight to ``InferenceSession.run``; only when ONNX Runtime
+refuses them do we check the feeds against the model's specs to explain why. That keeps
+the kit's per-call overhead well under a microsecond (``benchmarks/bench_engine_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.artifacts import ModelArtifact
+from kit.engines.base import Feeds, Outputs, PredictorBase
+from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError,
+                        ModelLoadError, ProviderUnavailableError)
+from kit.specs import TensorSpec, check_feeds
+
+log = logging.getLogger(__name__)
+
+GRAPH_LEVELS = ("disable", "basic", "extended", "layout", "all")
+EXECUTION_MODES = ("sequential", "parallel")
+ProviderArg = str | tuple[str, Mapping[str, Any]]
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
+    "tensor(uint16)": np.uint16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+    "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_,
+    "tensor(string)": np.object_,
+}
+
+
+def import_onnxruntime():
+    """Import onnxruntime with its C++ logging quietened, or say what to install."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("onnxruntime-gpu", "The ONNX Runtime engine") from exc
+    ort.set_default_logger_severity(4)  # errors become exceptions the kit translates
+    return ort
+
+
+_CPP_LOCATION = re.compile(r"\S*(?:onnxruntime_src|/core/)\S*:\d+\s*")
+_CPP_SIGNATURE = re.compile(r"(?:[\w~<>]+::)+[\w~<>]+\([^()]*\)\s*")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of a third-party error, without C++ file names or signatures."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = _CPP_SIGNATURE.sub("", _CPP_LOCATION.sub("", lines[0]))
+    if "Unsupported model IR version" in text:
+        text += (" (the file was saved by a newer onnx than this ONNX Runtime reads: save it with "
+                 "a lower ir_version, e.g. model.ir_version = 10)")
+    return text[:500]
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """Session options for ONNX Runtime; names mirror ``onnxruntime.SessionOptions``.
+
+    ``providers`` are names or ``(name, options)`` pairs in priority order. A requested
+    provider that does not really load raises ``ProviderUnavailableError`` unless
+    ``allow_fallback`` is set, in which case the fallback is warned about and recorded.
+    """
+
+    providers: tuple[ProviderArg, ...] = ("CPUExecutionProvider",)
+    graph_optimization_level: str = "all"
+    intra_op_num_threads: int = 0
+    inter_op_num_threads: int = 0
+    execution_mode: str = "sequential"
+    optimized_model_filepath: str | None = None
+    allow_fallback: bool = False
+    session_config: Mapping[str, str] = field(default_factory=dict)
+    enable_profiling: bool = False
+
+    def __post_init__(self) -> None:
+        providers = self.providers
+        if isinstance(providers, (str, tuple)) and providers and isinstance(providers[0], str) \
+                and len(providers) == 2 and isinstance(providers[1], Mapping):
+            providers = (providers,)  # a single (name, options) pair
+        elif isinstance(providers, str):
+            providers = (providers,)
+        object.__setattr__(self, "providers", tuple(providers))
+        if not self.providers:
+            raise ConfigError("providers must name at least one execution provider")
+        if self.graph_optimization_level not in GRAPH_LEVELS:
+            raise ConfigError(f"graph_optimization_level must be one of {GRAPH_LEVELS}, "
+                              f"got {self.graph_optimization_level!r}")
+        if self.execution_mode not in EXECUTION_MODES:
+            raise ConfigError(f"execution_mode must be one of {EXECUTION_MODES}, got {self.execution_mode!r}")
+        for name in ("intra_op_num_threads", "inter_op_num_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an int >= 0 (0 lets ONNX Runtime choose), got {value!r}")
+
+    @property
+    def provider_names(self) -> list[str]:
+        return [p if isinstance(p, str) else p[0] for p in self.providers]
+
+    def session_options(self):
+        ort = import_onnxruntime()
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "layout": getattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT",
+                              ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization_level]
+        so.intra_op_num_threads = self.intra_op_num_threads
+        so.inter_op_num_threads = self.inter_op_num_threads
+        so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if self.execution_mode == "parallel"
+                             else ort.ExecutionMode.ORT_SEQUENTIAL)
+        if self.optimized_model_filepath:
+            so.optimized_model_filepath = str(self.optimized_model_filepath)
+        so.enable_profiling = self.enable_profiling
+        for key, value in self.session_config.items():
+            so.add_session_config_entry(key, str(value))
+        return so
+
+    def to_record(self) -> dict[str, Any]:
+        return {"providers": self.provider_names, "graph_optimization_level": self.graph_optimization_level,
+                "intra_op_num_threads": self.intra_op_num_threads,
+                "inter_op_num_threads": self.inter_op_num_threads, "execution_mode": self.execution_mode}
+
+
+def _dim(d: Any) -> int | str | None:
+    if isinstance(d, int):
+        return d if d >= 0 else None
+    return d if isinstance(d, str) and d else None
+
+
+def _specs(args: Sequence[Any]) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(a.name, np.dtype(_ORT_DTYPES.get(a.type, np.float32)),
+                            tuple(_dim(d) for d in a.shape)) for a in args)
+
+
+class OnnxRuntimeEngine(PredictorBase):
+    """A Predictor over ``onnxruntime.InferenceSession``."""
+
+    def __init__(self, model: str | os.PathLike[str] | ModelArtifact | bytes,
+                 options: OrtOptions | None = None, name: str | None = None, **overrides: Any) -> None:
+        ort = import_onnxruntime()
+        if options is None:
+            options = OrtOptions(**overrides)
+        elif overrides:
+            options = OrtOptions(**{**options.__dict__, **overrides})
+        self.options = options
+        known = set(ort.get_all_providers())
+        unknown = [p for p in options.provider_names if p not in known]
+        if unknown:
+            raise ConfigError(f"unknown execution provider(s) {unknown}; ONNX Runtime knows "
+                              f"{sorted(known)} (available here: {ort.get_available_providers()})")
+        source: bytes | str
+        if isinstance(model, bytes):
+            source, self.path, default_name = model, None, "model"
+        else:
+            path = model.path if isinstance(model, ModelArtifact) else Path(model)
+            if not path.exists():
+                raise ModelLoadError(f"ONNX model not found: {path}")
+            if path.is_dir():
+                raise ModelLoadError(f"{path} is a directory; the ONNX Runtime engine expects a .onnx file")
+            source, self.path, default_name = str(path), path, path.stem
+        self.name = name or (model.name if isinstance(model, ModelArtifact) else default_name)
+        providers = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in options.providers]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ORT warns about fallback on stderr; we report it below
+            try:
+                self._session = ort.InferenceSession(source, sess_options=options.session_options(),
+                                                     providers=providers)
+            except Exception as exc:
+                raise ModelLoadError(f"ONNX Runtime could not load {self.path or 'the model bytes'}: "
+                                     f"{first_line(exc)}") from exc
+        self.active_providers: list[str] = list(self._session.get_providers())
+        self.fallback: list[str] = [p for p in options.provider_names if p not in self.active_providers]
+        if self.fallback:
+            message = (f"requested execution provider(s) {self.fallback} did not load for {self.name}; "
+                       f"the session runs on {self.active_providers}")
+            if not options.allow_fallback:
+                self._session = None
+                raise ProviderUnavailableError(message + " (pass allow_fallback=True to accept that)")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log.warning(message)
+        self._input_specs = _specs(self._session.get_inputs())
+        self._output_specs = _specs(self._session.get_outputs())
+        self._output_names = [s.name for s in self._output_specs]
+
+    @property
+    def session(self):
+        """The underlying ``InferenceSession`` for what the kit does not wrap (IO binding...)."""
+        if self._session is None:
+            raise Closed(f"engine {self.name!r} is closed")
+        return self._session
+
+    def predict(self, feeds: Feeds) -> Outputs:
+        try:
+            return dict(zip(self._output_names, self._session.run(self._output_names, feeds)))
+        except Exception as exc:  # only the slow path pays for explaining
+            arrays = self._explain(exc, feeds)
+        try:
+            return dict(zip(self._output_names, self._session.run(self._output_names, arrays)))
+        except Exception as exc:
+            raise InferenceError(f"ONNX Runtime failed on {self.name!r}: {first_line(exc)}") from exc
+
+    def _explain(self, exc: Exception, feeds: Feeds) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise Closed(f"engine {self.name!r} is closed") from exc
+        arrays = check_feeds(self._input_specs, feeds)  # raises InputError naming the expectation
+        if all(isinstance(feeds[k], np.ndarray) for k in arrays):
+            raise InputError(f"ONNX Runtime refused the inputs of {self.name!r}: {first_line(exc)}; "
+                             f"the model expects {'; '.join(map(str, self._input_specs))}") from exc
+        return arrays  # lists or scalars converted: run again
+
+    def _close(self) -> None:
+        self._session = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"predictor": type(self).__name__, "engine": "onnxruntime", "name": self.name,
+                "requested_providers": self.options.provider_names, "providers": self.active_providers,
+                "fallback": self.fallback, **{k: v for k, v in self.options.to_record().items()
+                                              if k != "providers"}}

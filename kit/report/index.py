@@ -1,0 +1,63 @@
+"""The report index: one HTML page linking every notebook report with status and headline."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def write_index(out_dir: Path, summary: dict[str, Any]) -> Path:
+    """Write ``index.html`` from a run summary (as saved in ``run.json``)."""
+    env = summary.get("environment", {})
+    rows = []
+    for nb in summary["notebooks"]:
+        link = f'<a href="{html.escape(nb["html"])}">{html.escape(nb["notebook"])}</a>' if nb.get("html") \
+            else html.escape(nb["notebook"])
+        status = nb["status"]
+        detail = html.escape(nb.get("error") or "")
+        if nb.get("failed_cell") is not None:
+            detail = f"cell {nb['failed_cell']}: {detail}"
+        figures = "<br>".join(f"{html.escape(k)}: <b>{_fmt(v)}</b>" for k, v in nb.get("headline", {}).items())
+        rows.append(f'<tr class="{status}"><td>{link}</td><td>{status}</td><td>{nb["seconds"]:.1f}</td>'
+                    f"<td>{figures}</td><td>{detail}</td></tr>")
+    failed = sum(nb["status"] != "ok" for nb in summary["notebooks"])
+    comparison = ""
+    for extra in sorted(out_dir.glob("compare*.html")):
+        comparison += f'<p><a href="{extra.name}">Comparison: {html.escape(extra.stem)}</a></p>'
+    env_rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>"
+                       for k, v in env.items() if k != "libraries")
+    libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>kit reports ({html.escape(summary['profile'])})</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }}
+tr.ok td:nth-child(2) {{ color: #070; }} tr.failed td:nth-child(2) {{ color: #b00; font-weight: bold; }}
+</style></head><body>
+<h1>kit performance reports</h1>
+<p>Profile <b>{html.escape(summary['profile'])}</b>; {len(summary['notebooks'])} notebooks,
+{failed} failed; {summary['seconds']:.0f} s in all. Parameters, results and environment of each notebook
+are in the JSON files beside this page (<code>run.json</code>, <code>*.params.json</code>,
+<code>*.results.json</code>).</p>
+{comparison}
+<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>headline</th><th>error</th></tr>
+{''.join(rows)}</table>
+<h2>Environment</h2><table>{env_rows}</table><p>{html.escape(libs)}</p>
+</body></html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def load_summary(out_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / "run.json").read_text())

@@ -1,0 +1,41 @@
+"""Parameter profiles: one folder, ``notebooks/profiles/``, one JSON file per notebook.
+
+A notebook's ``parameters`` cell holds the ``full`` values a researcher sees; each
+profile file overrides them per profile (``{"quick": {...}, "full": {}}``), so CI's
+``quick`` run and a real study execute the very same notebook.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kit.errors import ConfigError
+
+PROFILES = ("quick", "full")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PROFILE_DIR = NOTEBOOK_DIR / "profiles"
+
+
+def list_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The notebooks the main job runs, in name order (``00_...`` first)."""
+    return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
+
+
+def profile_parameters(notebook: str | Path, profile: str, profile_dir: Path = PROFILE_DIR) -> dict[str, Any]:
+    """Parameters that ``profile`` passes to ``notebook`` (empty: the notebook's own values)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    path = profile_dir / f"{Path(notebook).stem}.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"profile file {path} is not valid JSON: {exc}") from exc
+    params = data.get(profile, {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"profile {profile!r} in {path} must be an object of parameter values")
+    return params

@@ -1,0 +1,142 @@
+"""The main job: execute notebooks with papermill, export HTML, write an index.
+
+Each notebook gets ``<stem>.ipynb`` (executed), ``<stem>.html``, ``<stem>.params.json``
+and ``<stem>.results.json``; the run gets ``environment.json``, ``run.json`` and
+``index.html``. A failing notebook is recorded as failed with its error and the others
+still run; the caller exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit.errors import ConfigError
+from kit.report.index import write_index
+from kit.report.profiles import NOTEBOOK_DIR, list_notebooks, profile_parameters
+from kit.report.publish import HEADLESS_ENV, RESULTS_ENV
+
+log = logging.getLogger(__name__)
+
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1", "PYTHONWARNINGS": "ignore",
+             "ABSL_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+
+
+@dataclass
+class NotebookRun:
+    """Outcome of one notebook: status, timings, error and where its files are."""
+
+    notebook: str
+    status: str = "pending"
+    seconds: float = 0.0
+    error: str | None = None
+    failed_cell: int | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    headline: dict[str, Any] = field(default_factory=dict)
+    html: str | None = None
+
+
+def resolve_notebooks(names: Sequence[str] | None, directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """Notebook paths from names such as ``00_engines``, ``00_engines.ipynb`` or a path."""
+    available = list_notebooks(directory)
+    if not names:
+        return available
+    chosen = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.exists():
+            chosen.append(path)
+            continue
+        matches = [p for p in available if p.stem == path.stem or p.stem.startswith(path.stem)]
+        if len(matches) != 1:
+            raise ConfigError(f"notebook {name!r} matches {[p.name for p in matches] or 'nothing'}; "
+                              f"available: {[p.stem for p in available]}")
+        chosen.append(matches[0])
+    return chosen
+
+
+def export_html(executed: Path, target: Path, hide_code: bool = False) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    target.write_text(body, encoding="utf-8")
+
+
+def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = False,
+                 extra_parameters: dict[str, Any] | None = None, timeout_s: int = 1800) -> NotebookRun:
+    """Execute one notebook into ``out_dir``; never raises for a notebook's own failure."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    params = {**profile_parameters(notebook, profile), **(extra_parameters or {})}
+    run = NotebookRun(notebook=notebook.stem, parameters=params)
+    executed = out_dir / f"{notebook.stem}.ipynb"
+    results = out_dir / f"{notebook.stem}.results.json"
+    results.unlink(missing_ok=True)
+    (out_dir / f"{notebook.stem}.params.json").write_text(json.dumps(params, indent=2))
+    saved_env = {k: os.environ.get(k) for k in (RESULTS_ENV, HEADLESS_ENV, *QUIET_ENV)}
+    os.environ.update({RESULTS_ENV: str(results.resolve()), HEADLESS_ENV: "1", **QUIET_ENV})
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
+                            progress_bar=False, cwd=str(notebook.parent), execution_timeout=timeout_s,
+                            log_output=False)
+        run.status = "ok"
+    except PapermillExecutionError as exc:
+        run.status, run.failed_cell = "failed", exc.exec_count
+        run.error = f"{exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel died, timeout, bad notebook: record and go on
+        run.status, run.error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        run.seconds = time.perf_counter() - start
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if results.exists():
+        run.headline = json.loads(results.read_text()).get("headline", {})
+    if executed.exists():
+        html = out_dir / f"{notebook.stem}.html"
+        try:
+            export_html(executed, html, hide_code)
+            run.html = html.name
+        except Exception as exc:  # the run is still recorded; the index says why there is no page
+            run.error = (run.error or "") + f" (HTML export failed: {exc})"
+    return run
+
+
+def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,
+                out: str | Path = "reports/latest", hide_code: bool = False) -> list[NotebookRun]:
+    """Run every (or the named) notebook with ``profile`` into ``out`` and write the index."""
+    from tqdm.auto import tqdm
+
+    from kit.profile.sysinfo import environment
+
+    paths = resolve_notebooks(notebooks)
+    for path in paths:
+        profile_parameters(path, profile)  # fail fast on a bad profile before running anything
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "environment.json").write_text(json.dumps(environment(), indent=2, default=str))
+    runs: list[NotebookRun] = []
+    started = time.time()
+    bar = tqdm(paths, desc=f"kit report ({profile})", unit="notebook")
+    for path in bar:
+        bar.set_postfix_str(path.stem)
+        run = run_notebook(path, out_dir, profile, hide_code)
+        runs.append(run)
+        bar.write(f"{run.status:>6}  {run.seconds:6.1f} s  {path.stem}" + (f"  {run.error}" if run.error else ""))
+    summary = {"profile": profile, "started": started, "seconds": time.time() - started,
+               "environment": environment(), "notebooks": [asdict(r) for r in runs]}
+    (out_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_index(out_dir, summary)
+    return runs
