@@ -49,7 +49,7 @@ def import_onnxruntime():
     return ort
 
 
-_CPP_LOCATION = re.compile(r"\S*(?:onnxruntime_src|/core/)\S*:\d+\s*")
+_CPP_LOCATION = re.compile(r"/[^\s:]*(?:onnxruntime_src|/core/)[^\s:]*:\d+\s*")
 _CPP_SIGNATURE = re.compile(r"(?:[\w~<>]+::)+[\w~<>]+\([^()]*\)\s*")
 
 
