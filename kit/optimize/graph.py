@@ -1,0 +1,184 @@
+"""Graph optimization: onnxoptimizer passes and ONNX Runtime's offline optimization, with a diff.
+
+Both return a new artifact with lineage. The pass list is checked against
+``onnxoptimizer.get_available_passes()`` so a typo fails with the valid names instead
+of being ignored. ONNX Runtime's optimized model at level ``all`` holds CPU-specific
+ops, so that artifact records the CPU it was made on; and because a saved optimized
+model can keep graph inputs nothing consumes, every result is loaded and run against
+its parent before it is returned (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.artifacts import ModelArtifact, atomic_output
+from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError
+from kit.optimize.quantize_onnx import input_specs, op_types
+from kit.specs import synthetic_feeds
+
+log = logging.getLogger(__name__)
+
+ORT_LEVELS = ("basic", "extended", "layout", "all")
+DEFAULT_PASSES = ("eliminate_deadend", "eliminate_identity", "eliminate_nop_dropout", "eliminate_nop_transpose",
+                  "eliminate_unused_initializer", "extract_constant_to_initializer", "fuse_bn_into_conv",
+                  "fuse_consecutive_transposes", "fuse_matmul_add_bias_into_gemm", "fuse_pad_into_conv",
+                  "fuse_transpose_into_gemm")
+
+
+def available_passes() -> list[str]:
+    try:
+        import onnxoptimizer
+    except ImportError as exc:
+        raise MissingDependencyError("onnxoptimizer", "Graph optimization with onnxoptimizer") from exc
+    return list(onnxoptimizer.get_available_passes())
+
+
+@dataclass(frozen=True)
+class PassConfig:
+    """An onnxoptimizer pass list, validated against the installed onnxoptimizer; duplicates dropped."""
+
+    passes: tuple[str, ...] = DEFAULT_PASSES
+    fixed_point: bool = False
+
+    def __post_init__(self) -> None:
+        passes = (self.passes,) if isinstance(self.passes, str) else tuple(self.passes)
+        if not passes:
+            raise ConfigError("passes must name at least one onnxoptimizer pass")
+        valid = available_passes()
+        unknown = [p for p in passes if p not in valid]
+        if unknown:
+            raise ConfigError(f"unknown onnxoptimizer pass(es) {unknown}; valid passes are {sorted(valid)}")
+        object.__setattr__(self, "passes", tuple(dict.fromkeys(passes)))
+
+
+def _load(artifact: ModelArtifact):
+    import onnx
+
+    if artifact.format != "onnx":
+        raise ModelLoadError(f"{artifact.name} is a {artifact.format} model; graph optimization takes ONNX")
+    try:
+        return onnx.load(str(artifact.path))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read {artifact.path} as ONNX: {exc}") from exc
+
+
+def _drop_unconsumed_inputs(model) -> list[str]:
+    """Remove graph inputs that no node and no output uses (ORT's saved models can keep them)."""
+    used = {i for node in model.graph.node for i in node.input} | {o.name for o in model.graph.output}
+    dropped = [v.name for v in model.graph.input if v.name not in used]
+    for value in [v for v in model.graph.input if v.name in dropped]:
+        model.graph.input.remove(value)
+    return dropped
+
+
+def check_agreement(parent: ModelArtifact, child_path: Path, seed: int = 0) -> dict[str, float]:
+    """Run parent and child on the same synthetic feeds; max abs difference over all outputs."""
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    try:
+        with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
+                OnnxRuntimeEngine(child_path, graph_optimization_level="disable") as new:
+            feeds = synthetic_feeds(ref.input_specs, batch_size=2, seed=seed)
+            want, got = ref.predict(feeds), new.predict(feeds)
+    except KitError as exc:
+        raise ModelLoadError(f"the optimized model of {parent.name} does not run ({exc})") from exc
+    if set(want) != set(got):
+        raise ModelLoadError(f"the optimized model of {parent.name} has outputs {sorted(got)}, expected {sorted(want)}")
+    err = max(float(np.max(np.abs(want[k].astype(np.float64) - got[k].astype(np.float64)))) if want[k].size else 0.0
+              for k in want)
+    if not np.isfinite(err):
+        raise ModelLoadError(f"the optimized model of {parent.name} returns non-finite values")
+    return {"max_abs_diff_vs_parent": err}
+
+
+def apply_passes(artifact: ModelArtifact, config: PassConfig | None = None, out: str | Path | None = None,
+                 **overrides: Any) -> ModelArtifact:
+    """Run onnxoptimizer's passes; the result is checked to run and agree with its parent."""
+    import onnx
+    import onnxoptimizer
+
+    config = config or PassConfig(**overrides)
+    model = _load(artifact)
+    try:
+        optimized = onnxoptimizer.optimize(model, list(config.passes), fixed_point=config.fixed_point)
+    except Exception as exc:
+        raise ModelLoadError(f"onnxoptimizer failed on {artifact.name}: {str(exc).splitlines()[0]}") from exc
+    optimized.ir_version = min(optimized.ir_version, 10)
+    target = Path(out) if out else artifact.path.parent / f"{artifact.name}.onnxopt.onnx"
+    with atomic_output(target) as tmp:
+        onnx.save(optimized, str(tmp))
+        metrics = check_agreement(artifact, tmp)
+    return artifact.derive(target, "onnxoptimizer", name=f"{artifact.name}-onnxopt",
+                           params={"passes": list(config.passes), "fixed_point": config.fixed_point},
+                           metrics=metrics)
+
+
+def ort_optimize(artifact: ModelArtifact, level: str = "extended", out: str | Path | None = None) -> ModelArtifact:
+    """ONNX Runtime's offline optimization at ``level``, written to disk and checked to run.
+
+    At ``layout``/``all`` the file holds CPU-specific ops (NCHWc): it is only valid on the
+    CPU recorded in its params.
+    """
+    import onnx
+
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.profile.sysinfo import cpu_model
+
+    if level not in ORT_LEVELS:
+        raise ConfigError(f"level must be one of {ORT_LEVELS}, got {level!r}")
+    _load(artifact)  # a clear error for a non-ONNX or unreadable file
+    target = Path(out) if out else artifact.path.parent / f"{artifact.name}.ort-{level}.onnx"
+    with atomic_output(target) as tmp:
+        raw = tmp.with_name("raw.onnx")
+        OnnxRuntimeEngine(artifact, graph_optimization_level=level, optimized_model_filepath=str(raw)).close()
+        model = onnx.load(str(raw))
+        raw.unlink()
+        dropped = _drop_unconsumed_inputs(model)
+        onnx.save(model, str(tmp))
+        metrics = check_agreement(artifact, tmp)
+    params: dict[str, Any] = {"level": level, "hardware_specific": level in ("layout", "all")}
+    if params["hardware_specific"]:
+        params["cpu"] = cpu_model()
+    if dropped:
+        params["unconsumed_inputs_dropped"] = dropped
+    return artifact.derive(target, "ort_optimize", name=f"{artifact.name}-ort-{level}", params=params,
+                           metrics=metrics)
+
+
+def op_histogram(artifact: ModelArtifact) -> dict[str, int]:
+    """Op type -> node count of the main graph."""
+    return op_types(_load(artifact))
+
+
+def graph_diff(before: ModelArtifact, after: ModelArtifact):  # -> pandas.DataFrame
+    """Per op type: count before, after and the change; a ``TOTAL`` row last."""
+    import pandas as pd
+
+    a, b = op_histogram(before), op_histogram(after)
+    rows = [{"op_type": op, "before": a.get(op, 0), "after": b.get(op, 0)} for op in sorted(set(a) | set(b))]
+    frame = pd.DataFrame(rows, columns=["op_type", "before", "after"])
+    frame["change"] = frame["after"] - frame["before"]
+    frame = frame.sort_values(["change", "op_type"], key=lambda c: c.abs() if c.name == "change" else c,
+                              ascending=[False, True])
+    total = pd.DataFrame([{"op_type": "TOTAL", "before": sum(a.values()), "after": sum(b.values()),
+                           "change": sum(b.values()) - sum(a.values())}])
+    return pd.concat([frame, total], ignore_index=True)
+
+
+def graph_summary(artifacts: list[ModelArtifact]):  # -> pandas.DataFrame
+    """One row per artifact: node count, distinct op types, inputs, size."""
+    import pandas as pd
+
+    rows = []
+    for art in artifacts:
+        model = _load(art)
+        rows.append({"name": art.name, "nodes": len(model.graph.node), "op_types": len(op_types(model)),
+                     "inputs": len(input_specs(model)), "size_kb": art.size_bytes / 1024,
+                     "lineage": art.describe()})
+    return pd.DataFrame(rows)

@@ -1,0 +1,523 @@
+"""ONNX Runtime quantization and float16 conversion: artifact in, new artifact with lineage out.
+
+The work is done by ``onnxruntime.quantization`` (dynamic, static with calibration,
+pre-processing) and ``onnxconverter_common.float16``; this module adds what a user
+needs around them: typed configs, calibration from real samples checked against the
+model's inputs, the repairs that models from elsewhere need (old opsets, initializers
+listed as graph inputs), a check that the written model loads and runs, an error that
+says what to do when nothing could be quantized, and never a broken file on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.artifacts import ModelArtifact, atomic_output
+from kit.errors import ConfigError, InputError, KitError, QuantizationError
+from kit.specs import TensorSpec, check_feeds, synthetic_feeds
+
+log = logging.getLogger(__name__)
+
+QUANT_TYPES = ("int8", "uint8")
+FORMATS = ("qdq", "qoperator")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+MIN_OPSET = 13  # QDQ per-channel and most quantized kernels need opset >= 13
+_WEIGHT_INPUT = {"MatMul": 1, "Gemm": 1, "Conv": 1, "ConvTranspose": 1, "Attention": 1}
+_SHORT = {"int8": "s8", "uint8": "u8"}
+
+Calibration = Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]
+
+
+def _tuple(value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{name} must be a list of non-empty names, got {value!r}")
+    return tuple(value)
+
+
+def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DynamicQuantConfig:
+    """Weights quantized offline, activations at run time (``quantize_dynamic``).
+
+    ``op_types`` limits which op types are quantized (empty: ORT's default set);
+    ``exclude_nodes``/``exclude_op_types`` keep those nodes in float32.
+    ``preprocess`` runs ORT's shape inference and optimization first (folds weights that
+    are computed at run time into constants, so they can be quantized).
+    """
+
+    weight_type: str = "int8"
+    per_channel: bool = False
+    reduce_range: bool = False
+    op_types: tuple[str, ...] = ()
+    exclude_nodes: tuple[str, ...] = ()
+    exclude_op_types: tuple[str, ...] = ()
+    preprocess: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice(self.weight_type, QUANT_TYPES, "weight_type")
+        for name in ("op_types", "exclude_nodes", "exclude_op_types"):
+            object.__setattr__(self, name, _tuple(getattr(self, name), name))
+
+    @property
+    def tag(self) -> str:
+        return ("dyn-" + _SHORT[self.weight_type] + ("-pc" if self.per_channel else "")
+                + ("-rr" if self.reduce_range else ""))
+
+
+@dataclass(frozen=True)
+class StaticQuantConfig:
+    """Weights and activations quantized offline from calibration over real samples.
+
+    ``activation_type`` and ``weight_type`` are chosen independently (U8S8 is
+    ``uint8``/``int8``; S8S8 is ``int8``/``int8``): which is faster depends on the CPU,
+    so measure both. ``calibration_samples`` caps how many samples calibrate;
+    ``calibration_batch_size`` how many go through the model at once (a model with a
+    fixed batch dimension dictates its own).
+    """
+
+    format: str = "qdq"
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    calibration: str = "minmax"
+    calibration_samples: int = 64
+    calibration_batch_size: int = 8
+    percentile: float = 99.999
+    per_channel: bool = False
+    reduce_range: bool = False
+    op_types: tuple[str, ...] = ()
+    exclude_nodes: tuple[str, ...] = ()
+    exclude_op_types: tuple[str, ...] = ()
+    preprocess: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice(self.format, FORMATS, "format")
+        _check_choice(self.activation_type, QUANT_TYPES, "activation_type")
+        _check_choice(self.weight_type, QUANT_TYPES, "weight_type")
+        _check_choice(self.calibration, CALIBRATION_METHODS, "calibration")
+        if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
+            raise ConfigError(f"calibration_samples must be an int >= 1, got {self.calibration_samples!r}")
+        if not isinstance(self.calibration_batch_size, int) or self.calibration_batch_size < 1:
+            raise ConfigError(f"calibration_batch_size must be an int >= 1, got {self.calibration_batch_size!r}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ConfigError(f"percentile must be in (50, 100], got {self.percentile!r}")
+        for name in ("op_types", "exclude_nodes", "exclude_op_types"):
+            object.__setattr__(self, name, _tuple(getattr(self, name), name))
+
+    @property
+    def tag(self) -> str:
+        return (f"{self.format}-{_SHORT[self.activation_type]}{_SHORT[self.weight_type]}-{self.calibration}"
+                + ("-pc" if self.per_channel else "") + ("-rr" if self.reduce_range else ""))
+
+
+@dataclass(frozen=True)
+class Float16Config:
+    """float16 weights and compute with float32 inputs and outputs kept (``keep_io_types``)."""
+
+    keep_io_types: bool = True
+    exclude_op_types: tuple[str, ...] = ()
+    exclude_nodes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("exclude_op_types", "exclude_nodes"):
+            object.__setattr__(self, name, _tuple(getattr(self, name), name))
+
+    @property
+    def tag(self) -> str:
+        return "fp16"
+
+
+# ---------------------------------------------------------------- model inspection helpers
+
+def _onnx():
+    import onnx
+
+    return onnx
+
+
+def input_specs(model) -> tuple[TensorSpec, ...]:
+    """Real inputs of an ``onnx.ModelProto`` (graph inputs that are not initializers)."""
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in inits:
+            continue
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
+        specs.append(TensorSpec(value.name, helper.tensor_dtype_to_np_dtype(tensor.elem_type), dims))
+    return tuple(specs)
+
+
+def op_types(model) -> dict[str, int]:
+    """Op-type histogram of a model's main graph."""
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def _quantized_count(model) -> int:
+    onnx = _onnx()
+    ops = sum(n for op, n in op_types(model).items()
+              if "Integer" in op or op.startswith(("QLinear", "Quantize", "DynamicQuantize", "QGemm", "QAttention"))
+              or op == "MatMulNBits")
+    int_weights = sum(1 for i in model.graph.initializer
+                      if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(i.dims) > 1)
+    return ops + int_weights
+
+
+def _runtime_weights(model) -> list[str]:
+    """Nodes whose weight input is computed at run time rather than stored as an initializer."""
+    inits = {i.name for i in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    found = []
+    for node in model.graph.node:
+        idx = _WEIGHT_INPUT.get(node.op_type)
+        if idx is None or len(node.input) <= idx or node.input[idx] in inits:
+            continue
+        producer = producers.get(node.input[idx])
+        if producer is not None and producer.op_type != "DequantizeLinear":
+            found.append(f"{node.name or node.op_type} (weight from {producer.op_type})")
+    return found
+
+
+def _cpu_note() -> dict[str, Any]:
+    from kit.profile.sysinfo import environment
+
+    env = environment()
+    return {"cpu_model": env["cpu_model"], "cpu_int8_flags": env["int8_flags"], "cpu_fast_int8": env["fast_int8"]}
+
+
+def warn_if_slow_int8(reduce_range: bool) -> None:
+    """Warn when the CPU lacks VNNI-class int8 instructions, where int8 can lose to float32."""
+    from kit.profile.sysinfo import has_fast_int8
+
+    if not has_fast_int8():
+        message = ("this CPU has no VNNI/AMX/dot-product int8 instructions: int8 models may run slower than "
+                   "float32 here, so measure them (kit.optimize.evaluate.evaluate)")
+        if not reduce_range:
+            message += "; use reduce_range=True (7-bit weights) to avoid saturation in the int8 kernels"
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        log.warning(message)
+
+
+@contextmanager
+def quiet_ort_quantization() -> Iterator[None]:
+    """Silence ORT quantization's prints and root-logger warnings (kit logs what matters)."""
+    class _DropOrt(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "onnxruntime" not in record.pathname
+
+    handler, drop = logging.NullHandler(), _DropOrt()
+    root = logging.getLogger()
+    root.addHandler(handler)  # stops logging.warning() from calling basicConfig
+    root.addFilter(drop)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        root.removeFilter(drop)
+        root.removeHandler(handler)
+
+
+def _default_out(artifact: ModelArtifact, tag: str, out: str | Path | None) -> Path:
+    if out is not None:
+        return Path(out)
+    return artifact.path.parent / f"{artifact.name}.{tag}.onnx"
+
+
+def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[Path, dict[str, Any]]:
+    """A copy of the model that ORT's quantizer takes, plus notes on what was changed.
+
+    Upgrades opsets below 13, drops initializers that are also listed as graph inputs
+    (a runtime override of a quantized weight cannot work), then optionally runs
+    ``quant_pre_process`` (symbolic shape inference and ORT's basic optimizations).
+    """
+    onnx = _onnx()
+    if artifact.format != "onnx":
+        raise QuantizationError(f"{artifact.name} is a {artifact.format} model; ONNX Runtime quantization "
+                                f"takes an ONNX model (convert it with kit.optimize.convert first)")
+    try:
+        model = onnx.load(str(artifact.path))
+    except Exception as exc:
+        raise QuantizationError(f"cannot read {artifact.path} as ONNX: {exc}") from exc
+    notes: dict[str, Any] = {}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if opset < MIN_OPSET:
+        from onnx import version_converter
+
+        try:
+            model = version_converter.convert_version(model, MIN_OPSET)
+        except Exception as exc:
+            raise QuantizationError(f"{artifact.name} uses opset {opset}, below the {MIN_OPSET} that quantization "
+                                    f"needs, and onnx could not upgrade it ({str(exc).splitlines()[0]}); "
+                                    f"re-export the model at opset >= {MIN_OPSET}") from exc
+        notes["opset_upgraded_from"] = opset
+    inits = {i.name for i in model.graph.initializer}
+    listed = [v for v in model.graph.input if v.name in inits]
+    if listed:
+        for value in listed:
+            model.graph.input.remove(value)
+        notes["initializer_inputs_removed"] = len(listed)
+    model.ir_version = min(model.ir_version, 10)
+    prepared = workdir / "prepared.onnx"
+    onnx.save(model, str(prepared))
+    if not preprocess:
+        return prepared, notes
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    processed = workdir / "preprocessed.onnx"
+    try:
+        with quiet_ort_quantization():
+            quant_pre_process(str(prepared), str(processed))
+    except Exception as exc:
+        raise QuantizationError(f"ORT pre-processing (shape inference + optimization) failed on {artifact.name}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; pass "
+                                f"preprocess=False to quantize the model as given") from exc
+    notes["preprocessed"] = True
+    return processed, notes
+
+
+def _exclusions(path: Path, exclude_nodes: tuple[str, ...], exclude_op_types: tuple[str, ...]) -> list[str]:
+    model = _onnx().load(str(path), load_external_data=False)
+    names = {n.name for n in model.graph.node}
+    missing = [n for n in exclude_nodes if n not in names]
+    if missing:
+        raise ConfigError(f"exclude_nodes names nodes the model does not have: {missing}; "
+                          f"it has e.g. {sorted(names)[:10]}")
+    return list(exclude_nodes) + [n.name for n in model.graph.node
+                                  if n.op_type in exclude_op_types and n.name not in exclude_nodes]
+
+
+def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None) -> None:
+    """Load ``path`` in ONNX Runtime and run it once, or raise ``QuantizationError``."""
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    try:
+        with OnnxRuntimeEngine(path, name=name, graph_optimization_level="disable") as engine:
+            engine.predict(feeds if feeds is not None else synthetic_feeds(engine.input_specs))
+    except KitError as exc:
+        raise QuantizationError(f"the quantized model {name} does not run in ONNX Runtime ({exc}); "
+                                f"exclude the failing nodes or op types and try again") from exc
+
+
+def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, feeds=None) -> None:
+    model = _onnx().load(str(tmp), load_external_data=False)
+    if _quantized_count(model) == 0:
+        original = _onnx().load(str(source), load_external_data=False)
+        runtime = _runtime_weights(original)
+        why = (f"the weights of {runtime[:5]} are computed at run time rather than stored as initializers, so "
+               f"there is nothing to quantize; run offline optimization first to fold them into constants "
+               f"(preprocess=True, or kit.optimize.graph.ort_optimize(level='basic'))" if runtime else
+               f"it has no op ONNX Runtime quantizes here (ops: {sorted(op_types(original))}); check op_types "
+               f"and the exclusions")
+        raise QuantizationError(f"nothing in {artifact.name} was quantized: {why}")
+    verify(tmp, name, feeds)
+
+
+# ---------------------------------------------------------------- transforms
+
+def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None = None,
+                     out: str | Path | None = None, **overrides: Any) -> ModelArtifact:
+    """Dynamic int8 quantization (``onnxruntime.quantization.quantize_dynamic``)."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    config = config or DynamicQuantConfig(**overrides)
+    warn_if_slow_int8(config.reduce_range)
+    target = _default_out(artifact, config.tag, out)
+    name = f"{artifact.name}-{config.tag}"
+    qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    with tempfile.TemporaryDirectory(prefix="kit-quant-") as work:
+        source, notes = prepare(artifact, Path(work), config.preprocess)
+        exclude = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
+        with atomic_output(target) as tmp:
+            try:
+                with quiet_ort_quantization():
+                    ort_quantize_dynamic(str(source), str(tmp), weight_type=qtype[config.weight_type],
+                                         per_channel=config.per_channel, reduce_range=config.reduce_range,
+                                         op_types_to_quantize=list(config.op_types) or None,
+                                         nodes_to_exclude=exclude or None)
+            except Exception as exc:
+                raise QuantizationError(f"dynamic quantization of {artifact.name} failed: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                                        f"try preprocess=True, or exclude the op types named") from exc
+            _finish(artifact, tmp, source, name)
+    return artifact.derive(target, "quantize_dynamic", name=name, params={**asdict(config), **notes},
+                           metrics=_cpu_note())
+
+
+class FeedsReader:
+    """A ``CalibrationDataReader`` over real samples, checked against the model's inputs.
+
+    ``data`` is either a mapping of input name to an array of samples (first axis) or a
+    sequence of feed dicts. Batches of ``batch_size`` samples are handed out in order.
+    """
+
+    def __init__(self, specs: Sequence[TensorSpec], data: Calibration, max_samples: int, batch_size: int) -> None:
+        self.specs = tuple(specs)
+        batches = list(self._batches(data, max_samples, batch_size))
+        if not batches:
+            raise InputError(f"calibration data is empty; pass at least one real sample for each input "
+                             f"({'; '.join(map(str, self.specs))})")
+        self.batches = batches
+        self.samples = sum(next(iter(b.values())).shape[0] if b else 0 for b in batches)
+        self._iter: Iterator[dict[str, np.ndarray]] = iter(self.batches)
+
+    def _batches(self, data: Calibration, max_samples: int, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        fixed = {s.shape[0] for s in self.specs if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0}
+        fixed_batch = fixed.pop() if len(fixed) == 1 else None
+        step = fixed_batch or batch_size
+        if isinstance(data, Mapping):
+            arrays = {k: np.asarray(v) for k, v in data.items()}
+            sizes = {a.shape[0] if a.ndim else 0 for a in arrays.values()}
+            if len(sizes) > 1:
+                raise InputError(f"calibration arrays disagree on the number of samples: "
+                                 f"{ {k: a.shape for k, a in arrays.items()} }")
+            count = min(sizes.pop() if sizes else 0, max_samples)
+            for start in range(0, count - step + 1 if fixed_batch else count, step):
+                yield check_feeds(self.specs, {k: a[start:start + step] for k, a in arrays.items()})
+            return
+        taken = 0
+        for feeds in data:
+            if taken >= max_samples:
+                return
+            checked = check_feeds(self.specs, feeds)
+            taken += next(iter(checked.values())).shape[0] if checked else 1
+            yield checked
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self.batches)
+
+
+def _reader(source: Path, data: Calibration, config: StaticQuantConfig):
+    specs = input_specs(_onnx().load(str(source), load_external_data=False))
+    try:
+        reader = FeedsReader(specs, data, config.calibration_samples, config.calibration_batch_size)
+    except InputError as exc:
+        raise InputError(f"bad calibration data: {exc}") from exc
+    return reader  # a CalibrationDataReader by its get_next (the ABC's subclass hook)
+
+
+def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: StaticQuantConfig | None = None,
+                    out: str | Path | None = None, **overrides: Any) -> ModelArtifact:
+    """Static quantization calibrated on ``calibration`` (real samples: name -> array, or feed dicts)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    config = config or StaticQuantConfig(**overrides)
+    warn_if_slow_int8(config.reduce_range)
+    target = _default_out(artifact, config.tag, out)
+    name = f"{artifact.name}-{config.tag}"
+    qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[config.calibration]
+    extra = {"CalibPercentile": config.percentile} if config.calibration == "percentile" else {}
+    with tempfile.TemporaryDirectory(prefix="kit-quant-") as work:
+        source, notes = prepare(artifact, Path(work), config.preprocess)
+        reader = _reader(source, calibration, config)
+        exclude = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
+        with atomic_output(target) as tmp:
+            fmt = QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator
+            try:
+                with quiet_ort_quantization():
+                    ort_quantize_static(str(source), str(tmp), reader, quant_format=fmt,
+                                        activation_type=qtype[config.activation_type],
+                                        weight_type=qtype[config.weight_type], calibrate_method=method,
+                                        per_channel=config.per_channel, reduce_range=config.reduce_range,
+                                        op_types_to_quantize=list(config.op_types) or None,
+                                        nodes_to_exclude=exclude or None, extra_options=extra)
+            except KitError:
+                raise
+            except Exception as exc:
+                raise QuantizationError(f"static quantization of {artifact.name} failed: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                                        f"try preprocess=True, or exclude the op types named") from exc
+            _finish(artifact, tmp, source, name, feeds=reader.batches[0])
+    params = {**asdict(config), **notes, "calibration_samples_used": reader.samples}
+    return artifact.derive(target, "quantize_static", name=name, params=params, metrics=_cpu_note())
+
+
+def _split_consumed_outputs(model) -> int:
+    """Give each graph output that other nodes also read its own Identity; returns how many.
+
+    ``convert_float_to_float16(keep_io_types=True)`` casts such an output back to float32
+    and then feeds that float32 tensor to the float16 consumers, which ONNX Runtime
+    rejects (type mismatch); routing the output through an Identity avoids it.
+    """
+    from onnx import helper
+
+    outputs = {o.name for o in model.graph.output}
+    consumed = {i for node in model.graph.node for i in node.input} & outputs
+    for name in consumed:
+        inner = f"{name}__kit_inner"
+        for node in model.graph.node:
+            for idx, value in enumerate(node.output):
+                if value == name:
+                    node.output[idx] = inner
+            for idx, value in enumerate(node.input):
+                if value == name:
+                    node.input[idx] = inner
+        model.graph.node.append(helper.make_node("Identity", [inner], [name], name=f"{name}__kit_output"))
+    return len(consumed)
+
+
+def to_float16(artifact: ModelArtifact, config: Float16Config | None = None, out: str | Path | None = None,
+               **overrides: Any) -> ModelArtifact:
+    """float16 conversion (``onnxconverter_common.float16``), float32 I/O kept by default.
+
+    Check the result against its float32 parent before trusting it: float16 can overflow
+    to inf/NaN on some models (DESIGN.md §6); ``evaluate`` does that.
+    """
+    try:
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        from kit.errors import MissingDependencyError
+
+        raise MissingDependencyError("onnxconverter-common", "float16 conversion") from exc
+    config = config or Float16Config(**overrides)
+    target = _default_out(artifact, config.tag, out)
+    name = f"{artifact.name}-{config.tag}"
+    with tempfile.TemporaryDirectory(prefix="kit-fp16-") as work:
+        source, notes = prepare(artifact, Path(work), preprocess=False)
+        onnx = _onnx()
+        model = onnx.load(str(source))
+        if _split_consumed_outputs(model):
+            notes["outputs_split"] = True
+        nodes = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
+        with atomic_output(target) as tmp:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "value truncated" chatter: quality is checked by evaluate
+                    converted = float16.convert_float_to_float16(model, keep_io_types=config.keep_io_types,
+                                                                 node_block_list=nodes or None)
+            except Exception as exc:
+                raise QuantizationError(f"float16 conversion of {artifact.name} failed: {exc}") from exc
+            converted.ir_version = min(converted.ir_version, 10)
+            onnx.save(converted, str(tmp))
+            verify(tmp, name)
+    return artifact.derive(target, "to_float16", name=name, params={**asdict(config), **notes})
