@@ -19,7 +19,7 @@ from typing import Any
 
 from kit.errors import ConfigError
 from kit.report.index import write_index
-from kit.report.profiles import NOTEBOOK_DIR, list_notebooks, profile_parameters
+from kit.report.profiles import NOTEBOOK_DIR, PROFILES, list_notebooks, profile_parameters
 from kit.report.publish import HEADLESS_ENV, RESULTS_ENV
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
 
     params = {**profile_parameters(notebook, profile), **(extra_parameters or {})}
     run = NotebookRun(notebook=notebook.stem, parameters=params)
+    out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / f"{notebook.stem}.ipynb"
     results = out_dir / f"{notebook.stem}.results.json"
     results.unlink(missing_ok=True)
@@ -121,6 +122,8 @@ def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,
 
     from kit.profile.sysinfo import environment
 
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     paths = resolve_notebooks(notebooks)
     for path in paths:
         profile_parameters(path, profile)  # fail fast on a bad profile before running anything

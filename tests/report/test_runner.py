@@ -1,0 +1,75 @@
+"""The report pipeline on two tiny notebooks: one that publishes, one that fails."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from kit.cli import main
+from kit.errors import ConfigError
+from kit.report.runner import resolve_notebooks, run_notebook, run_reports
+
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+          "language_info": {"name": "python"}}
+
+
+def _notebook(path, body: str, param: str = "size: int = 3  # how many"):
+    nb = nbformat.v4.new_notebook(metadata=KERNEL)
+    params = nbformat.v4.new_code_cell(param)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def notebooks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nbs")
+    good = _notebook(root / "10_good.ipynb", "import kit\nkit.publish(headline={'size_squared': size * size})\n"
+                                             "print('from kit', kit.report.is_headless())")
+    bad = _notebook(root / "11_bad.ipynb", "raise ValueError('deliberate failure')")
+    return good, bad
+
+
+@pytest.mark.slow
+def test_failing_notebook_is_recorded_and_others_still_run(notebooks, tmp_path):
+    good, bad = notebooks
+    runs = run_reports("quick", [str(bad), str(good)], out=tmp_path)
+    assert [r.status for r in runs] == ["failed", "ok"]
+    assert "deliberate failure" in runs[0].error and runs[0].failed_cell is not None
+    assert runs[1].headline == {"size_squared": 9}
+    index = (tmp_path / "index.html").read_text()
+    assert "10_good.html" in index and "deliberate failure" in index and "size_squared" in index
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["profile"] == "quick" and summary["environment"]["cpu_model"]
+    assert (tmp_path / "environment.json").exists() and (tmp_path / "10_good.params.json").exists()
+    html = (tmp_path / "10_good.html").read_text()
+    assert "from kit True" in html  # headless under the runner
+
+
+@pytest.mark.slow
+def test_parameters_are_injected_and_code_can_be_hidden(notebooks, tmp_path):
+    good, _ = notebooks
+    run = run_notebook(good, tmp_path, "quick", hide_code=True, extra_parameters={"size": 5})
+    assert run.status == "ok" and run.headline == {"size_squared": 25}
+    assert "kit.publish" not in (tmp_path / "10_good.html").read_text()
+
+
+def test_unknown_notebook_and_profile_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="available"):
+        resolve_notebooks(["99_nothing"])
+    with pytest.raises(ConfigError, match="profile"):
+        run_reports("fastest", [], out=tmp_path)
+
+
+def test_cli_reports_kit_errors_in_one_line(capsys):
+    assert main(["report", "--notebooks", "99_nothing", "--out", "/tmp/kit-cli-test"]) == 2
+    assert capsys.readouterr().err.startswith("kit: error: notebook '99_nothing'")
+
+
+def test_cli_env_prints_the_environment(capsys):
+    assert main(["env"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert {"cpu_model", "int8_flags", "libraries", "git_commit"} <= set(record)
