@@ -1,0 +1,497 @@
+"""Model and session cache: where load time goes, an on-disk optimized-model cache, a warm pool.
+
+Loading an ONNX model costs a file read, graph optimization, session creation and a slow
+first inference. ``load_breakdown`` measures each. ``OptimizedModelCache`` saves ONNX
+Runtime's optimized graph once (``SessionOptions.optimized_model_filepath``) and later
+loads it with optimization disabled, which skips the expensive step.
+
+The saved graph is only valid for the same model, ONNX Runtime version, session options
+*and CPU* (at level ``all`` it holds hardware-specific ops such as NCHWc layouts), so all
+four form the key. A saved graph may also keep inputs that nothing consumes, so a cached
+file is trusted only after it runs on synthetic inputs and reproduces the outputs the
+original session gave (stored beside it). Files are written to a temporary name and
+renamed into place, so concurrent writers never leave a torn file; each carries a
+header with an xxh3-128 digest, so a corrupted or truncated one is detected, warned
+about, ignored and rebuilt.
+
+``EnginePool`` keeps loaded engines warm with LRU eviction under a count and memory
+bound; engines in use (leased) are never closed under their users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import logging
+import os
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from kit.artifacts import ModelArtifact
+from kit.engines.base import Predictor
+from kit.errors import ConfigError, KitError, ModelLoadError
+from kit.specs import TensorSpec, synthetic_feeds
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"KITORTC1"
+_HEADER = len(MAGIC) + 16 + 4  # magic, xxh3-128 digest of the rest, meta length
+ModelSource = str | os.PathLike[str] | ModelArtifact
+
+
+class CorruptCacheFile(Exception):
+    """Internal: a cache file failed its header or digest check (never reaches users)."""
+
+
+def write_blob(path: Path, meta: Mapping[str, Any], parts: Mapping[str, bytes]) -> None:
+    """Write ``meta`` and named byte ``parts`` to ``path`` atomically (temp file + ``os.replace``)."""
+    meta = {**meta, "parts": [[name, len(data)] for name, data in parts.items()]}
+    meta_bytes = json.dumps(meta, sort_keys=True).encode()
+    h = xxhash.xxh3_128()
+    h.update(meta_bytes)
+    for data in parts.values():
+        h.update(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + h.digest() + len(meta_bytes).to_bytes(4, "little") + meta_bytes)
+            for data in parts.values():
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_blob(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """``(meta, parts)`` from a file ``write_blob`` made; ``CorruptCacheFile`` if it is not intact."""
+    data = path.read_bytes()
+    if len(data) < _HEADER or not data.startswith(MAGIC):
+        raise CorruptCacheFile(f"{path.name}: bad header ({len(data)} bytes)")
+    digest = data[len(MAGIC):len(MAGIC) + 16]
+    meta_len = int.from_bytes(data[len(MAGIC) + 16:_HEADER], "little")
+    if xxhash.xxh3_128_digest(memoryview(data)[_HEADER:]) != digest:
+        raise CorruptCacheFile(f"{path.name}: digest mismatch (truncated or modified)")
+    try:
+        meta = json.loads(data[_HEADER:_HEADER + meta_len])
+        parts, offset = {}, _HEADER + meta_len
+        for name, length in meta["parts"]:
+            parts[name] = data[offset:offset + length]
+            offset += length
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptCacheFile(f"{path.name}: unreadable metadata") from exc
+    if offset != len(data):
+        raise CorruptCacheFile(f"{path.name}: length mismatch")
+    return meta, parts
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_fingerprint() -> str:
+    """CPU model and feature flags: an optimized graph at level ``all`` is only valid on these."""
+    from kit.profile.sysinfo import cpu_flags, cpu_model
+
+    return f"{cpu_model()}|{xxhash.xxh3_64_hexdigest(' '.join(sorted(cpu_flags())).encode())}"
+
+
+def _options_record(options: Any) -> str:
+    record = {k: v for k, v in dataclasses.asdict(options).items() if k != "optimized_model_filepath"}
+    return json.dumps(record, sort_keys=True, default=str)
+
+
+def optimized_cache_key(model_bytes: bytes, options: Any, cpu: str | None = None) -> str:
+    """Hex key over model bytes + ONNX Runtime version + session options + CPU: any change invalidates."""
+    from kit.engines.onnxruntime import import_onnxruntime
+
+    h = xxhash.xxh3_128()
+    for part in (xxhash.xxh3_128_digest(model_bytes), import_onnxruntime().__version__.encode(),
+                 _options_record(options).encode(), (cpu or cpu_fingerprint()).encode()):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{f"a{i}": a for i, a in enumerate(arrays.values())})
+    return buf.getvalue()
+
+
+def _from_npz(data: bytes, names: list[str]) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {name: z[f"a{i}"] for i, name in enumerate(names)}
+
+
+def _specs_record(specs: tuple[TensorSpec, ...]) -> list[list[Any]]:
+    return [[s.name, s.dtype.str, list(s.shape)] for s in specs]
+
+
+def _probe(engine: Any) -> dict[str, np.ndarray]:
+    return engine.predict(synthetic_feeds(engine.input_specs, batch_size=1, seed=0))
+
+
+def _agree(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> str | None:
+    """Why two output sets disagree (names, shapes, NaN/inf or values), or None when they agree."""
+    if list(got) != list(want):
+        return f"outputs {list(got)} differ from the original's {list(want)}"
+    for name, ref in want.items():
+        out = np.asarray(got[name])
+        if out.shape != ref.shape:
+            return f"output {name!r} has shape {out.shape}, the original {ref.shape}"
+        if out.dtype.kind == "f" and not np.array_equal(np.isfinite(out), np.isfinite(ref)):
+            return f"output {name!r} has NaN/inf where the original has none"
+        if out.dtype.kind in "fc" and not np.allclose(out, ref, rtol=1e-3, atol=1e-5, equal_nan=True):
+            return f"output {name!r} differs from the original by up to {np.nanmax(np.abs(out - ref)):.3g}"
+        if out.dtype.kind not in "fc" and not np.array_equal(out, ref):
+            return f"output {name!r} differs from the original"
+    return None
+
+
+@dataclass
+class LoadReport:
+    """How one load went: which path (``cache``), seconds per stage, and the cache file."""
+
+    model: str
+    cache: str  # "off", "miss", "hit", "rebuilt" (a bad file was replaced) or "rejected"
+    stages: dict[str, float] = field(default_factory=dict)
+    key: str | None = None
+    path: str | None = None
+    note: str = ""
+
+    @property
+    def total_s(self) -> float:
+        return float(sum(self.stages.values()))
+
+    def to_frame(self):  # -> pandas.DataFrame
+        import pandas as pd
+
+        return pd.DataFrame([{"model": self.model, "cache": self.cache, "stage": k, "seconds": v}
+                             for k, v in self.stages.items()])
+
+
+def _read_source(model: ModelSource) -> tuple[bytes, str]:
+    path = model.path if isinstance(model, ModelArtifact) else Path(model)
+    name = model.name if isinstance(model, ModelArtifact) else path.stem
+    if not path.is_file():
+        raise ModelLoadError(f"ONNX model not found: {path} (expected a .onnx file)")
+    return path.read_bytes(), name
+
+
+class OptimizedModelCache:
+    """A directory of ONNX Runtime optimized graphs, keyed by model, ORT version, options and CPU."""
+
+    SUFFIX = ".ortc"
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / f"{key}{self.SUFFIX}"
+
+    def load(self, model: ModelSource, options: Any = None, **overrides: Any):
+        """``(engine, LoadReport)``: from the cache when a valid entry exists, else built and stored.
+
+        ``options``/``overrides`` are ``OrtOptions``; the returned engine always answers
+        like a session made from the original model with those options.
+        """
+        from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
+
+        if options is None:
+            options = OrtOptions(**overrides)
+        elif overrides:
+            options = dataclasses.replace(options, **overrides)
+        clock = time.perf_counter
+        start = clock()
+        model_bytes, name = _read_source(model)
+        stages = {"file_read": clock() - start}
+        start = clock()
+        key = optimized_cache_key(model_bytes, options)
+        path = self.path_for(key)
+        stages["cache_key"] = clock() - start
+        status = "miss"
+        if path.exists():
+            start = clock()
+            try:
+                meta, parts = read_blob(path)
+                stages["cache_read"] = clock() - start
+                engine, seconds = self._open_cached(meta, parts, options, name)
+                stages.update(seconds)
+                return engine, LoadReport(name, "hit", stages, key, str(path))
+            except (CorruptCacheFile, KitError, OSError) as exc:
+                warnings.warn(f"ignoring bad optimized-model cache file {path} ({exc}); rebuilding it",
+                              RuntimeWarning, stacklevel=2)
+                log.warning("bad optimized-model cache file %s: %s", path, exc)
+                stages.pop("cache_read", None)
+                status = "rebuilt"
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx", dir=self.directory)
+        os.close(fd)
+        try:
+            start = clock()
+            engine = OnnxRuntimeEngine(model_bytes, dataclasses.replace(options, optimized_model_filepath=tmp),
+                                       name=name)
+            stages["session_creation"] = clock() - start
+            start = clock()
+            try:
+                reference = _probe(engine)
+                problem = None
+            except KitError as exc:
+                reference, problem = {}, f"the model does not run on synthetic inputs: {exc}"
+            stages["first_inference"] = clock() - start
+            start = clock()
+            if problem is None:
+                problem = self._check_optimized(Path(tmp).read_bytes(), options, name, reference)
+            if problem is None:
+                optimized = Path(tmp).read_bytes()
+                write_blob(path, {"model": name, "inputs": _specs_record(engine.input_specs),
+                                  "outputs": list(reference)},
+                           {"model": optimized, "reference": _npz(reference)})
+            stages["cache_write"] = clock() - start
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        if problem is not None:
+            warnings.warn(f"ONNX Runtime's optimized graph of {name} failed its check ({problem}); not caching "
+                          f"it, the session runs from the original model", RuntimeWarning, stacklevel=2)
+            return engine, LoadReport(name, "rejected", stages, key, None, problem)
+        return engine, LoadReport(name, status, stages, key, str(path))
+
+    def _open_cached(self, meta: Mapping[str, Any], parts: Mapping[str, bytes], options: Any, name: str):
+        from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+        clock = time.perf_counter
+        start = clock()
+        engine = OnnxRuntimeEngine(parts["model"], _no_optimization(options), name=name)
+        seconds = {"session_creation": clock() - start}
+        expected = [s[0] for s in meta["inputs"]]
+        got = [s.name for s in engine.input_specs]
+        if got != expected:
+            engine.close()
+            raise CorruptCacheFile(f"cached graph takes inputs {got}, the model {expected}")
+        start = clock()
+        problem = _agree(_probe(engine), _from_npz(parts["reference"], list(meta["outputs"])))
+        seconds["first_inference"] = clock() - start
+        if problem:
+            engine.close()
+            raise CorruptCacheFile(f"cached graph does not reproduce the original: {problem}")
+        return engine, seconds
+
+    def _check_optimized(self, optimized: bytes, options: Any, name: str,
+                         reference: Mapping[str, np.ndarray]) -> str | None:
+        from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+        if not optimized:
+            return "ONNX Runtime wrote no optimized graph"
+        try:
+            with OnnxRuntimeEngine(optimized, _no_optimization(options), name=name) as check:
+                return _agree(_probe(check), reference)
+        except KitError as exc:
+            return str(exc)
+
+    def entries(self) -> list[Path]:
+        return sorted(self.directory.glob(f"*{self.SUFFIX}"))
+
+    def clear(self) -> None:
+        for entry in self.entries():
+            entry.unlink(missing_ok=True)
+
+
+def _no_optimization(options: Any) -> Any:
+    return dataclasses.replace(options, graph_optimization_level="disable", optimized_model_filepath=None)
+
+
+def load_breakdown(model: ModelSource, options: Any = None, repeats: int = 3, steady_runs: int = 5,
+                   **overrides: Any) -> dict[str, float]:
+    """Median seconds of each load stage: file read, graph optimization, session creation, first inference.
+
+    Graph optimization is not reported by ONNX Runtime on its own, so it is measured as
+    creating the session at the requested level minus creating it with optimization
+    disabled, the two interleaved ``repeats`` times. ``steady_inference`` is the median
+    of ``steady_runs`` later calls, so the first-request penalty is visible beside it.
+    """
+    from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
+
+    if repeats < 1 or steady_runs < 1:
+        raise ConfigError(f"repeats and steady_runs must be >= 1, got {repeats} and {steady_runs}")
+    if options is None:
+        options = OrtOptions(**overrides)
+    elif overrides:
+        options = dataclasses.replace(options, **overrides)
+    clock = time.perf_counter
+    samples: dict[str, list[float]] = {k: [] for k in ("file_read", "graph_optimization", "session_creation",
+                                                       "first_inference", "steady_inference")}
+    for _ in range(repeats):
+        start = clock()
+        model_bytes, name = _read_source(model)
+        samples["file_read"].append(clock() - start)
+        start = clock()
+        OnnxRuntimeEngine(model_bytes, _no_optimization(options), name=name).close()
+        plain = clock() - start
+        start = clock()
+        engine = OnnxRuntimeEngine(model_bytes, options, name=name)
+        full = clock() - start
+        feeds = synthetic_feeds(engine.input_specs, batch_size=1, seed=0)
+        start = clock()
+        engine.predict(feeds)
+        samples["first_inference"].append(clock() - start)
+        steady = []
+        for _ in range(steady_runs):
+            start = clock()
+            engine.predict(feeds)
+            steady.append(clock() - start)
+        engine.close()
+        samples["session_creation"].append(plain)
+        samples["graph_optimization"].append(max(full - plain, 0.0))
+        samples["steady_inference"].append(statistics.median(steady))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+@dataclass
+class _Slot:
+    engine: Predictor
+    nbytes: int
+    leases: int = 0
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class EnginePool:
+    """Loaded engines kept warm by key, evicted least-recently-used beyond ``max_engines``/``max_bytes``.
+
+    ``loader(key)`` makes an engine; its memory is ``size_of(engine)`` when given, else the
+    process's resident-memory growth during the load (at least the model file's size).
+    Engines under a ``lease`` are never evicted; if only leased engines remain, the pool
+    may exceed its bound until they are released (counted as ``over_bound``).
+    """
+
+    def __init__(self, loader: Callable[[str], Predictor], max_engines: int = 4, max_bytes: int | None = None,
+                 size_of: Callable[[Predictor], int] | None = None) -> None:
+        if not isinstance(max_engines, int) or isinstance(max_engines, bool) or max_engines <= 0:
+            raise ConfigError(f"max_engines must be an int > 0, got {max_engines!r}")
+        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
+            raise ConfigError(f"max_bytes must be an int > 0 or None, got {max_bytes!r}")
+        self._loader = loader
+        self.max_engines = max_engines
+        self.max_bytes = max_bytes
+        self._size_of = size_of
+        self._lock = threading.Lock()
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        self._counts = dict.fromkeys(("hits", "loads", "evictions", "over_bound"), 0)
+        self._load_s = 0.0
+
+    def _measure(self, key: str) -> tuple[Predictor, int, float]:
+        before = _rss()
+        start = time.perf_counter()
+        engine = self._loader(key)
+        seconds = time.perf_counter() - start
+        if self._size_of is not None:
+            return engine, int(self._size_of(engine)), seconds
+        path = getattr(engine, "path", None)
+        floor = path.stat().st_size if isinstance(path, Path) and path.is_file() else 0
+        return engine, max(_rss() - before, floor, 1), seconds
+
+    @contextmanager
+    def lease(self, key: str) -> Iterator[Predictor]:
+        """The warm engine for ``key`` (loaded on first use), pinned while the block runs."""
+        slot = self._acquire(key)
+        try:
+            yield slot.engine
+        finally:
+            with self._lock:
+                slot.leases -= 1
+                self._evict()
+
+    def get(self, key: str) -> Predictor:
+        """The warm engine for ``key``, unpinned: a later load may evict and close it."""
+        with self.lease(key) as engine:
+            return engine
+
+    def _acquire(self, key: str) -> _Slot:
+        while True:
+            with self._lock:
+                slot = self._slots.get(key)
+                if slot is not None:
+                    self._slots.move_to_end(key)
+                    slot.leases += 1
+                    self._counts["hits"] += 1
+                    return slot
+                pending = self._loading.get(key)
+                if pending is None:
+                    pending = self._loading[key] = threading.Lock()
+                    pending.acquire()
+                    break
+            with pending:  # another thread is loading this key: wait, then look again
+                pass
+        try:
+            engine, nbytes, seconds = self._measure(key)
+            if self.max_bytes is not None and nbytes > self.max_bytes:
+                engine.close()
+                raise ConfigError(f"engine {key!r} takes ~{nbytes} bytes, more than the pool's max_bytes "
+                                  f"({self.max_bytes}); raise max_bytes")
+            with self._lock:
+                slot = self._slots[key] = _Slot(engine, nbytes, leases=1)
+                self._counts["loads"] += 1
+                self._load_s += seconds
+                self._evict()
+            return slot
+        finally:
+            with self._lock:
+                del self._loading[key]
+            pending.release()
+
+    def _evict(self) -> None:
+        """Close least-recently-used idle engines until within bounds (call with the lock held)."""
+        def over() -> bool:
+            return len(self._slots) > self.max_engines or (
+                self.max_bytes is not None and sum(s.nbytes for s in self._slots.values()) > self.max_bytes)
+
+        while over():
+            idle = next((k for k, s in self._slots.items() if s.leases == 0), None)
+            if idle is None:
+                self._counts["over_bound"] += 1
+                return
+            self._slots.pop(idle).engine.close()
+            self._counts["evictions"] += 1
+
+    def keys(self) -> list[str]:
+        """Warm keys from least to most recently used."""
+        with self._lock:
+            return list(self._slots)
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            return {**self._counts, "engines": len(self._slots), "bytes": sum(s.nbytes for s in self._slots.values()),
+                    "max_engines": self.max_engines, "max_bytes": self.max_bytes or 0,
+                    "load_s_total": self._load_s}
+
+    def close(self) -> None:
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), OrderedDict()
+        for slot in slots:
+            slot.engine.close()
+
+    def __enter__(self) -> EnginePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
