@@ -1,0 +1,292 @@
+"""Search a declared space with Optuna (TPE or grid), keep every trial, choose only feasible ones.
+
+Studies live in a database: SQLite under the output folder by default, or any URL Optuna accepts
+(``postgresql://...``), so a study can be resumed after a crash and several machines can work on
+one. A trial whose evaluation raises a kit error (a provider that does not load, a model that fails)
+is recorded as failed with its message and the search goes on; a ``ConfigError`` or a programming
+error stops it, because no later trial would fare better. Constraints are enforced twice: TPE is
+told about them (``constraints_func``) so it learns to avoid infeasible regions, and ``best`` filters
+them, so grid search (which knows nothing of constraints) never picks an infeasible point either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kit.artifacts import atomic_output
+from kit.errors import ConfigError, KitError, MissingDependencyError
+from kit.tune.space import Objective, SearchSpace, TrialConfig
+
+log = logging.getLogger(__name__)
+
+Evaluate = Callable[[TrialConfig], Mapping[str, float]]
+SAMPLERS = ("tpe", "grid")
+METRIC_COLUMNS = ("p50_ms", "p95_ms", "p99_ms", "samples_per_s", "accuracy", "accuracy_drop")
+
+
+class _TrialFailed(Exception):
+    """Raised inside the Optuna objective so that Optuna records the trial as failed and goes on."""
+
+
+def _import_optuna():
+    try:
+        import optuna
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("optuna", "The auto-tuner") from exc
+    return optuna
+
+
+@contextlib.contextmanager
+def _optuna_quiet(optuna) -> Iterator[None]:
+    """Optuna logs each trial at INFO and each failure with a traceback; the kit logs its own line."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """The chosen configuration with the figures it was chosen on."""
+
+    number: int
+    config: TrialConfig
+    value: float
+    metric: str
+    metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.number, "objective": {"metric": self.metric, "value": self.value},
+                "config": self.config.to_dict(), "metrics": self.metrics}
+
+
+class Tuner:
+    """Optuna study over a ``SearchSpace`` towards an ``Objective``; ``evaluate`` measures one point.
+
+    ``evaluate(config)`` returns measured figures: at least the objective's metric (``p95_ms`` or
+    ``samples_per_s``), plus ``p99_ms`` and ``accuracy_drop`` when the objective constrains them.
+    """
+
+    def __init__(self, space: SearchSpace, objective: Objective, evaluate: Evaluate,
+                 out_dir: str | os.PathLike[str] = "tune", storage: Any = None,
+                 study_name: str = "kit-tune") -> None:
+        if not isinstance(space, SearchSpace) or not isinstance(objective, Objective):
+            raise ConfigError("Tuner takes a SearchSpace and an Objective")
+        if not callable(evaluate):
+            raise ConfigError(f"evaluate must be callable config -> dict of figures, got {type(evaluate).__name__}")
+        if not study_name:
+            raise ConfigError("study_name must be a non-empty string")
+        self.space, self.objective, self.evaluate = space, objective, evaluate
+        self.out_dir = Path(out_dir)
+        self.study_name = study_name
+        if storage is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            storage = f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
+        self.storage = storage
+        self._study: Any = None
+
+    # -- the study -------------------------------------------------------------------------------
+    def _constraints(self, trial: Any) -> list[float]:
+        return list(trial.user_attrs.get("constraints", [math.inf] * self._n_constraints))
+
+    @property
+    def _n_constraints(self) -> int:
+        return (self.objective.accuracy_budget is not None) + (self.objective.p99_target_ms is not None)
+
+    def _sampler(self, sampler: str, seed: int):
+        optuna = _import_optuna()
+        if sampler == "grid":
+            return optuna.samplers.GridSampler(self.space.grid(), seed=seed)
+        if sampler == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=min(10, max(2, self.space.size // 10)),
+                constraints_func=self._constraints if self._n_constraints else None)
+        raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+
+    def load(self, sampler: str = "tpe", seed: int = 0):
+        """Create the study, or load it when it exists already (resume; several workers)."""
+        optuna = _import_optuna()
+        try:
+            self._study = optuna.create_study(storage=self.storage, study_name=self.study_name,
+                                              direction=self.objective.direction,
+                                              sampler=self._sampler(sampler, seed), load_if_exists=True)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a bad URL, an unreachable database, a direction mismatch
+            raise ConfigError(f"cannot open the study {self.study_name!r} in {self._safe_storage()}: "
+                              f"{exc}") from exc
+        return self._study
+
+    @property
+    def study(self):
+        return self._study if self._study is not None else self.load()
+
+    def _safe_storage(self) -> str:
+        """The storage URL without credentials, for messages and exported files."""
+        text = str(self.storage)
+        if "@" in text and "://" in text:
+            scheme, rest = text.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return text
+
+    def _objective(self, trial: Any) -> float:
+        config = self.space.suggest(trial)
+        try:
+            measured = {k: float(v) for k, v in dict(self.evaluate(config)).items()}
+        except ConfigError:
+            raise
+        except KitError as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("error", message)
+            log.warning("trial %d failed (%s): %s", trial.number, config, message)
+            raise _TrialFailed(message) from exc
+        value = self.objective.value(measured)
+        trial.set_user_attr("metrics", measured)
+        trial.set_user_attr("constraints", self.objective.constraints(measured))
+        if not math.isfinite(value):
+            trial.set_user_attr("error", f"non-finite {self.objective.metric}: {value}")
+            raise _TrialFailed(f"non-finite objective {value}")
+        return value
+
+    def run(self, n_trials: int | None = None, sampler: str = "tpe", seed: int = 0,
+            timeout_s: float | None = None, progress: bool = False):  # -> pandas.DataFrame
+        """Run ``n_trials`` more trials (grid: until the grid is covered when None); return ``results()``."""
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if n_trials is not None and n_trials < 1:
+            raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
+        if n_trials is None and sampler == "tpe" and timeout_s is None:
+            raise ConfigError("TPE needs n_trials or timeout_s; only a grid search ends by itself")
+        optuna = _import_optuna()
+        study = self.load(sampler, seed)
+        if sampler == "grid" and n_trials is None:
+            done = {tuple(t.params.get(k) for k in self.space.grid())
+                    for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+            n_trials = max(0, self.space.size - len(done & set(map(self._key, self.space.configs()))))
+            if n_trials == 0:
+                return self.results()
+        with _optuna_quiet(optuna):
+            study.optimize(self._objective, n_trials=n_trials, timeout=timeout_s, catch=(_TrialFailed,),
+                           show_progress_bar=progress)
+        return self.results()
+
+    def _key(self, config: TrialConfig) -> tuple:
+        data = config.to_dict()
+        return tuple(data[k] for k in self.space.grid())
+
+    # -- reading results -------------------------------------------------------------------------
+    def results(self):  # -> pandas.DataFrame
+        """One row per trial: state, config, measured figures, objective value, feasibility, error."""
+        import pandas as pd
+
+        rows = []
+        for t in self.study.get_trials(deepcopy=False):
+            metrics = t.user_attrs.get("metrics", {})
+            constraints = t.user_attrs.get("constraints")
+            complete = t.state.name == "COMPLETE"
+            rows.append({"trial": t.number, "state": t.state.name.lower(), **t.params,
+                         **{k: metrics.get(k, math.nan) for k in METRIC_COLUMNS},
+                         "value": t.value if complete else math.nan,
+                         "feasible": bool(complete and constraints is not None and all(c <= 0 for c in constraints)),
+                         "error": t.user_attrs.get("error", ""),
+                         "seconds": t.duration.total_seconds() if t.duration else math.nan})
+        columns = ["trial", "state", *self.space.grid(), *METRIC_COLUMNS, "value", "feasible", "error", "seconds"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def best(self) -> BestTrial:
+        """The best feasible completed trial; a ``KitError`` when no trial is feasible."""
+        best = None
+        for t in self.study.get_trials(deepcopy=False):
+            constraints = t.user_attrs.get("constraints")
+            if t.state.name != "COMPLETE" or constraints is None or any(c > 0 for c in constraints):
+                continue
+            if best is None or self.objective.better(t.value, best.value):
+                best = t
+        if best is None:
+            raise KitError(f"no feasible trial in study {self.study_name!r}: every completed trial breaks a "
+                           f"constraint ({self.objective}) or failed; relax the budget or widen the space")
+        config = TrialConfig(**{k: best.params[k] for k in self.space.grid()})
+        return BestTrial(number=best.number, config=config, value=float(best.value), metric=self.objective.metric,
+                         metrics=dict(best.user_attrs.get("metrics", {})))
+
+    def trials_to_best(self) -> int:
+        """How many trials (failed ones included) the study ran until it first reached its best value."""
+        best = self.best()
+        frame = self.results().sort_values("trial").reset_index(drop=True)
+        hits = frame.index[frame["feasible"] & (frame["value"] == best.value)]
+        return int(hits[0]) + 1
+
+    # -- plots and exports -----------------------------------------------------------------------
+    def plot_pareto(self, ax: Any = None):
+        """p95 latency against throughput of every completed trial; the feasible Pareto front drawn."""
+        import matplotlib.pyplot as plt
+
+        frame = self.results()
+        frame = frame[frame["state"] == "complete"]
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4.5))
+        infeasible, feasible = frame[~frame["feasible"]], frame[frame["feasible"]]
+        ax.scatter(infeasible["p95_ms"], infeasible["samples_per_s"], marker="x", color="tab:red",
+                   label=f"infeasible ({len(infeasible)})")
+        ax.scatter(feasible["p95_ms"], feasible["samples_per_s"], color="tab:blue", alpha=0.6,
+                   label=f"feasible ({len(feasible)})")
+        front = pareto_front(feasible)
+        if len(front):
+            ax.step(front["p95_ms"], front["samples_per_s"], where="post", color="tab:green",
+                    label=f"Pareto front ({len(front)})")
+            best = self.best()
+            ax.scatter([best.metrics.get("p95_ms")], [best.metrics.get("samples_per_s")], s=160,
+                       facecolors="none", edgecolors="black", linewidths=2, label=f"best (trial {best.number})")
+        ax.set_xlabel("p95 latency (ms)")
+        ax.set_ylabel("throughput (samples/s)")
+        ax.set_title(f"{len(front)} of {len(feasible)} feasible configurations are Pareto-optimal")
+        ax.legend(loc="best", fontsize="small")
+        return ax
+
+    def export_best(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the best configuration, its figures and the objective as JSON (atomically)."""
+        import json
+
+        best = self.best()
+        target = Path(path) if path is not None else self.out_dir / "best_config.json"
+        record = {**best.to_dict(), "study": self.study_name, "storage": self._safe_storage(),
+                  "constraints": {"accuracy_budget": self.objective.accuracy_budget,
+                                  "p99_target_ms": self.objective.p99_target_ms}}
+        with atomic_output(target) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+        return target
+
+    def export_batching_parameters(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """The best batch size and timeout as a TF Serving ``batching_parameters.txt``.
+
+        The file format belongs to ``kit.serve.batching_config`` (one writer, one reader of it in
+        the kit); this only hands it the tuned values.
+        """
+        try:
+            from kit.serve import batching_config
+        except ImportError as exc:
+            raise KitError("exporting TF Serving batching parameters needs kit.serve.batching_config, "
+                           "which this kit does not have yet; the JSON export has the same values") from exc
+        target = Path(path) if path is not None else self.out_dir / "batching_parameters.txt"
+        return batching_config.write_batching_parameters(self.best().config, target)
+
+
+def pareto_front(frame):  # -> pandas.DataFrame
+    """Rows of ``frame`` not dominated in (lower ``p95_ms``, higher ``samples_per_s``), by latency."""
+    ordered = frame.dropna(subset=["p95_ms", "samples_per_s"]).sort_values(["p95_ms", "samples_per_s"],
+                                                                            ascending=[True, False])
+    keep, best_throughput = [], -math.inf
+    for index, row in ordered.iterrows():
+        if row["samples_per_s"] > best_throughput:
+            keep.append(index)
+            best_throughput = row["samples_per_s"]
+    return ordered.loc[keep]
