@@ -397,7 +397,7 @@ class FeedsReader:
                                  f"{ {k: a.shape for k, a in arrays.items()} }")
             count = min(sizes.pop() if sizes else 0, max_samples)
             for start in range(0, count - step + 1 if fixed_batch else count, step):
-                yield check_feeds(self.specs, {k: a[start:start + step] for k, a in arrays.items()})
+                yield check_feeds(self.specs, {k: a[start:min(start + step, count)] for k, a in arrays.items()})
             return
         taken = 0
         for feeds in data:

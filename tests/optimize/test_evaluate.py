@@ -1,0 +1,123 @@
+"""evaluate: sizes, latencies and quality side by side; recommend: the fastest within budget."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.artifacts import ModelArtifact
+from kit.errors import ConfigError, InputError
+from kit.optimize.evaluate import EvalConfig, evaluate, quality, recommend
+from kit.optimize.quantize_onnx import quantize_dynamic, to_float16
+
+FAST = dict(min_duration_s=0.05, rounds=2, min_queries=3, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def variants(conv_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("variants")
+    source = ModelArtifact.from_path(conv_onnx)
+    return source, [quantize_dynamic(source, out=out / "d.onnx"), to_float16(source, out=out / "h.onnx")]
+
+
+def _data(n=20):
+    rng = np.random.default_rng(0)
+    return {"gpu_0/data_0": rng.random((n, 1, 8, 8), dtype=np.float32)}, rng.integers(0, 10, n)
+
+
+def test_evaluate_gives_one_row_per_variant_and_batch(variants):
+    source, arts = variants
+    data, labels = _data()
+    frame = evaluate(arts, source, data, labels=labels, batch_sizes=(1, 4), **FAST)
+    assert len(frame) == 6 and set(frame["batch_size"]) == {1, 4}
+    assert list(frame["name"][:3]) == [source.name] + [a.name for a in arts]
+    ref = frame.iloc[0]
+    assert ref["speedup"] == 1.0 and ref["accuracy_drop_pts"] == 0.0 and ref["cosine"] == pytest.approx(1.0)
+    for column in ("size_mb", "p50_ms", "p99_ms", "samples_per_s", "accuracy", "top1_agreement", "max_abs_err"):
+        assert frame[column].notna().all(), column
+    assert frame["ok"].all() and (frame["cosine"] > 0.99).all()
+    assert frame.attrs["environment"]["cpu_model"] and "int8_flags" in frame.attrs["environment"]
+
+
+def test_non_finite_outputs_are_failures():
+    ref = np.ones((4, 3), np.float32)
+    bad = ref.copy()
+    bad[1, 2] = np.nan
+    assert quality(ref, bad) == {"ok": False, "failure": "non-finite outputs (1 NaN/inf values)"}
+    good = quality(ref, ref * 2, labels=np.zeros(4))
+    assert good["ok"] and good["cosine"] == pytest.approx(1.0) and good["max_abs_err"] == 1.0
+    assert good["top1_agreement"] == 1.0 and good["accuracy"] == 1.0
+
+
+def test_a_broken_variant_is_recorded_and_loses(variants, tmp_path):
+    source, arts = variants
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    frame = evaluate([*arts, source.derive(broken, "quantize_dynamic", name="broken")], source, _data()[0],
+                     batch_sizes=(1,), **FAST)
+    row = frame.set_index("name").loc["broken"]
+    assert not row["ok"] and "load failed" in row["failure"]
+    rec = recommend(frame, accuracy_budget=100.0)
+    assert rec.reasons["broken"].startswith("failed") and rec.best != "broken"
+
+
+def _frame(rows):
+    frame = pd.DataFrame(rows)
+    frame.attrs["reference"] = "fp32"
+    return frame
+
+
+def test_recommend_picks_the_fastest_within_budget_and_explains():
+    base = dict(batch_size=1, ok=True, failure="")
+    frame = _frame([dict(name="fp32", p50_ms=10.0, speedup=1.0, accuracy_drop_pts=0.0, cosine=1.0, **base),
+                    dict(name="s8s8", p50_ms=12.0, speedup=0.83, accuracy_drop_pts=0.2, cosine=0.999, **base),
+                    dict(name="u8s8", p50_ms=4.0, speedup=2.5, accuracy_drop_pts=0.5, cosine=0.998, **base),
+                    dict(name="dyn", p50_ms=3.0, speedup=3.3, accuracy_drop_pts=4.0, cosine=0.97, **base),
+                    dict(name="fp16", p50_ms=2.0, speedup=5.0, accuracy_drop_pts=float("nan"), cosine=float("nan"),
+                         batch_size=1, ok=False, failure="non-finite outputs (3 NaN/inf values)")])
+    rec = recommend(frame, accuracy_budget=1.0)
+    assert rec.best == "u8s8" and rec.speedup == 2.5
+    assert "exceeds the budget" in rec.reasons["dyn"] and "non-finite" in rec.reasons["fp16"]
+    assert "slower" in rec.reasons["s8s8"] and "slower" in rec.reasons["fp32"]
+    assert list(rec.table["verdict"]) == ["recommended"] + ["lost"] * 4
+    assert recommend(frame, accuracy_budget=5.0).best == "dyn"
+    assert recommend(frame, accuracy_budget=5.0, min_cosine=0.9985).best == "s8s8" or \
+        recommend(frame, accuracy_budget=5.0, min_cosine=0.9985).best == "fp32"
+    assert "u8s8" in str(rec)
+
+
+def test_recommend_keeps_the_reference_when_nothing_beats_it():
+    base = dict(batch_size=1, ok=True, failure="")
+    frame = _frame([dict(name="fp32", p50_ms=1.0, speedup=1.0, accuracy_drop_pts=0.0, **base),
+                    dict(name="int8", p50_ms=2.0, speedup=0.5, accuracy_drop_pts=0.0, **base)])
+    assert recommend(frame).best == "fp32"
+
+
+def test_recommend_validates(variants):
+    frame = _frame([dict(name="fp32", p50_ms=1.0, speedup=1.0, batch_size=1, ok=True, failure="")])
+    with pytest.raises(ConfigError, match="was not measured"):
+        recommend(frame, batch_size=8)
+    with pytest.raises(ConfigError):
+        recommend(frame, accuracy_budget=-1)
+
+
+def test_evaluate_validates_inputs(variants):
+    source, arts = variants
+    with pytest.raises(ConfigError):
+        EvalConfig(batch_sizes=(0,))
+    with pytest.raises(InputError, match="same number"):
+        evaluate(arts, source, {"gpu_0/data_0": np.zeros((0, 1, 8, 8), np.float32)})
+    with pytest.raises(InputError, match="labels"):
+        evaluate(arts, source, _data(4)[0], labels=np.zeros(3))
+
+
+def test_warns_about_int8_without_vnni(variants, monkeypatch):
+    source, arts = variants
+    evaluate_module = importlib.import_module("kit.optimize.evaluate")
+    monkeypatch.setattr(evaluate_module, "_environment",
+                        lambda: {"cpu_model": "old", "int8_flags": [], "fast_int8": False})
+    with pytest.warns(RuntimeWarning, match="reduce_range"):
+        evaluate(arts, source, _data(4)[0], batch_sizes=(1,), **FAST)

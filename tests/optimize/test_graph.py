@@ -1,0 +1,105 @@
+"""Graph optimization: pass-list validation, ORT offline levels on disk, op-type diffs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from kit.artifacts import ModelArtifact
+from kit.engines.onnxruntime import OnnxRuntimeEngine
+from kit.errors import ConfigError, ModelLoadError
+from kit.optimize.graph import (ORT_LEVELS, PassConfig, apply_passes, available_passes, graph_diff, graph_summary,
+                                op_histogram, ort_optimize)
+from kit.specs import synthetic_feeds
+
+
+def test_unknown_pass_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown onnxoptimizer pass.*'fuse_bn_into_conv'") as info:
+        PassConfig(passes=("fuse_bn_into_conv", "fuse_everything"))
+    assert "fuse_everything" in str(info.value)
+
+
+def test_duplicate_passes_are_dropped_in_order():
+    config = PassConfig(passes=["eliminate_identity", "fuse_bn_into_conv", "eliminate_identity"])
+    assert config.passes == ("eliminate_identity", "fuse_bn_into_conv")
+    assert set(config.passes) <= set(available_passes())
+
+
+def test_empty_pass_list_is_an_error():
+    with pytest.raises(ConfigError, match="at least one"):
+        PassConfig(passes=())
+
+
+@pytest.fixture(scope="module")
+def identity_chain(tmp_path_factory):
+    """x -> Identity -> Identity -> MatMul -> Add: identities to remove, MatMul+Add to fuse into Gemm."""
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w")
+    b = onnx.numpy_helper.from_array(np.ones(4, np.float32), "b")
+    nodes = [helper.make_node("Identity", ["x"], ["i1"]), helper.make_node("Identity", ["i1"], ["i2"]),
+             helper.make_node("MatMul", ["i2", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = tmp_path_factory.mktemp("graph") / "chain.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_passes_change_the_graph_and_keep_the_outputs(identity_chain, tmp_path):
+    source = ModelArtifact.from_path(identity_chain)
+    art = apply_passes(source, passes=("eliminate_identity", "fuse_matmul_add_bias_into_gemm", "eliminate_deadend"),
+                       out=tmp_path / "opt.onnx")
+    assert art.parent is source and art.transform == "onnxoptimizer"
+    assert op_histogram(art) == {"Gemm": 1}
+    assert art.metrics["max_abs_diff_vs_parent"] < 1e-5
+    diff = graph_diff(source, art).set_index("op_type")
+    assert diff.loc["Identity", "change"] == -2 and diff.loc["Gemm", "change"] == 1
+    assert diff.loc["TOTAL", "before"] == 4 and diff.loc["TOTAL", "after"] == 1
+
+
+@pytest.mark.parametrize("level", ORT_LEVELS)
+def test_ort_levels_are_written_to_disk_and_run(conv_onnx, tmp_path, level):
+    source = ModelArtifact.from_path(conv_onnx)
+    art = ort_optimize(source, level, out=tmp_path / f"{level}.onnx")
+    assert art.path.exists() and art.params["level"] == level
+    assert art.params["hardware_specific"] == (level in ("layout", "all"))
+    assert ("cpu" in art.params) == art.params["hardware_specific"]
+    with OnnxRuntimeEngine(art) as engine:
+        out = engine.predict(synthetic_feeds(engine.input_specs, batch_size=2))["gpu_0/softmax_1"]
+    assert out.shape == (2, 10) and art.metrics["max_abs_diff_vs_parent"] < 1e-4
+
+
+def test_extended_level_fuses_conv_and_relu(conv_onnx, tmp_path):
+    art = ort_optimize(ModelArtifact.from_path(conv_onnx), "extended", out=tmp_path / "e.onnx")
+    assert "FusedConv" in op_histogram(art) and "Relu" not in op_histogram(art)
+
+
+def test_basic_level_folds_runtime_weights(runtime_weight_onnx, tmp_path):
+    art = ort_optimize(ModelArtifact.from_path(runtime_weight_onnx), "basic", out=tmp_path / "b.onnx")
+    assert "ConstantOfShape" not in op_histogram(art)
+
+
+def test_old_opset_model_with_initializer_inputs_is_optimized(old_opset_onnx, tmp_path):
+    art = ort_optimize(ModelArtifact.from_path(old_opset_onnx), "extended", out=tmp_path / "o.onnx")
+    with OnnxRuntimeEngine(art) as engine:
+        assert engine.predict({"x": np.ones((3, 16), np.float32)})["y"].shape == (3, 4)
+
+
+def test_bad_level_and_non_onnx_input(conv_onnx, tmp_path):
+    with pytest.raises(ConfigError, match="level must be one of"):
+        ort_optimize(ModelArtifact.from_path(conv_onnx), "max")
+    fake = tmp_path / "m.tflite"
+    fake.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="takes ONNX"):
+        apply_passes(ModelArtifact.from_path(fake))
+
+
+def test_graph_summary_has_a_row_per_artifact(conv_onnx, tmp_path):
+    source = ModelArtifact.from_path(conv_onnx)
+    art = ort_optimize(source, "extended", out=tmp_path / "e.onnx")
+    frame = graph_summary([source, art])
+    assert list(frame["name"]) == [source.name, art.name] and frame["nodes"].iloc[1] < frame["nodes"].iloc[0]

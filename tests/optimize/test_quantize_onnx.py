@@ -1,0 +1,172 @@
+"""ORT quantization and float16 on tiny models, including the odd ones users bring."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import onnx
+import pytest
+
+from kit.artifacts import ModelArtifact
+from kit.engines.onnxruntime import OnnxRuntimeEngine
+from kit.errors import ConfigError, InputError, QuantizationError
+from kit.optimize.quantize_onnx import (DynamicQuantConfig, Float16Config, StaticQuantConfig, op_types,
+                                        quantize_dynamic, quantize_static, to_float16)
+from kit.specs import synthetic_feeds
+
+
+def _run(path, batch=3, seed=0):
+    with OnnxRuntimeEngine(path) as engine:
+        feeds = synthetic_feeds(engine.input_specs, batch_size=batch, seed=seed, symbols={"seq": 5})
+        return feeds, engine.predict(feeds), engine
+
+
+def _calibration(n=32, seed=0):
+    return {"gpu_0/data_0": np.random.default_rng(seed).random((n, 1, 8, 8), dtype=np.float32)}
+
+
+def _leftovers(directory):
+    return [p.name for p in directory.iterdir() if p.name.startswith(".")]
+
+
+def test_dynamic_quantization_runs_and_records_lineage(mlp_onnx, tmp_path):
+    source = ModelArtifact.from_path(mlp_onnx)
+    art = quantize_dynamic(source, out=tmp_path / "mlp-int8.onnx")
+    assert art.path.exists() and art.parent is source and art.transform == "quantize_dynamic"
+    assert art.params["weight_type"] == "int8" and "cpu_int8_flags" in art.metrics
+    ops = op_types(onnx.load(str(art.path)))
+    assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
+    _, want, _ = _run(mlp_onnx)
+    _, got, _ = _run(art.path)
+    assert got["probabilities"].shape == (3, 10) and got["probabilities"].dtype == np.float32
+    assert np.max(np.abs(got["probabilities"] - want["probabilities"])) < 0.05
+
+
+@pytest.mark.parametrize("options", [dict(weight_type="uint8"), dict(per_channel=True, reduce_range=True)])
+def test_dynamic_options_are_recorded(mlp_onnx, tmp_path, options):
+    art = quantize_dynamic(ModelArtifact.from_path(mlp_onnx), DynamicQuantConfig(**options), out=tmp_path / "q.onnx")
+    assert all(art.params[k] == v for k, v in options.items())
+    assert _run(art.path)[1]["probabilities"].shape == (3, 10)
+
+
+@pytest.mark.parametrize("config", [
+    StaticQuantConfig(),  # QDQ U8S8 MinMax
+    StaticQuantConfig(activation_type="int8", weight_type="int8", calibration="entropy"),  # QDQ S8S8
+    StaticQuantConfig(format="qoperator", calibration="percentile", per_channel=True),
+])
+def test_static_quantization_modes_run_with_float_io(conv_onnx, tmp_path, config):
+    source = ModelArtifact.from_path(conv_onnx)
+    art = quantize_static(source, _calibration(), config, out=tmp_path / "q.onnx")
+    ops = op_types(onnx.load(str(art.path)))
+    assert ("QuantizeLinear" in ops) if config.format == "qdq" else ("QLinearConv" in ops)
+    assert art.params["calibration_samples_used"] == 32 and art.params["activation_type"] == config.activation_type
+    feeds, got, engine = _run(art.path, batch=2)
+    assert engine.input_specs[0].name == "gpu_0/data_0" and engine.input_specs[0].dtype == np.float32
+    out = got["gpu_0/softmax_1"]
+    assert out.shape == (2, 10) and out.dtype == np.float32 and np.all(np.isfinite(out))
+
+
+def test_calibration_sample_count_caps_the_samples(conv_onnx, tmp_path):
+    art = quantize_static(ModelArtifact.from_path(conv_onnx), _calibration(40), calibration_samples=12,
+                          calibration_batch_size=5, out=tmp_path / "q.onnx")
+    assert art.params["calibration_samples_used"] == 12
+
+
+def test_calibration_accepts_a_list_of_feed_dicts(conv_onnx, tmp_path):
+    data = _calibration(6)["gpu_0/data_0"]
+    batches = [{"gpu_0/data_0": data[i:i + 2]} for i in range(0, 6, 2)]
+    art = quantize_static(ModelArtifact.from_path(conv_onnx), batches, out=tmp_path / "q.onnx")
+    assert art.params["calibration_samples_used"] == 6
+
+
+def test_excluded_op_types_stay_float(conv_onnx, tmp_path):
+    art = quantize_static(ModelArtifact.from_path(conv_onnx), _calibration(), format="qoperator",
+                          exclude_op_types=("Gemm",), out=tmp_path / "q.onnx")
+    ops = op_types(onnx.load(str(art.path)))
+    assert "Gemm" in ops and "QGemm" not in ops and "QLinearConv" in ops
+
+
+def test_excluding_an_unknown_node_is_a_config_error(conv_onnx, tmp_path):
+    with pytest.raises(ConfigError, match="does not have"):
+        quantize_dynamic(ModelArtifact.from_path(conv_onnx), exclude_nodes=("nope",), out=tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"gpu_0/data_0": np.zeros((0, 1, 8, 8), np.float32)}, "empty"),
+    ([], "empty"),
+    ({"gpu_0/data_0": np.zeros((4, 1, 9, 9), np.float32)}, r"shape \(4, 1, 9, 9\), expected"),
+    ({"gpu_0/data_0": np.zeros((4, 1, 8, 8), np.float64)}, "dtype float64, expected float32"),
+    ({"image": np.zeros((4, 1, 8, 8), np.float32)}, "missing"),
+])
+def test_bad_calibration_data_gives_a_clear_error_and_no_file(conv_onnx, tmp_path, data, match):
+    with pytest.raises(InputError, match=match) as info:
+        quantize_static(ModelArtifact.from_path(conv_onnx), data, out=tmp_path / "q.onnx")
+    assert "gpu_0/data_0: float32[N, 1, 8, 8]" in str(info.value)
+    assert not (tmp_path / "q.onnx").exists() and not _leftovers(tmp_path)
+
+
+def test_float16_keeps_float32_io(conv_onnx, tmp_path):
+    art = to_float16(ModelArtifact.from_path(conv_onnx), out=tmp_path / "h.onnx")
+    model = onnx.load(str(art.path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    _, want, _ = _run(conv_onnx)
+    _, got, _ = _run(art.path)
+    assert got["gpu_0/softmax_1"].dtype == np.float32
+    assert np.allclose(got["gpu_0/softmax_1"], want["gpu_0/softmax_1"], atol=1e-2)
+
+
+def test_old_opset_with_initializers_as_inputs_is_upgraded(old_opset_onnx, tmp_path):
+    source = ModelArtifact.from_path(old_opset_onnx)
+    for art in (quantize_dynamic(source, out=tmp_path / "d.onnx"), to_float16(source, out=tmp_path / "h.onnx")):
+        assert art.params["opset_upgraded_from"] == 9 and art.params["initializer_inputs_removed"] == 2
+        feeds, got, engine = _run(art.path)
+        assert [s.name for s in engine.input_specs] == ["x"] and got["y"].shape == (3, 4)
+
+
+def test_several_inputs_outputs_and_symbolic_dims(multi_io_onnx, tmp_path):
+    source = ModelArtifact.from_path(multi_io_onnx)
+    rng = np.random.default_rng(0)
+    calib = {"tokens": rng.random((8, 5, 16), dtype=np.float32), "context": rng.random((8, 16), dtype=np.float32)}
+    for art in (quantize_dynamic(source, out=tmp_path / "d.onnx"), quantize_static(source, calib, out=tmp_path / "s.onnx"),
+                to_float16(source, out=tmp_path / "h.onnx")):
+        _, got, _ = _run(art.path)
+        assert got["hidden"].shape == (3, 5, 16) and got["pooled"].shape == (3, 16)
+
+
+def test_runtime_computed_weights_need_offline_optimization(runtime_weight_onnx, tmp_path):
+    source = ModelArtifact.from_path(runtime_weight_onnx)
+    with pytest.raises(QuantizationError, match="computed at run time.*offline optimization"):
+        quantize_dynamic(source, preprocess=False, out=tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists() and not _leftovers(tmp_path)
+    art = quantize_dynamic(source, out=tmp_path / "q.onnx")  # pre-processing folds ConstantOfShape
+    assert art.params["preprocessed"] and _run(art.path)[1]["y"].shape == (3, 8)
+
+
+def test_non_onnx_artifact_is_refused(tmp_path):
+    fake = tmp_path / "m.tflite"
+    fake.write_bytes(b"x")
+    with pytest.raises(QuantizationError, match="takes an ONNX model"):
+        quantize_dynamic(ModelArtifact.from_path(fake), out=tmp_path / "q.onnx")
+
+
+def test_warns_without_vnni(mlp_onnx, tmp_path, monkeypatch):
+    sysinfo = importlib.import_module("kit.profile.sysinfo")  # kit.profile.profile shadows the attribute path
+    monkeypatch.setattr(sysinfo, "has_fast_int8", lambda flags=None: False)
+    with pytest.warns(RuntimeWarning, match="reduce_range=True"):
+        quantize_dynamic(ModelArtifact.from_path(mlp_onnx), out=tmp_path / "q.onnx")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DynamicQuantConfig(weight_type="int4"),
+    lambda: StaticQuantConfig(format="qdq2"),
+    lambda: StaticQuantConfig(calibration="kl"),
+    lambda: StaticQuantConfig(calibration_samples=0),
+    lambda: StaticQuantConfig(percentile=10.0),
+    lambda: Float16Config(exclude_op_types=("",)),
+])
+def test_bad_configs_fail_early(make):
+    with pytest.raises(ConfigError):
+        make()
