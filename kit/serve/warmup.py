@@ -1,0 +1,231 @@
+"""Warm-up: pay the first-request penalty before users do, and measure what it was.
+
+The first call on a fresh session allocates buffers, picks kernels and (for TensorFlow)
+traces functions, so it is much slower than the rest. ``warm_up`` runs throwaway
+requests right after loading; ``first_request_penalty`` measures the first user request
+with and without that, interleaved; ``warming`` turns any loader into one that warms
+what it loads (e.g. for ``EnginePool``).
+
+TensorFlow Serving does the same from a file in the SavedModel version directory,
+``assets.extra/tf_serving_warmup_requests``: ``PredictionLog`` records in TFRecord
+format, at most 1000 of them. ``write_tfserving_warmup`` makes one from sample feeds
+with the ``tensorflow_serving.apis`` protos, and ``read_tfserving_warmup`` parses it back
+and checks every request against the SavedModel's signature (and, optionally, runs it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.artifacts import atomic_output
+from kit.engines.base import Feeds, Predictor
+from kit.errors import ConfigError, InputError, MissingDependencyError, ModelLoadError
+from kit.specs import batch_size_of, synthetic_feeds
+
+log = logging.getLogger(__name__)
+
+WARMUP_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many records
+
+
+def _requests(predictor: Predictor, requests: Sequence[Feeds] | None, n: int, batch_size: int) -> list[Feeds]:
+    if requests is not None:
+        return list(requests)
+    if not isinstance(n, int) or n < 0:
+        raise ConfigError(f"the number of warm-up requests must be an int >= 0, got {n!r}")
+    # seeds far from the usual 0.. so warm-up inputs differ from the requests being measured
+    return [synthetic_feeds(predictor.input_specs, batch_size=batch_size, seed=10_000 + i) for i in range(n)]
+
+
+def warm_up(predictor: Predictor, requests: Sequence[Feeds] | None = None, n: int = 3,
+            batch_size: int = 1) -> dict[str, float]:
+    """Run ``requests`` (or ``n`` synthetic ones of ``batch_size``) and report their timings."""
+    feeds = _requests(predictor, requests, n, batch_size)
+    times = []
+    for request in feeds:
+        start = time.perf_counter()
+        predictor.predict(request)
+        times.append(time.perf_counter() - start)
+    return {"requests": float(len(times)), "seconds": float(sum(times)),
+            "first_s": times[0] if times else 0.0, "last_s": times[-1] if times else 0.0}
+
+
+def warming(loader: Callable[..., Predictor], requests: Sequence[Feeds] | None = None, n: int = 3,
+            batch_size: int = 1) -> Callable[..., Predictor]:
+    """A loader that warms up every predictor it loads before handing it out."""
+    def load(*args: Any, **kwargs: Any) -> Predictor:
+        predictor = loader(*args, **kwargs)
+        warm_up(predictor, requests, n, batch_size)
+        return predictor
+
+    return load
+
+
+def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_requests: int = 3,
+                          repeats: int = 3, steady_runs: int = 10) -> list[dict[str, Any]]:
+    """Rows for fresh loads, without and with warm-up (interleaved), of the first request's cost.
+
+    Each row: ``mode`` (``cold``/``warmed``), load, warm-up, first request and steady
+    (median of ``steady_runs`` later requests) seconds, and ``penalty_s`` = first - steady.
+    """
+    for name, value in (("warmup_requests", warmup_requests), ("repeats", repeats), ("steady_runs", steady_runs)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+    batch = batch_size_of(feeds)  # warm up at the shape that will be measured
+    clock = time.perf_counter
+    rows = []
+    for repeat in range(repeats):
+        for mode in ("cold", "warmed"):
+            start = clock()
+            predictor = load()
+            load_s = clock() - start
+            try:
+                warm_s = (warm_up(predictor, n=warmup_requests, batch_size=batch)["seconds"]
+                          if mode == "warmed" else 0.0)
+                start = clock()
+                predictor.predict(feeds)
+                first = clock() - start
+                steady = []
+                for _ in range(steady_runs):
+                    start = clock()
+                    predictor.predict(feeds)
+                    steady.append(clock() - start)
+            finally:
+                predictor.close()
+            median = statistics.median(steady)
+            rows.append({"mode": mode, "repeat": repeat, "load_s": load_s, "warmup_s": warm_s,
+                         "first_request_s": first, "steady_s": median, "penalty_s": first - median})
+    return rows
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+    except ImportError as exc:
+        raise MissingDependencyError("tensorflow-serving-api", "Writing TF Serving warm-up files") from exc
+    return tf, predict_pb2, prediction_log_pb2
+
+
+def signature_inputs(saved_model_dir: str | os.PathLike[str],
+                     signature_name: str = "serving_default") -> dict[str, tuple[np.dtype, tuple[int | None, ...]]]:
+    """Input keys of a SavedModel signature with dtype and shape (None: any size), read from saved_model.pb."""
+    tf, _, _ = _tf()
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = Path(saved_model_dir) / "saved_model.pb"
+    if not pb.is_file():
+        raise ModelLoadError(f"{saved_model_dir} is not a SavedModel directory (no saved_model.pb)")
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(pb.read_bytes())
+    except Exception as exc:  # protobuf's DecodeError
+        raise ModelLoadError(f"cannot parse {pb}: {exc}") from exc
+    meta = next((m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags), None)
+    if meta is None or signature_name not in meta.signature_def:
+        available = sorted(meta.signature_def) if meta is not None else []
+        raise ModelLoadError(f"SavedModel {saved_model_dir} has no '{signature_name}' signature under tag "
+                             f"'serve'; it has {available}")
+    inputs = {}
+    for key, info in meta.signature_def[signature_name].inputs.items():
+        dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
+        shape = (None,) if info.tensor_shape.unknown_rank else tuple(
+            None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
+        inputs[key] = (dtype, shape)
+    return inputs
+
+
+def _check_request(feeds: Mapping[str, np.ndarray], inputs: Mapping[str, tuple[np.dtype, tuple]], where: str) -> None:
+    expected = "; ".join(f"{k}: {d.name}{list(s)}" for k, (d, s) in inputs.items())
+    if set(feeds) != set(inputs):
+        raise InputError(f"{where} has inputs {sorted(feeds)}; the signature expects {expected}")
+    for key, (dtype, shape) in inputs.items():
+        array = np.asarray(feeds[key])
+        if array.dtype != dtype:
+            raise InputError(f"{where} input '{key}' has dtype {array.dtype.name}; the signature expects {expected}")
+        if shape != (None,) and (array.ndim != len(shape) or
+                                 any(s is not None and s != a for s, a in zip(shape, array.shape))):
+            raise InputError(f"{where} input '{key}' has shape {array.shape}; the signature expects {expected}")
+
+
+def write_tfserving_warmup(saved_model_dir: str | os.PathLike[str], requests: Sequence[Feeds],
+                           model_name: str = "model", signature_name: str = "serving_default") -> Path:
+    """Write ``assets.extra/tf_serving_warmup_requests`` into a SavedModel (version) directory.
+
+    Every request is checked against the signature first, the file is written atomically,
+    then parsed back and checked again, so a file that exists is one TF Serving accepts.
+    """
+    if not 1 <= len(requests) <= MAX_WARMUP_RECORDS:
+        raise ConfigError(f"a TF Serving warm-up file holds 1 to {MAX_WARMUP_RECORDS} requests, got {len(requests)}")
+    tf, predict_pb2, prediction_log_pb2 = _tf()
+    inputs = signature_inputs(saved_model_dir, signature_name)
+    for i, feeds in enumerate(requests):
+        _check_request(feeds, inputs, f"warm-up request {i}")
+    target = Path(saved_model_dir) / WARMUP_DIR / WARMUP_FILE
+    with atomic_output(target) as tmp:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for feeds in requests:
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = model_name
+                request.model_spec.signature_name = signature_name
+                for key, value in feeds.items():
+                    request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+                record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+                writer.write(record.SerializeToString())
+    read_tfserving_warmup(saved_model_dir, signature_name=signature_name)
+    log.info("wrote %d warm-up requests to %s", len(requests), target)
+    return target
+
+
+def read_tfserving_warmup(saved_model_dir: str | os.PathLike[str], signature_name: str | None = None,
+                          run: bool = False) -> list[Any]:
+    """Parse the warm-up file back into ``PredictRequest`` protos, each checked against its signature.
+
+    With ``run=True`` each request is also run through the SavedModel's signature with
+    TensorFlow, proving the model accepts it. Raises ``ModelLoadError`` for an unreadable
+    file or a record that is not a predict log, ``InputError`` for a request that does
+    not fit the signature.
+    """
+    tf, _, prediction_log_pb2 = _tf()
+    path = Path(saved_model_dir) / WARMUP_DIR / WARMUP_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"no warm-up file at {path}")
+    try:
+        records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    except tf.errors.OpError as exc:
+        raise ModelLoadError(f"warm-up file {path} is not a readable TFRecord file: {exc.message}") from exc
+    if not 1 <= len(records) <= MAX_WARMUP_RECORDS:
+        raise ModelLoadError(f"warm-up file {path} holds {len(records)} records; TF Serving takes 1 to "
+                             f"{MAX_WARMUP_RECORDS}")
+    requests, signatures = [], {}
+    loaded = tf.saved_model.load(str(saved_model_dir)) if run else None
+    for i, raw in enumerate(records):
+        record = prediction_log_pb2.PredictionLog()
+        try:
+            record.ParseFromString(raw)
+        except Exception as exc:  # protobuf's DecodeError
+            raise ModelLoadError(f"record {i} of {path} is not a PredictionLog: {exc}") from exc
+        if record.WhichOneof("log_type") != "predict_log":
+            raise ModelLoadError(f"record {i} of {path} is a {record.WhichOneof('log_type')!r} log; "
+                                 f"expected predict_log")
+        request = record.predict_log.request
+        sig = request.model_spec.signature_name or "serving_default"
+        if signature_name is not None and sig != signature_name:
+            raise InputError(f"record {i} targets signature {sig!r}, expected {signature_name!r}")
+        if sig not in signatures:
+            signatures[sig] = signature_inputs(saved_model_dir, sig)
+        feeds = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        _check_request(feeds, signatures[sig], f"record {i}")
+        if loaded is not None:
+            loaded.signatures[sig](**{k: tf.constant(v) for k, v in feeds.items()})
+        requests.append(request)
+    return requests
