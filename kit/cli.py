@@ -34,6 +34,22 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from kit.report.compare import compare_runs, write_html
+
+    comparison = compare_runs(args.older, args.newer, threshold_pct=args.threshold, noise_pct=args.noise)
+    with pd.option_context("display.width", 160, "display.max_rows", None, "display.max_colwidth", 60):
+        print(comparison.frame.drop(columns=["noise"]).to_string(index=False, float_format="{:.4g}".format))
+    page = write_html(comparison)
+    print(f"comparison: {page}")
+    if comparison.failed:
+        print(f"regressed beyond {args.threshold:g} %: {', '.join(comparison.regressions)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Deploy ML models and make their inference fast.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -48,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = sub.add_parser("env", help="print the environment record reports carry")
     env.set_defaults(func=_cmd_env)
+
+    cmp = sub.add_parser("compare", help="headline figures of two report runs side by side; a CI gate")
+    cmp.add_argument("older", help="report folder of the earlier run (swapped if run.json says otherwise)")
+    cmp.add_argument("newer", help="report folder of the later run; compare_*.html is written there")
+    cmp.add_argument("--threshold", type=float, default=None,
+                     help="exit 1 when a figure gets worse by more than this percentage and than its noise")
+    cmp.add_argument("--noise", type=float, default=5.0, help="noise floor in percent, for figures without spread")
+    cmp.set_defaults(func=_cmd_compare)
     return parser
 
 

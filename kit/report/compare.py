@@ -1,0 +1,227 @@
+"""Compare two report runs: headline figures side by side, relative change, noise, a CI gate.
+
+``kit report`` leaves ``run.json`` and ``<notebook>.results.json`` in each run folder; this reads the
+headline figures of both runs, says how much each moved and whether that is beyond run-to-run noise,
+and flags a *regression* when a figure moved the wrong way by more than a threshold (and more than
+the noise). ``kit compare A B --threshold 10`` exits 1 on any regression, so CI can gate on it.
+
+Noise: a headline figure may carry its own spread, as a sibling ``<name>_spread`` or as
+``{"value": v, "spread": s}``; a change is beyond noise when it exceeds both runs' spreads added,
+and never less than ``noise_pct`` of the older value (a floor for figures published without one).
+
+Which way is worse comes from the figure's name (``*_ms``, ``latency``, ``size`` are lower-is-better;
+``qps``, ``throughput``, ``accuracy``, ``speedup`` higher-is-better); figures of unknown direction are
+shown but never gate. A notebook that was ok in the older run and failed in the newer one is a
+regression too.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit.errors import ConfigError
+
+_WORSE_UP = re.compile(r"(drop|loss|error|fail|overhead|regress)", re.I)
+_HIGHER = re.compile(r"(qps|throughput|per_s(ec)?$|speedup|accuracy|hit_rate|samples_per|gain|auc|f1|"
+                     r"cosine|agreement|efficiency)", re.I)
+_LOWER = re.compile(r"(latency|_ms($|_)|^p\d\d|_s$|seconds|time|size|bytes|_mb$|_kb$|memory|rss|wait|queue)",
+                    re.I)
+
+
+def direction(name: str) -> str:
+    """``"higher"``, ``"lower"`` (is better) or ``"?"`` from a metric's name."""
+    leaf = name.rsplit("/", 1)[-1]
+    if _WORSE_UP.search(leaf):  # accuracy_drop, error_rate: words that flip a "higher" stem
+        return "lower"
+    if _HIGHER.search(leaf):
+        return "higher"
+    if _LOWER.search(leaf):
+        return "lower"
+    return "?"
+
+
+@dataclass
+class RunRecord:
+    """What compare needs from one run folder."""
+
+    folder: Path
+    started: float
+    profile: str
+    status: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (value, spread)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _headline_metrics(notebook: str, headline: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for key, raw in headline.items():
+        if key.endswith("_spread") and key[:-len("_spread")] in headline:
+            continue
+        if isinstance(raw, Mapping) and "value" in raw:
+            value, spread = _number(raw["value"]), _number(raw.get("spread")) or 0.0
+        else:
+            value, spread = _number(raw), _number(headline.get(f"{key}_spread")) or 0.0
+        if value is not None:
+            out[f"{notebook}/{key}"] = (value, abs(spread))
+    return out
+
+
+def load_run(folder: str | os.PathLike[str]) -> RunRecord:
+    """Read a ``kit report`` output folder (``run.json`` plus each ``*.results.json``)."""
+    folder = Path(folder)
+    summary_path = folder / "run.json"
+    if not summary_path.is_file():
+        raise ConfigError(f"{folder} is not a kit report folder: no run.json (made by `kit report --out {folder}`)")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{summary_path} is not valid JSON: {exc}") from exc
+    record = RunRecord(folder=folder, started=float(summary.get("started", 0.0)),
+                       profile=str(summary.get("profile", "?")))
+    for nb in summary.get("notebooks", []):
+        name = nb["notebook"]
+        record.status[name] = nb.get("status", "?")
+        headline = dict(nb.get("headline") or {})
+        results = folder / f"{name}.results.json"
+        if results.is_file():
+            try:
+                headline.update(json.loads(results.read_text()).get("headline", {}))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{results} is not valid JSON: {exc}") from exc
+        record.metrics.update(_headline_metrics(name, headline))
+    return record
+
+
+@dataclass
+class Comparison:
+    """The side-by-side table and the regressions it found."""
+
+    older: RunRecord
+    newer: RunRecord
+    frame: Any  # pandas.DataFrame
+    threshold_pct: float | None
+    noise_pct: float
+
+    @property
+    def regressions(self) -> list[str]:
+        return list(self.frame.loc[self.frame["regression"], "metric"])
+
+    @property
+    def failed(self) -> bool:
+        """Whether a CI gate should fail: a threshold was given and something regressed."""
+        return self.threshold_pct is not None and bool(self.regressions)
+
+
+def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.PathLike[str] | RunRecord,
+                 threshold_pct: float | None = None, noise_pct: float = 5.0,
+                 directions: Mapping[str, str] | None = None) -> Comparison:
+    """Compare two runs; ``older``/``newer`` are swapped when their start times say otherwise.
+
+    ``directions`` overrides the name-based guess per metric (``{"03_x/score": "higher"}``).
+    """
+    if threshold_pct is not None and not (threshold_pct >= 0 and math.isfinite(threshold_pct)):
+        raise ConfigError(f"threshold must be a percentage >= 0, got {threshold_pct}")
+    if not (noise_pct >= 0 and math.isfinite(noise_pct)):
+        raise ConfigError(f"noise floor must be a percentage >= 0, got {noise_pct}")
+    for name, value in (directions or {}).items():
+        if value not in ("higher", "lower", "?"):
+            raise ConfigError(f"direction of {name!r} must be 'higher', 'lower' or '?', got {value!r}")
+    import pandas as pd
+
+    a = older if isinstance(older, RunRecord) else load_run(older)
+    b = newer if isinstance(newer, RunRecord) else load_run(newer)
+    if b.started < a.started:
+        a, b = b, a
+    gate = threshold_pct if threshold_pct is not None else math.inf
+    rows = []
+    for name in sorted(set(a.metrics) | set(b.metrics)):
+        va, sa = a.metrics.get(name, (math.nan, 0.0))
+        vb, sb = b.metrics.get(name, (math.nan, 0.0))
+        way = (directions or {}).get(name, direction(name))
+        change = (vb - va) / abs(va) * 100 if va and math.isfinite(va) and math.isfinite(vb) else math.nan
+        noise = max(sa + sb, noise_pct / 100 * abs(va)) if math.isfinite(va) else math.nan
+        beyond = bool(math.isfinite(vb - va) and abs(vb - va) > noise)
+        worse = (way == "lower" and vb > va) or (way == "higher" and vb < va)
+        rows.append({"metric": name, "older": va, "newer": vb, "change_pct": change, "noise": noise,
+                     "beyond_noise": beyond, "better": way, "verdict": _verdict(beyond, worse, way),
+                     "regression": bool(beyond and worse and abs(change) > gate)})
+    for nb in sorted(set(a.status) | set(b.status)):
+        sa_, sb_ = a.status.get(nb, "absent"), b.status.get(nb, "absent")
+        if sa_ != sb_:
+            broke = sa_ == "ok" and sb_ != "ok"
+            rows.append({"metric": f"{nb}/status", "older": sa_, "newer": sb_, "change_pct": math.nan,
+                         "noise": math.nan, "beyond_noise": True, "better": "ok",
+                         "verdict": "broke" if broke else "changed",
+                         "regression": broke and threshold_pct is not None})
+    columns = ["metric", "older", "newer", "change_pct", "noise", "beyond_noise", "better", "verdict", "regression"]
+    return Comparison(a, b, pd.DataFrame(rows, columns=columns), threshold_pct, noise_pct)
+
+
+def _verdict(beyond: bool, worse: bool, way: str) -> str:
+    if not beyond:
+        return "within noise"
+    if way == "?":
+        return "changed"
+    return "worse" if worse else "better"
+
+
+def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = None) -> Path:
+    """Write the comparison page into the newer run's folder and refresh its index to link it."""
+    from kit.report.index import load_summary, write_index
+
+    target = Path(path) if path is not None else comparison.newer.folder / f"compare_{comparison.older.folder.name}.html"
+    frame = comparison.frame
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4g}"
+        return html.escape(str(value))
+
+    rows = []
+    for _, row in frame.iterrows():
+        css = "bad" if row["regression"] else row["verdict"].replace(" ", "-")
+        change = "" if isinstance(row["change_pct"], float) and math.isnan(row["change_pct"]) \
+            else f"{row['change_pct']:+.1f} %"
+        rows.append(f'<tr class="{css}"><td>{cell(row["metric"])}</td><td>{cell(row["older"])}</td>'
+                    f'<td>{cell(row["newer"])}</td><td>{change}</td><td>{cell(row["noise"])}</td>'
+                    f'<td>{cell(row["better"])}</td><td>{cell(row["verdict"])}</td>'
+                    f'<td>{"REGRESSION" if row["regression"] else ""}</td></tr>')
+    gate = "no threshold (report only)" if comparison.threshold_pct is None \
+        else f"threshold {comparison.threshold_pct:g} %: {len(comparison.regressions)} regression(s)"
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>kit comparison</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+tr.bad td {{ background: #fdd; font-weight: bold; }} tr.worse td {{ color: #b00; }} tr.better td {{ color: #070; }}
+tr.within-noise td {{ color: #666; }}
+</style></head><body>
+<h1>Comparison of two report runs</h1>
+<p>Older: <code>{html.escape(str(comparison.older.folder))}</code> (profile {html.escape(comparison.older.profile)});
+newer: <code>{html.escape(str(comparison.newer.folder))}</code> (profile {html.escape(comparison.newer.profile)}).
+Change is relative to the older run; it is beyond noise when it exceeds both runs' spreads added, and at
+least {comparison.noise_pct:g} % of the older value. {html.escape(gate)}.</p>
+<table><tr><th>metric</th><th>older</th><th>newer</th><th>change</th><th>noise</th><th>better</th>
+<th>verdict</th><th>gate</th></tr>
+{''.join(rows)}</table></body></html>
+"""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    if target.parent == comparison.newer.folder and (comparison.newer.folder / "run.json").is_file():
+        write_index(comparison.newer.folder, load_summary(comparison.newer.folder))
+    return target

@@ -1,0 +1,81 @@
+"""`kit compare`: exit codes on identical runs and on a synthetic regression; noise and the index link."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kit.cli import main
+from kit.errors import ConfigError
+from kit.report.compare import compare_runs, direction, load_run
+from kit.report.index import write_index
+
+
+def make_run(folder: Path, started: float, headline: dict, status: str = "ok") -> Path:
+    """A report folder as `kit report` leaves it: run.json, index.html and a results file."""
+    folder.mkdir(parents=True)
+    summary = {"profile": "quick", "started": started, "seconds": 3.0, "environment": {"cpu_model": "test"},
+               "notebooks": [{"notebook": "01_demo", "status": status, "seconds": 1.0, "error": None,
+                              "failed_cell": None, "parameters": {}, "headline": {}, "html": "01_demo.html"}]}
+    (folder / "run.json").write_text(json.dumps(summary))
+    (folder / "01_demo.results.json").write_text(json.dumps({"headline": headline, "tables": {}}))
+    write_index(folder, summary)
+    return folder
+
+
+BASE = {"p95_ms": 10.0, "p95_ms_spread": 0.2, "samples_per_s": 500.0, "accuracy": 0.97, "best_threads": 2}
+
+
+def test_identical_runs_pass_the_gate(tmp_path, capsys):
+    a = make_run(tmp_path / "A", 100.0, BASE)
+    b = make_run(tmp_path / "B", 200.0, BASE)
+    assert main(["compare", str(a), str(b), "--threshold", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "01_demo/p95_ms" in out and "within noise" in out
+    assert (b / "compare_A.html").exists()
+    assert 'href="compare_A.html"' in (b / "index.html").read_text()  # the index links the comparison
+
+
+def test_a_regression_beyond_threshold_and_noise_fails_the_gate(tmp_path, capsys):
+    a = make_run(tmp_path / "A", 100.0, BASE)
+    b = make_run(tmp_path / "B", 200.0, {**BASE, "p95_ms": 13.0, "samples_per_s": 510.0})
+    assert main(["compare", str(b), str(a), "--threshold", "10"]) == 1  # argument order does not matter
+    assert "01_demo/p95_ms" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--threshold", "50"]) == 0  # +30 % is within a 50 % gate
+    assert main(["compare", str(a), str(b)]) == 0  # no threshold: report only
+    frame = compare_runs(a, b, threshold_pct=10).frame.set_index("metric")
+    assert frame.loc["01_demo/p95_ms", "change_pct"] == pytest.approx(30.0)
+    assert frame.loc["01_demo/p95_ms", "verdict"] == "worse"
+    assert frame.loc["01_demo/samples_per_s", "verdict"] == "within noise"  # +2 % under the 5 % floor
+    assert frame.loc["01_demo/best_threads", "better"] == "?"
+
+
+def test_spread_decides_what_is_noise(tmp_path):
+    a = make_run(tmp_path / "A", 1.0, {"p95_ms": 10.0, "p95_ms_spread": 2.0})
+    b = make_run(tmp_path / "B", 2.0, {"p95_ms": {"value": 13.0, "spread": 2.0}})
+    comparison = compare_runs(a, b, threshold_pct=10, noise_pct=0)
+    assert comparison.regressions == []  # +3 ms is within the 4 ms of the two spreads
+    assert load_run(b).metrics["01_demo/p95_ms"] == (13.0, 2.0)
+
+
+def test_a_notebook_that_broke_is_a_regression(tmp_path):
+    a = make_run(tmp_path / "A", 1.0, BASE)
+    b = make_run(tmp_path / "B", 2.0, BASE, status="failed")
+    assert main(["compare", str(a), str(b), "--threshold", "10"]) == 1
+
+
+def test_bad_inputs_are_config_errors(tmp_path, capsys):
+    a = make_run(tmp_path / "A", 1.0, BASE)
+    with pytest.raises(ConfigError, match="no run.json"):
+        load_run(tmp_path / "missing")
+    assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
+    assert "no run.json" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        compare_runs(a, a, threshold_pct=-1)
+
+
+def test_direction_from_names():
+    assert direction("x/p99_ms") == "lower" and direction("x/accuracy_drop") == "lower"
+    assert direction("x/samples_per_s") == "higher" and direction("x/speedup") == "higher"
