@@ -1,0 +1,487 @@
+"""A load generator modelled on MLPerf LoadGen's scenarios, driving any Predictor.
+
+Scenarios (the figure each one is judged by):
+
+- ``SingleStream``: one query at a time; its 90th-percentile latency.
+- ``Server``: open loop, Poisson arrivals at ``target_qps``; its p99 against a latency
+  target, and whether the run met it. Latency counts from the *scheduled* arrival, so a
+  slow system cannot hide its queueing by slowing the generator (coordinated omission).
+- ``Offline``: all queries available at once; samples per second.
+- ``Concurrency``: closed loop, ``N`` clients each sending its next query as soon as the
+  last one answered; queries per second and p99.
+
+Every run warms up (the first ``warmup_queries`` are sent but not counted), then runs
+until both ``min_duration_s`` and ``min_queries`` are reached. Each query records when
+it was scheduled, when it was really sent and when it was answered, so the generator's
+own lag (sent - scheduled) is measured and reported: a result whose generator fell behind
+says so instead of passing off the generator's limits as the system's.
+``find_max_rate`` searches for the highest Poisson rate whose p99 meets a target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kit.engines.base import Feeds, Predictor
+from kit.errors import ConfigError, KitError
+from kit.profile.stats import latency_summary
+from kit.specs import batch_size_of, synthetic_feeds
+
+log = logging.getLogger(__name__)
+
+FeedSource = Feeds | Sequence[Feeds] | Callable[[int], Feeds] | None
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """How long a run lasts: both ``min_duration_s`` and ``min_queries`` must be reached.
+
+    ``max_queries`` caps a run; ``drain_timeout_s`` bounds how long an overloaded open-loop
+    run waits for its backlog after the last arrival (queries never sent are ``dropped``
+    and make the run invalid). ``switch_interval_s`` sets Python's GIL hand-off interval
+    for the run (restored after): at the default 5 ms a sender waking on schedule can wait
+    that long for the GIL, which showed up as milliseconds of send lag at 20,000 q/s.
+    ``None`` leaves the interpreter's setting alone.
+    """
+
+    warmup_queries: int = 10
+    min_duration_s: float = 1.0
+    min_queries: int = 100
+    max_queries: int | None = None
+    drain_timeout_s: float = 10.0
+    seed: int = 0
+    switch_interval_s: float | None = 0.0005
+
+    def __post_init__(self) -> None:
+        if self.warmup_queries < 0:
+            raise ConfigError(f"warmup_queries must be >= 0, got {self.warmup_queries}")
+        if self.min_duration_s < 0:
+            raise ConfigError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+        if self.min_queries < 1:
+            raise ConfigError(f"min_queries must be >= 1, got {self.min_queries}")
+        if self.max_queries is not None and self.max_queries < self.min_queries:
+            raise ConfigError(f"max_queries ({self.max_queries}) must be >= min_queries ({self.min_queries})")
+        if self.drain_timeout_s <= 0:
+            raise ConfigError(f"drain_timeout_s must be > 0, got {self.drain_timeout_s}")
+        if self.switch_interval_s is not None and not 0 < self.switch_interval_s <= 0.1:
+            raise ConfigError(f"switch_interval_s must be in (0, 0.1] seconds or None, got {self.switch_interval_s}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SingleStream:
+    """One query at a time; judged by p90 latency."""
+
+    batch_size: int = 1
+    name = "single_stream"
+
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class Server:
+    """Open loop: Poisson arrivals at ``target_qps``, served by up to ``workers`` in flight.
+
+    ``latency_target_ms`` is the p99 bound the run must meet. ``workers`` are the
+    generator's sending threads (a synchronous Predictor blocks one per query in flight);
+    arrivals that find them all busy wait, and that wait counts as latency.
+    """
+
+    target_qps: float
+    latency_target_ms: float = 100.0
+    workers: int = 64
+    batch_size: int = 1
+    name = "server"
+
+    def __post_init__(self) -> None:
+        _positive("target_qps", self.target_qps)
+        _positive("latency_target_ms", self.latency_target_ms)
+        _positive("workers", self.workers)
+        _positive("batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class Offline:
+    """Everything available at once: ``workers`` threads send ``batch_size``-sample queries back to back."""
+
+    batch_size: int = 32
+    workers: int = 1
+    name = "offline"
+
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+        _positive("workers", self.workers)
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """Closed loop: ``concurrency`` clients, each sending its next query when the last returns."""
+
+    concurrency: int
+    batch_size: int = 1
+    name = "concurrency"
+
+    def __post_init__(self) -> None:
+        _positive("concurrency", self.concurrency)
+        _positive("batch_size", self.batch_size)
+
+
+Scenario = SingleStream | Server | Offline | Concurrency
+
+
+@dataclass
+class LoadResult:
+    """Raw per-query timings of one run (seconds from the start of measurement), plus its verdict."""
+
+    scenario: str
+    params: dict[str, Any]
+    scheduled_s: np.ndarray
+    sent_s: np.ndarray
+    done_s: np.ndarray
+    ok: np.ndarray
+    samples_per_query: int
+    duration_s: float
+    dropped: int = 0
+    error_messages: list[str] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def latencies_s(self) -> np.ndarray:
+        """Answered minus scheduled, successful queries only (includes any wait for a sender)."""
+        return (self.done_s - self.scheduled_s)[self.ok]
+
+    @property
+    def service_s(self) -> np.ndarray:
+        """Answered minus really sent: the predictor's own time."""
+        return (self.done_s - self.sent_s)[self.ok]
+
+    @property
+    def send_lag_s(self) -> np.ndarray:
+        """Really sent minus scheduled: how far the generator fell behind its schedule."""
+        return self.sent_s - self.scheduled_s
+
+    @property
+    def errors(self) -> int:
+        return int((~self.ok).sum())
+
+    @property
+    def latency_target_ms(self) -> float | None:
+        return self.params.get("latency_target_ms")
+
+    @property
+    def valid(self) -> bool:
+        """Nothing dropped and no errors: the figures describe the whole offered load."""
+        return self.dropped == 0 and self.errors == 0
+
+    @property
+    def met(self) -> bool | None:
+        """For a run with a latency target: valid and p99 within it."""
+        target = self.latency_target_ms
+        if target is None:
+            return None
+        lat = self.latencies_s
+        return bool(self.valid and lat.size and np.percentile(lat, 99) * 1e3 <= target)
+
+    def summary(self) -> dict[str, Any]:
+        lag_ms = self.send_lag_s * 1e3
+        out: dict[str, Any] = {"label": self.label, "scenario": self.scenario, **self.params}
+        out.update(latency_summary(self.latencies_s, duration_s=self.duration_s,
+                                   samples_per_query=self.samples_per_query, errors=self.errors))
+        out["service_p50_ms"] = float(np.percentile(self.service_s, 50) * 1e3) if self.ok.any() else math.nan
+        out["send_lag_p50_ms"] = float(np.percentile(lag_ms, 50)) if lag_ms.size else math.nan
+        out["send_lag_p99_ms"] = float(np.percentile(lag_ms, 99)) if lag_ms.size else math.nan
+        out["send_lag_max_ms"] = float(lag_ms.max()) if lag_ms.size else math.nan
+        out["duration_s"] = self.duration_s
+        out["dropped"] = self.dropped
+        out["valid"] = self.valid
+        if self.latency_target_ms is not None:
+            out["met"] = self.met
+        return out
+
+    def to_frame(self):  # -> pandas.DataFrame
+        """One row per measured query, times in milliseconds."""
+        import pandas as pd
+
+        return pd.DataFrame({"label": self.label, "scenario": self.scenario,
+                             "scheduled_ms": self.scheduled_s * 1e3, "sent_ms": self.sent_s * 1e3,
+                             "done_ms": self.done_s * 1e3, "latency_ms": (self.done_s - self.scheduled_s) * 1e3,
+                             "send_lag_ms": self.send_lag_s * 1e3, "ok": self.ok})
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"<LoadResult {self.scenario} queries={int(s['queries'])} qps={s['qps']:.1f} "
+                f"p99={s['p99_ms']:.2f} ms lag_p99={s['send_lag_p99_ms']:.3f} ms>")
+
+
+def summary_frame(results: Sequence[LoadResult]):  # -> pandas.DataFrame
+    """One summary row per run."""
+    import pandas as pd
+
+    return pd.DataFrame([r.summary() for r in results])
+
+
+def _feed_source(predictor: Predictor, feeds: FeedSource, batch_size: int, seed: int) -> Callable[[int], Feeds]:
+    if feeds is None:
+        fixed = synthetic_feeds(predictor.input_specs, batch_size=batch_size, seed=seed)
+        return lambda i: fixed
+    if callable(feeds):
+        return feeds
+    if isinstance(feeds, Mapping):
+        return lambda i: feeds
+    pool = list(feeds)
+    if not pool:
+        raise ConfigError("feeds is an empty sequence; give at least one feed dict")
+    return lambda i: pool[i % len(pool)]
+
+
+class _Recorder:
+    """Thread-safe enough under the GIL: ``list.append`` is atomic."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, float, float, float, bool]] = []
+        self.messages: list[str] = []
+
+    def call(self, predict: Callable[[Feeds], object], source: Callable[[int], Feeds], qid: int,
+             scheduled: float, clock: Callable[[], float]) -> None:
+        feeds = source(qid)
+        sent = clock()
+        try:
+            predict(feeds)
+            ok = True
+        except KitError as exc:  # a failed query is data; programming errors propagate
+            ok = False
+            if len(self.messages) < 5:
+                self.messages.append(f"{type(exc).__name__}: {exc}")
+        self.rows.append((qid, scheduled, sent, clock(), ok))
+
+
+def _result(scenario: Scenario, rec: _Recorder, warmup: int, samples: int, dropped: int,
+            label: str, closed_loop: bool) -> LoadResult:
+    rows = sorted(r for r in rec.rows if r[0] >= warmup)
+    params = {k: v for k, v in asdict(scenario).items()}
+    if not rows:
+        empty = np.zeros(0)
+        return LoadResult(scenario.name, params, empty, empty, empty, np.zeros(0, bool), samples, 0.0,
+                          dropped, rec.messages, label)
+    arr = np.array([r[1:4] for r in rows], dtype=np.float64)
+    ok = np.array([r[4] for r in rows], dtype=bool)
+    t0 = arr[:, 0].min() if not closed_loop else arr[:, 1].min()
+    arr -= t0
+    duration = float(arr[:, 2].max())
+    return LoadResult(scenario.name, params, arr[:, 0], arr[:, 1], arr[:, 2], ok, samples, duration,
+                      dropped, rec.messages, label)
+
+
+def _run_closed(predictor: Predictor, source: Callable[[int], Feeds], threads: int,
+                config: LoadConfig) -> tuple[_Recorder, int]:
+    """``threads`` clients back to back until the measured part reaches duration and count."""
+    rec = _Recorder()
+    clock = time.perf_counter
+    counter = itertools.count()
+    stop = threading.Event()
+    first_measured: list[float] = []
+    warmup, limit = config.warmup_queries, config.max_queries
+
+    def enough(measured: int) -> bool:
+        if limit is not None and measured >= limit:
+            return True
+        return (measured >= config.min_queries and bool(first_measured)
+                and clock() - first_measured[0] >= config.min_duration_s)
+
+    def client() -> None:
+        while not stop.is_set():
+            qid = next(counter)
+            if limit is not None and qid >= warmup + limit:
+                stop.set()
+                return
+            if qid == warmup:
+                first_measured.append(clock())
+            now = clock()
+            rec.call(predictor.predict, source, qid, now, clock)
+            if qid >= warmup and enough(qid - warmup + 1):
+                stop.set()
+
+    if threads == 1:
+        client()
+    else:
+        pool = [threading.Thread(target=client, name=f"loadgen-client-{i}", daemon=True) for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    return rec, 0
+
+
+def _schedule(scenario: Server, config: LoadConfig) -> np.ndarray:
+    """Poisson arrival offsets (s) for warm-up plus a measured part reaching duration and count."""
+    rng = np.random.default_rng(config.seed)
+    mean_gap = 1.0 / scenario.target_qps
+    warmup = config.warmup_queries
+    wanted = max(config.min_queries, math.ceil(config.min_duration_s * scenario.target_qps * 1.1) + 16)
+    if config.max_queries is not None:
+        wanted = min(wanted, config.max_queries)
+    offsets = np.cumsum(rng.exponential(mean_gap, size=warmup + wanted))
+    while config.max_queries is None or offsets.size < warmup + config.max_queries:
+        t0 = offsets[warmup - 1] if warmup else 0.0
+        if offsets[-1] - t0 >= config.min_duration_s:
+            break
+        more = offsets[-1] + np.cumsum(rng.exponential(mean_gap, size=max(16, offsets.size // 4)))
+        offsets = np.concatenate([offsets, more])
+    if config.max_queries is not None:
+        offsets = offsets[:warmup + config.max_queries]
+    return offsets
+
+
+def _run_open(predictor: Predictor, source: Callable[[int], Feeds], scenario: Server,
+              config: LoadConfig) -> tuple[_Recorder, int]:
+    """Poisson arrivals sent on schedule by a pool of sender threads.
+
+    The whole schedule is drawn first. Each free sender takes the next arrival, sleeps
+    until its time and sends it itself, so no hand-off between threads adds to the lag;
+    when every sender is busy the next arrival goes out late, and that lag is recorded.
+    Arrivals still unsent ``drain_timeout_s`` after the last scheduled one are dropped.
+    """
+    rec = _Recorder()
+    clock = time.perf_counter
+    offsets = _schedule(scenario, config)
+    total = int(offsets.size)
+    counter = itertools.count()
+    dropped = itertools.count()
+    start = clock() + 0.002  # let every sender reach its first sleep
+    deadline = start + float(offsets[-1]) + config.drain_timeout_s
+
+    def sender() -> None:
+        while True:
+            qid = next(counter)
+            if qid >= total:
+                return
+            scheduled = start + offsets[qid]
+            delay = scheduled - clock()
+            if delay > 0:
+                time.sleep(delay)
+            elif clock() > deadline:
+                next(dropped)
+                continue
+            rec.call(predictor.predict, source, qid, scheduled, clock)
+
+    pool = [threading.Thread(target=sender, name=f"loadgen-sender-{i}", daemon=True)
+            for i in range(scenario.workers)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=max(0.0, deadline - clock()) + config.drain_timeout_s)
+    if any(t.is_alive() for t in pool):
+        log.warning("load generator: %d sender threads still blocked in predict after draining",
+                    sum(t.is_alive() for t in pool))
+    return rec, next(dropped)
+
+
+def run(predictor: Predictor, scenario: Scenario, feeds: FeedSource = None, config: LoadConfig | None = None,
+        label: str = "") -> LoadResult:
+    """Drive ``predictor`` with ``scenario`` and return every query's timings.
+
+    ``feeds`` is one feed dict sent every time, a sequence cycled through, a function of
+    the query index, or ``None`` for synthetic inputs of the scenario's batch size.
+    """
+    config = config or LoadConfig()
+    source = _feed_source(predictor, feeds, scenario.batch_size, config.seed)
+    samples = batch_size_of(source(0))
+    label = label or getattr(predictor, "name", "predictor")
+    saved_interval = sys.getswitchinterval()
+    if config.switch_interval_s is not None:
+        sys.setswitchinterval(config.switch_interval_s)
+    try:
+        if isinstance(scenario, Server):
+            rec, dropped = _run_open(predictor, source, scenario, config)
+        else:
+            threads = (1 if isinstance(scenario, SingleStream) else
+                       scenario.workers if isinstance(scenario, Offline) else scenario.concurrency)
+            rec, dropped = _run_closed(predictor, source, threads, config)
+    finally:
+        sys.setswitchinterval(saved_interval)
+    return _result(scenario, rec, config.warmup_queries, samples, dropped, label,
+                   closed_loop=not isinstance(scenario, Server))
+
+
+@dataclass
+class RateSearch:
+    """Every run of a search for the highest Poisson rate whose p99 meets ``latency_target_ms``."""
+
+    latency_target_ms: float
+    runs: list[LoadResult]
+
+    @property
+    def best(self) -> LoadResult | None:
+        met = [r for r in self.runs if r.met]
+        return max(met, key=lambda r: r.params["target_qps"]) if met else None
+
+    @property
+    def best_qps(self) -> float:
+        best = self.best
+        return float(best.params["target_qps"]) if best else 0.0
+
+    def to_frame(self):  # -> pandas.DataFrame
+        return summary_frame(self.runs)
+
+    def summary(self) -> dict[str, Any]:
+        best = self.best
+        return {"latency_target_ms": self.latency_target_ms, "best_qps": self.best_qps,
+                "best_p99_ms": best.summary()["p99_ms"] if best else math.nan, "runs": len(self.runs)}
+
+
+def find_max_rate(predictor: Predictor, latency_target_ms: float, feeds: FeedSource = None,
+                  config: LoadConfig | None = None, start_qps: float = 10.0, workers: int = 64,
+                  batch_size: int = 1, tolerance: float = 0.1, max_runs: int = 12,
+                  label: str = "") -> RateSearch:
+    """Highest Server rate whose p99 meets the target, as MLPerf's peak-performance search does.
+
+    Doubles the rate from ``start_qps`` until a run fails, then bisects between the last
+    rate that met the target and the first that did not, until they are within
+    ``tolerance`` (relative) or ``max_runs`` runs have been spent.
+    """
+    _positive("latency_target_ms", latency_target_ms)
+    _positive("start_qps", start_qps)
+    if not 0 < tolerance < 1:
+        raise ConfigError(f"tolerance must be in (0, 1), got {tolerance}")
+    if max_runs < 2:
+        raise ConfigError(f"max_runs must be >= 2, got {max_runs}")
+    runs: list[LoadResult] = []
+
+    def attempt(qps: float) -> bool:
+        scenario = Server(target_qps=qps, latency_target_ms=latency_target_ms, workers=workers,
+                          batch_size=batch_size)
+        result = run(predictor, scenario, feeds, config, label=label)
+        runs.append(result)
+        log.info("rate search: %.1f q/s -> p99 %.2f ms (%s)", qps, result.summary()["p99_ms"],
+                 "met" if result.met else "missed")
+        return bool(result.met)
+
+    good, bad = 0.0, math.inf
+    qps = start_qps
+    while len(runs) < max_runs and math.isinf(bad):
+        if attempt(qps):
+            good, qps = qps, qps * 2
+        else:
+            bad = qps
+    while len(runs) < max_runs and not math.isinf(bad) and (bad - good) > tolerance * bad:
+        mid = (good + bad) / 2 if good > 0 else bad / 2
+        if attempt(mid):
+            good = mid
+        else:
+            bad = mid
+    return RateSearch(latency_target_ms=latency_target_ms, runs=runs)
