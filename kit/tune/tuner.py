@@ -265,19 +265,20 @@ class Tuner:
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
         return target
 
-    def export_batching_parameters(self, path: str | os.PathLike[str] | None = None) -> Path:
+    def export_batching_parameters(self, path: str | os.PathLike[str] | None = None, **batching: Any) -> Path:
         """The best batch size and timeout as a TF Serving ``batching_parameters.txt``.
 
-        The file format belongs to ``kit.serve.batching_config`` (one writer, one reader of it in
-        the kit); this only hands it the tuned values.
+        ``kit.serve.batching_config`` owns that file format; this hands it the tuned values.
+        ``batching`` sets the other ``BatchingConfig`` fields (``max_enqueued_batches``, ...).
         """
-        try:
-            from kit.serve import batching_config
-        except ImportError as exc:
-            raise KitError("exporting TF Serving batching parameters needs kit.serve.batching_config, "
-                           "which this kit does not have yet; the JSON export has the same values") from exc
+        from kit.serve import batching_config
+        from kit.serve.batching import BatchingConfig
+
+        config = self.best().config
         target = Path(path) if path is not None else self.out_dir / "batching_parameters.txt"
-        return batching_config.write_batching_parameters(self.best().config, target)
+        return batching_config.write(BatchingConfig(max_batch_size=config.batch_size,
+                                                    batch_timeout_micros=round(config.batch_timeout_ms * 1000),
+                                                    **batching), target)
 
 
 def pareto_front(frame):  # -> pandas.DataFrame
