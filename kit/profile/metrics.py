@@ -33,6 +33,7 @@ LABELS = ("model", "version", "engine", "route")
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                      1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+QUEUE_STATS = ("queue_depth", "queue_requests")  # stats() names read as queue depth (batcher: queue_requests)
 _CHILD_ATTRS = ("inner", "predictors", "routes", "replicas", "backends", "versions")
 
 LabelKey = tuple[str, str, str, str]
@@ -165,7 +166,8 @@ class MetricsRecorder:
         """Current numeric ``stats()`` values of every watched component, one row per value.
 
         A component whose ``stats()`` raises a kit error is logged and skipped for this poll;
-        ``queue_depth`` values also feed the queue-depth gauge and hit/miss counts the cache columns.
+        ``queue_depth``/``queue_requests`` values also feed the queue-depth gauge, and ``hits``/``misses``
+        the cache columns of ``to_frame``.
         """
         with self._lock:
             watched = list(self._watched)
@@ -178,7 +180,7 @@ class MetricsRecorder:
                 continue
             for stat, value in _numeric_items(stats):
                 rows.append({**dict(zip(LABELS, key)), "component": name, "stat": stat, "value": value})
-                if stat == "queue_depth":
+                if stat in QUEUE_STATS:
                     self.set_queue_depth(value, key)
         return rows
 
