@@ -1,0 +1,135 @@
+"""TensorFlow SavedModel engine: one signature of ``tf.saved_model.load``, numpy in and out.
+
+TensorFlow reads its thread-pool sizes once, when its runtime first starts; asking for
+other sizes later is silently impossible, so the engine refuses with ``ConfigError``
+instead of measuring something other than what was asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.artifacts import ModelArtifact
+from kit.engines.base import Feeds, Outputs, PredictorBase
+from kit.errors import Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError
+from kit.specs import TensorSpec, check_feeds
+
+log = logging.getLogger(__name__)
+
+
+def import_tensorflow():
+    """Import TensorFlow with its C++ logging quietened, or say what to install."""
+    from kit import _quiet  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before the import)
+
+    try:
+        import tensorflow as tf
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("tensorflow", "The TensorFlow engine") from exc
+    tf.get_logger().setLevel(logging.ERROR)
+    return tf
+
+
+def configure_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> None:
+    """Set TensorFlow's thread pools, or raise ``ConfigError`` if TF already started others."""
+    for label, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ConfigError(f"{label} must be an int >= 0 (0 lets TensorFlow choose) or None, got {value!r}")
+    if intra_op_threads is None and inter_op_threads is None:
+        return
+    tf = import_tensorflow()
+    threading = tf.config.threading
+    for label, value, getter, setter in (
+            ("intra_op_threads", intra_op_threads, threading.get_intra_op_parallelism_threads,
+             threading.set_intra_op_parallelism_threads),
+            ("inter_op_threads", inter_op_threads, threading.get_inter_op_parallelism_threads,
+             threading.set_inter_op_parallelism_threads)):
+        if value is None or getter() == value:
+            continue
+        try:
+            setter(value)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"cannot set TensorFlow {label}={value}: TensorFlow already started in this process with "
+                f"intra_op={threading.get_intra_op_parallelism_threads()}, "
+                f"inter_op={threading.get_inter_op_parallelism_threads()}; thread settings must be applied "
+                f"before TensorFlow is first used (create this engine first, or restart the kernel)") from exc
+
+
+def _dim(d: Any) -> int | None:
+    return int(d) if d is not None and int(d) >= 0 else None
+
+
+def _spec(name: str, tf_spec: Any) -> TensorSpec:
+    shape = tuple(_dim(d) for d in tf_spec.shape.as_list()) if tf_spec.shape.rank is not None else ()
+    return TensorSpec(name, np.dtype(tf_spec.dtype.as_numpy_dtype), shape)
+
+
+class TensorFlowEngine(PredictorBase):
+    """A Predictor over one signature of a SavedModel (``tf.saved_model.load``)."""
+
+    def __init__(self, model: str | os.PathLike[str] | ModelArtifact, signature: str = "serving_default",
+                 intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+                 name: str | None = None) -> None:
+        configure_threads(intra_op_threads, inter_op_threads)
+        tf = import_tensorflow()
+        self._tf = tf
+        path = model.path if isinstance(model, ModelArtifact) else Path(model)
+        if not path.exists():
+            raise ModelLoadError(f"SavedModel not found: {path}")
+        if not path.is_dir() or not ((path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists()):
+            raise ModelLoadError(f"{path} is not a SavedModel directory (no saved_model.pb); the TensorFlow "
+                                 f"engine expects the directory written by model.export / tf.saved_model.save")
+        self.path = path
+        self.name = name or (model.name if isinstance(model, ModelArtifact) else path.name)
+        self.signature = signature
+        self.intra_op_threads, self.inter_op_threads = intra_op_threads, inter_op_threads
+        try:
+            self._loaded = tf.saved_model.load(str(path))
+        except Exception as exc:
+            raise ModelLoadError(f"TensorFlow could not load the SavedModel {path}: "
+                                 f"{str(exc).strip().splitlines()[0][:400] if str(exc).strip() else exc!r}") from exc
+        available = sorted(self._loaded.signatures.keys())
+        if signature not in available:
+            raise ModelLoadError(f"SavedModel {path} has no signature {signature!r}; available signatures: "
+                                 f"{available or 'none (re-export it with a serving signature)'}")
+        self._fn = self._loaded.signatures[signature]
+        _, kwargs = self._fn.structured_input_signature
+        self._input_specs = tuple(_spec(k, v) for k, v in kwargs.items())
+        outputs = self._fn.structured_outputs
+        self._output_specs = tuple(_spec(k, v) for k, v in outputs.items())
+
+    def predict(self, feeds: Feeds) -> Outputs:
+        fn = self._fn
+        if fn is None:
+            raise Closed(f"engine {self.name!r} is closed")
+        try:
+            result = fn(**feeds)
+        except self._tf.errors.OpError as exc:
+            check_feeds(self._input_specs, feeds)
+            raise InferenceError(f"TensorFlow failed on {self.name!r}: {exc.message.splitlines()[0][:400]}") from exc
+        except (TypeError, ValueError) as exc:
+            arrays = check_feeds(self._input_specs, feeds)  # raises InputError naming the expectation
+            try:
+                result = fn(**arrays)
+            except Exception as again:
+                raise InputError(f"TensorFlow refused the inputs of {self.name!r}: "
+                                 f"{str(again).splitlines()[0][:300]}; the model expects "
+                                 f"{'; '.join(map(str, self._input_specs))}") from exc
+        return {k: v.numpy() for k, v in result.items()}
+
+    def _close(self) -> None:
+        self._fn = None
+        self._loaded = None
+
+    def describe(self) -> dict[str, Any]:
+        threading = self._tf.config.threading
+        return {"predictor": type(self).__name__, "engine": "tensorflow", "name": self.name,
+                "signature": self.signature, "tensorflow": self._tf.__version__,
+                "devices": [d.name for d in self._tf.config.list_logical_devices()],
+                "intra_op_threads": threading.get_intra_op_parallelism_threads(),
+                "inter_op_threads": threading.get_inter_op_parallelism_threads()}

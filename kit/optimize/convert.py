@@ -1,0 +1,178 @@
+"""SavedModel -> ONNX and SavedModel -> TFLite, each checked against its source.
+
+A conversion is an artifact -> artifact function: the result carries its parent, the
+conversion's parameters and how well its outputs agree with the source on sample inputs
+(max abs error, cosine). A conversion that disagrees beyond tolerance raises
+``ConversionError``: a model that runs but answers differently is worse than none.
+
+Keras 3 models go through a SavedModel first (``model.export(dir)``):
+``tf2onnx.convert.from_keras`` fails on Keras 3 (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.artifacts import ModelArtifact, atomic_output
+from kit.errors import ConversionError, KitError, MissingDependencyError
+from kit.specs import synthetic_feeds
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+MAX_IR_VERSION = 10  # ONNX Runtime 1.31 reads IR <= 13; keep a margin for older runtimes
+DEFAULT_ATOL = 1e-3
+DEFAULT_MIN_COSINE = 0.9999
+
+
+def _source(model: ModelArtifact | str | os.PathLike[str]) -> ModelArtifact:
+    art = model if isinstance(model, ModelArtifact) else ModelArtifact.from_path(model)
+    if art.format != "savedmodel":
+        raise ConversionError(f"expected a SavedModel directory, got a {art.format} model ({art.path}); "
+                              f"export a Keras model with model.export(dir) first")
+    return art
+
+
+def agreement(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Worst max-abs error and lowest cosine similarity over the reference's outputs.
+
+    NaN or inf anywhere in the candidate counts as total disagreement.
+    """
+    missing = sorted(set(reference) - set(candidate))
+    if missing:
+        raise ConversionError(f"converted model lacks output(s) {missing}; it has {sorted(candidate)}")
+    max_abs, cosine = 0.0, 1.0
+    for name, ref in reference.items():
+        ref64 = np.asarray(ref, np.float64).ravel()
+        got = np.asarray(candidate[name], np.float64).ravel()
+        if ref64.shape != got.shape:
+            raise ConversionError(f"output {name!r} has {got.size} values, the source {ref64.size}")
+        if not np.all(np.isfinite(got)):
+            return {"max_abs_error": float("inf"), "cosine": float("nan")}
+        max_abs = max(max_abs, float(np.max(np.abs(ref64 - got))) if ref64.size else 0.0)
+        norms = float(np.linalg.norm(ref64) * np.linalg.norm(got))
+        cos = float(ref64 @ got / norms) if norms > 0 else float(np.array_equal(ref64, got))
+        cosine = min(cosine, cos)
+    return {"max_abs_error": max_abs, "cosine": cosine}
+
+
+def check_agreement(source: ModelArtifact, target: Path, fmt: str, feeds: Mapping[str, np.ndarray] | None,
+                    signature: str, atol: float, min_cosine: float) -> dict[str, Any]:
+    """Run source and converted model on the same feeds; raise if they disagree."""
+    from kit.engines.tensorflow import TensorFlowEngine
+
+    with TensorFlowEngine(source, signature=signature) as reference:
+        feeds = dict(feeds) if feeds is not None else synthetic_feeds(reference.input_specs, batch_size=2)
+        expected = reference.predict(feeds)
+    try:
+        if fmt == "onnx":
+            from kit.engines.onnxruntime import OnnxRuntimeEngine
+            engine = OnnxRuntimeEngine(target)
+        else:
+            from kit.engines.tflite import TFLiteEngine
+            engine = TFLiteEngine(target)
+        with engine:
+            got = engine.predict(feeds)
+    except KitError as exc:
+        raise ConversionError(f"the converted {fmt} model does not run: {exc}") from exc
+    result = agreement(expected, got)
+    result["agreement_batch"] = int(next(iter(feeds.values())).shape[0])
+    ok = result["max_abs_error"] <= atol and result["cosine"] >= min_cosine
+    if not ok:
+        raise ConversionError(f"the {fmt} conversion of {source.name} disagrees with its source: max abs error "
+                              f"{result['max_abs_error']:.3g} (tolerance {atol:g}), cosine {result['cosine']:.6f} "
+                              f"(minimum {min_cosine}); try another opset, or pass atol/min_cosine if the "
+                              f"difference is expected")
+    return result
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+def savedmodel_to_onnx(model: ModelArtifact | str | os.PathLike[str], output: str | os.PathLike[str],
+                       opset: int = DEFAULT_OPSET, signature: str = "serving_default",
+                       feeds: Mapping[str, np.ndarray] | None = None, atol: float = DEFAULT_ATOL,
+                       min_cosine: float = DEFAULT_MIN_COSINE) -> ModelArtifact:
+    """Convert a SavedModel signature to ONNX with tf2onnx; names and symbolic batch are kept.
+
+    Uses tf2onnx's SavedModel loader (the route of ``python -m tf2onnx.convert
+    --saved-model``), which works with Keras 3 exports. ``feeds`` are the inputs the
+    agreement check runs on (synthetic ones if omitted).
+    """
+    source = _source(model)
+    from kit.engines.tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        import onnx
+        from tf2onnx import convert as tf2onnx_convert
+        from tf2onnx import tf_loader
+    except ImportError as exc:
+        raise MissingDependencyError("tf2onnx", "Converting to ONNX") from exc
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    output = Path(output)
+    with atomic_output(output) as tmp:
+        try:
+            graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
+                str(source.path), None, None, tag=None, signatures=[signature], concrete_function=None,
+                large_model=False, return_initialized_tables=True, return_tensors_to_rename=True)
+            with tf.device("/cpu:0"):
+                proto, _ = tf2onnx_convert._convert_common(
+                    graph_def, name=source.name, opset=opset, input_names=inputs, output_names=outputs,
+                    initialized_tables=tables, tensors_to_rename=renames)
+        except Exception as exc:
+            raise ConversionError(f"tf2onnx could not convert {source.path} (signature {signature!r}, opset "
+                                  f"{opset}): {_first_line(exc)}; check that the signature exists and try "
+                                  f"another opset (13-18)") from exc
+        if proto.ir_version > MAX_IR_VERSION:
+            proto.ir_version = MAX_IR_VERSION
+        for value in [*proto.graph.input, *proto.graph.output]:
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].dim_param:  # tf2onnx names it unk__N; say what it is
+                dims[0].dim_param = "batch"
+        onnx.save(proto, str(tmp))
+        metrics = check_agreement(source, tmp, "onnx", feeds, signature, atol, min_cosine)
+    params = {"opset": opset, "signature": signature, "tf2onnx": _version("tf2onnx")}
+    return source.derive(output, "to_onnx", name=f"{source.name}-onnx", format="onnx", params=params,
+                         metrics=metrics)
+
+
+def savedmodel_to_tflite(model: ModelArtifact | str | os.PathLike[str], output: str | os.PathLike[str],
+                         signature: str = "serving_default", feeds: Mapping[str, np.ndarray] | None = None,
+                         atol: float = DEFAULT_ATOL, min_cosine: float = DEFAULT_MIN_COSINE) -> ModelArtifact:
+    """Convert a SavedModel signature to a float32 ``.tflite`` with TensorFlow's converter."""
+    source = _source(model)
+    from kit.engines.tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    output = Path(output)
+    with atomic_output(output) as tmp:
+        try:
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(source.path), signature_keys=[signature])
+            flatbuffer = converter.convert()
+        except Exception as exc:
+            raise ConversionError(f"the TFLite converter could not convert {source.path} (signature "
+                                  f"{signature!r}): {_first_line(exc)}; ops TFLite lacks must be rewritten "
+                                  f"with builtin ones") from exc
+        tmp.write_bytes(flatbuffer)
+        metrics = check_agreement(source, tmp, "tflite", feeds, signature, atol, min_cosine)
+    params = {"signature": signature, "precision": "float32", "tensorflow": tf.__version__}
+    return source.derive(output, "to_tflite", name=f"{source.name}-tflite", format="tflite", params=params,
+                         metrics=metrics)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

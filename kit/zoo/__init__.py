@@ -1,0 +1,118 @@
+"""Built-in models and data, built locally (no downloads) and cached.
+
+    from kit.zoo import get_model, digits_data, sample_feeds
+    art = get_model("digits_cnn", format="onnx")       # ModelArtifact, built once then cached
+    feeds = sample_feeds("digits_cnn", batch_size=8)    # {"image": float32 (8, 8, 8, 1)}
+
+Models (``MODELS``): ``digits_cnn`` (a small CNN trained on scikit-learn's digits),
+``mobilenet_v2`` (seeded random weights, 224x224x3) and ``bert_encoder`` (a BERT-shaped
+encoder with seeded random weights). Each comes as ``savedmodel``, ``onnx`` and
+``tflite`` with the same tensor names; the ONNX and TFLite artifacts have the
+SavedModel as parent and record their conversion agreement in ``metrics``.
+
+Builds run in a child Python process so that TensorFlow never starts in the caller's
+process (where it would fix its thread pools before an engine could choose them).
+The cache lives under ``$KIT_CACHE_DIR/zoo`` (default ``~/.cache/kit/zoo``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kit.artifacts import ModelArtifact
+from kit.errors import ConfigError, ModelLoadError
+from kit.specs import TensorSpec
+from kit.zoo.cache import cache_root, entry_key, get_or_build, library_versions
+from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, input_specs, resolve_params
+from kit.zoo.data import DigitsData, digits_data, sample_feeds
+
+__all__ = ["MODELS", "ZOO_FORMATS", "DigitsData", "cache_root", "digits_data", "get_model", "model_inputs",
+           "sample_feeds"]
+
+log = logging.getLogger(__name__)
+
+_FILES = {"savedmodel": "savedmodel", "onnx": "model.onnx", "tflite": "model.tflite"}
+_STAGES = ("build", "onnx", "tflite")
+
+
+def model_inputs(name: str, **params: Any) -> tuple[TensorSpec, ...]:
+    """The input specs of a zoo model (same on every format), without building it."""
+    return input_specs(name, resolve_params(name, params))
+
+
+def _error_summary(stderr: str) -> str:
+    """The last exception line of a child's traceback (what went wrong, without the trace)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+    return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:600]
+
+
+def _build(name: str, params: Mapping[str, Any], seed: int, out: Path) -> dict[str, Any]:
+    """Run ``kit.zoo.builders`` in a child process, showing its stages as a progress bar."""
+    from tqdm.auto import tqdm
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "kit.zoo.builders", name, json.dumps(dict(params)), str(seed), str(out)]
+    log.info("building zoo model %s (one-time; cached afterwards)", name)
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err, \
+            tqdm(total=len(_STAGES), desc=f"building {name}", unit="step", leave=False) as bar:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("STAGE "):
+                stage = line.split()[1]
+                bar.set_postfix_str(stage)
+                bar.n = _STAGES.index(stage) if stage in _STAGES else bar.n
+                bar.refresh()
+        code = proc.wait()
+        bar.n = len(_STAGES)
+        bar.refresh()
+        err.seek(0)
+        stderr = err.read()
+    if code != 0:
+        raise ModelLoadError(f"building the zoo model {name!r} (params {dict(params)}, seed {seed}) failed: "
+                             f"{_error_summary(stderr)}")
+    seconds = time.perf_counter() - start
+    log.info("built zoo model %s in %.1f s", name, seconds)
+    return {"name": name, "params": dict(params), "seed": seed, "builder_version": BUILDER_VERSION,
+            "versions": library_versions(), "build_seconds": round(seconds, 2),
+            "build": json.loads((out / "build.json").read_text())}
+
+
+def get_model(name: str, format: str = "onnx", seed: int = 0, **params: Any) -> ModelArtifact:
+    """A zoo model as a ``ModelArtifact`` in ``format``, built on first use and cached.
+
+    ``params`` override the model's size parameters (``kit.zoo.catalog.DEFAULTS``),
+    e.g. ``get_model("bert_encoder", hidden=384, layers=6)`` or
+    ``get_model("digits_cnn", epochs=5)``; they are part of the cache key, as are the
+    seed, the builder version and the tensorflow/keras/tf2onnx/onnx versions.
+    """
+    if format not in ZOO_FORMATS:
+        raise ConfigError(f"unknown zoo format {format!r}; expected one of {ZOO_FORMATS}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be an int >= 0, got {seed!r}")
+    params = resolve_params(name, params)
+    key = entry_key(name, params, seed, BUILDER_VERSION)
+    entry = cache_root() / f"{name}-{key}"
+    manifest = get_or_build(entry, tuple(_FILES.values()),
+                            lambda tmp: _build(name, params, seed, tmp))
+    build = manifest["build"]
+    source = ModelArtifact(entry / _FILES["savedmodel"], "savedmodel", name=name,
+                           params=build["savedmodel"]["params"], metrics=build["savedmodel"]["metrics"])
+    if format == "savedmodel":
+        return source
+    transform = "to_onnx" if format == "onnx" else "to_tflite"
+    return source.derive(entry / _FILES[format], transform, name=f"{name}-{format}", format=format,
+                         params=build[format]["params"], metrics=build[format]["metrics"])

@@ -1,0 +1,213 @@
+"""Build the zoo's models with Keras and export them as SavedModels with named signatures.
+
+Runs in a child process (``python -m kit.zoo.builders``) started by ``kit.zoo.get_model``:
+that keeps TensorFlow, its op-determinism switch and its thread pools out of the
+caller's process, so a notebook can still configure TensorFlow's threads afterwards.
+
+Every model is exported through an explicit ``tf.function`` with named ``TensorSpec``
+inputs and a dict output, so SavedModel, tf2onnx and the TFLite signature runner all
+keep the same tensor names (``image`` -> ``probabilities`` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kit import _quiet  # noqa: F401  (before TensorFlow is imported)
+from kit.zoo.catalog import input_specs
+from kit.zoo.data import digits_data, sample_feeds
+
+
+def _seed(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _export(model: Any, name: str, params: Mapping[str, Any], out: Path,
+            fn: Callable[..., dict[str, Any]]) -> None:
+    """Write ``model`` as a SavedModel whose ``serving_default`` is ``fn`` over named specs."""
+    import keras
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in input_specs(name, params)]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", tf.function(fn, input_signature=signature))
+    archive.write_out(str(out), verbose=False)
+
+
+def build_digits_cnn(params: Mapping[str, Any], seed: int, out: Path) -> dict[str, Any]:
+    """A small CNN trained on scikit-learn's 8x8 digits; its hold-out accuracy is recorded."""
+    import keras
+    import numpy as np
+
+    _seed(seed)
+    data = digits_data(seed)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dropout(0.2),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(data.x_train, data.y_train, epochs=params["epochs"], batch_size=32, shuffle=True, verbose=0)
+    probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
+    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == data.y_test))
+    _export(model, "digits_cnn", params, out, lambda image: {"probabilities": model(image, training=False)})
+    return {"test_accuracy": accuracy, "train_samples": len(data.y_train), "test_samples": len(data.y_test)}
+
+
+def build_mobilenet_v2(params: Mapping[str, Any], seed: int, out: Path) -> dict[str, Any]:
+    """MobileNetV2 with seeded random weights; takes images in [0, 1] and rescales them itself."""
+    import keras
+
+    _seed(seed)
+    size = params["image_size"]
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(2.0, offset=-1.0)(inputs)  # MobileNetV2 expects [-1, 1]
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=params["alpha"], weights=None,
+                                          classes=params["classes"], classifier_activation="softmax")
+    model = keras.Model(inputs, base(x))
+    # Random weights shrink activations layer after layer until every image gets the same
+    # uniform output. Setting each BatchNorm's moving statistics from one batch (momentum 0)
+    # keeps activations normalized, so outputs vary with the input as a trained model's do.
+    batch_norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:
+        layer.momentum = 0.0
+    model(sample_feeds("mobilenet_v2", batch_size=16, seed=seed, **params)["image"], training=True)
+    for layer in batch_norms:
+        layer.momentum = 0.999
+    _export(model, "mobilenet_v2", params, out, lambda image: {"probabilities": model(image, training=False)})
+    return {"parameters": int(model.count_params())}
+
+
+def _bert_class():
+    import keras
+    from keras import layers, ops
+
+    class BertEncoder(keras.Model):
+        """Embeddings + transformer blocks (MHA, LayerNorm, erf-GELU FFN) + tanh pooler.
+
+        Attention is written with Dense projections and batched matmuls (not
+        ``EinsumDense``) so the ONNX graph is MatMul-dominated, as in real BERT exports.
+        """
+
+        def __init__(self, vocab_size: int, hidden: int, layers_: int, heads: int, ffn: int, seq_len: int):
+            super().__init__()
+            self.seq_len, self.heads, self.head_dim = seq_len, heads, hidden // heads
+            self.hidden = hidden
+            self.token_embedding = layers.Embedding(vocab_size, hidden)
+            self.position_embedding = layers.Embedding(seq_len, hidden)
+            self.embedding_norm = layers.LayerNormalization(epsilon=1e-12)
+            self.blocks = []
+            for _ in range(layers_):
+                self.blocks.append({
+                    "q": layers.Dense(hidden), "k": layers.Dense(hidden), "v": layers.Dense(hidden),
+                    "o": layers.Dense(hidden), "norm1": layers.LayerNormalization(epsilon=1e-12),
+                    "ffn_in": layers.Dense(ffn), "ffn_out": layers.Dense(hidden),
+                    "norm2": layers.LayerNormalization(epsilon=1e-12)})
+            self.pooler = layers.Dense(hidden, activation="tanh")
+
+        def _heads(self, x):
+            x = ops.reshape(x, (-1, self.seq_len, self.heads, self.head_dim))
+            return ops.transpose(x, (0, 2, 1, 3))
+
+        def call(self, input_ids, attention_mask):
+            positions = ops.arange(self.seq_len, dtype="int32")
+            x = self.token_embedding(input_ids) + ops.expand_dims(self.position_embedding(positions), 0)
+            x = self.embedding_norm(x)
+            mask = ops.cast(attention_mask, "float32")
+            bias = ops.reshape((1.0 - mask) * -10000.0, (-1, 1, 1, self.seq_len))
+            scale = 1.0 / math.sqrt(self.head_dim)
+            for block in self.blocks:
+                q, k, v = (self._heads(block[n](x)) for n in ("q", "k", "v"))
+                scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * scale + bias
+                context = ops.matmul(ops.softmax(scores, axis=-1), v)
+                context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (-1, self.seq_len, self.hidden))
+                x = block["norm1"](x + block["o"](context))
+                h = block["ffn_in"](x)
+                h = 0.5 * h * (1.0 + ops.erf(h / math.sqrt(2.0)))  # GELU via erf: ORT has no Erfc
+                x = block["norm2"](x + block["ffn_out"](h))
+            return {"last_hidden_state": x, "pooled_output": self.pooler(x[:, 0, :])}
+
+    return BertEncoder
+
+
+def build_bert_encoder(params: Mapping[str, Any], seed: int, out: Path) -> dict[str, Any]:
+    """A BERT-shaped encoder with seeded random weights, for latency work (not accuracy)."""
+    _seed(seed)
+    model = _bert_class()(params["vocab_size"], params["hidden"], params["layers"], params["heads"],
+                          params["ffn"], params["seq_len"])
+    feeds = sample_feeds("bert_encoder", batch_size=1, seed=seed, **params)
+    model(feeds["input_ids"], feeds["attention_mask"])  # build the weights
+    _export(model, "bert_encoder", params, out,
+            lambda input_ids, attention_mask: model(input_ids, attention_mask))
+    return {"parameters": int(model.count_params())}
+
+
+BUILDERS = {"digits_cnn": build_digits_cnn, "mobilenet_v2": build_mobilenet_v2,
+            "bert_encoder": build_bert_encoder}
+
+
+def build_entry(name: str, params: Mapping[str, Any], seed: int, out: Path) -> dict[str, Any]:
+    """Build every format of ``name`` into ``out``; returns per-format metrics and params.
+
+    Prints ``STAGE <what>`` lines so the parent process can show progress.
+    """
+    from kit.artifacts import ModelArtifact
+    from kit.optimize.convert import savedmodel_to_onnx, savedmodel_to_tflite
+
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    print("STAGE build", flush=True)
+    metrics = BUILDERS[name](params, seed, out / "savedmodel")
+    timings["savedmodel_s"] = time.perf_counter() - start
+    source = ModelArtifact(out / "savedmodel", "savedmodel", name=name, params={**params, "seed": seed},
+                           metrics=metrics)
+    feeds = sample_feeds(name, batch_size=2, seed=seed + 1, **params)
+    print("STAGE onnx", flush=True)
+    mark = time.perf_counter()
+    onnx_art = savedmodel_to_onnx(source, out / "model.onnx", feeds=feeds)
+    timings["onnx_s"] = time.perf_counter() - mark
+    print("STAGE tflite", flush=True)
+    mark = time.perf_counter()
+    tflite_art = savedmodel_to_tflite(source, out / "model.tflite", feeds=feeds)
+    timings["tflite_s"] = time.perf_counter() - mark
+    return {"savedmodel": {"metrics": metrics, "params": dict(source.params)},
+            "onnx": {"metrics": dict(onnx_art.metrics), "params": dict(onnx_art.params)},
+            "tflite": {"metrics": dict(tflite_art.metrics), "params": dict(tflite_art.params)},
+            "timings": timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build one zoo model (used by kit.zoo.get_model).")
+    parser.add_argument("name")
+    parser.add_argument("params", help="JSON object of size parameters")
+    parser.add_argument("seed", type=int)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    result = build_entry(args.name, json.loads(args.params), args.seed, args.out)
+    (args.out / "build.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The zoo's data: scikit-learn's digits with a fixed split, and valid inputs for every model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from kit.zoo.catalog import resolve_params
+
+
+@dataclass(frozen=True)
+class DigitsData:
+    """8x8 digit images as float32 ``(n, 8, 8, 1)`` in [0, 1] and int64 labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@lru_cache(maxsize=4)
+def _digits(seed: int) -> DigitsData:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    y = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, stratify=y, random_state=seed)
+    for array in (x_train, x_test, y_train, y_test):
+        array.setflags(write=False)  # shared by the cache: nobody may change them
+    return DigitsData(x_train, y_train, x_test, y_test)
+
+
+def digits_data(seed: int = 0) -> DigitsData:
+    """The digits split every zoo consumer uses: stratified, 25 % held out, fixed by ``seed``."""
+    return _digits(int(seed))
+
+
+def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
+    """Realistic inputs for a zoo model: held-out digits, [0, 1] images, token ids with padding.
+
+    ``params`` are the model's size parameters (as given to ``get_model``) where they
+    change the input shapes, e.g. ``seq_len`` for ``bert_encoder``.
+    """
+    params = resolve_params(name, params)
+    rng = np.random.default_rng(seed)
+    if name == "digits_cnn":
+        x_test = digits_data(0).x_test
+        return {"image": np.ascontiguousarray(x_test[rng.choice(len(x_test), batch_size, replace=False)
+                                                     if batch_size <= len(x_test) else
+                                                     rng.integers(0, len(x_test), batch_size)])}
+    if name == "mobilenet_v2":
+        size = params["image_size"]
+        return {"image": rng.random((batch_size, size, size, 3), dtype=np.float32)}
+    seq, vocab = params["seq_len"], params["vocab_size"]
+    ids = rng.integers(1, vocab, size=(batch_size, seq)).astype(np.int32)
+    mask = np.ones((batch_size, seq), np.int32)
+    for row in range(1, batch_size):  # the first row is full length, later rows padded
+        length = int(rng.integers(max(1, seq // 4), seq + 1))
+        ids[row, length:] = 0
+        mask[row, length:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
