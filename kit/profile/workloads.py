@@ -10,7 +10,7 @@ skew >= 0, unlike ``numpy.random.zipf`` (unbounded, skew > 1 only); skew 0 is un
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,3 +142,32 @@ def replay(predictor: Predictor, pool: Sequence[Feeds], workload: Workload, labe
                          errors=len(errors), error_messages=errors[:5],
                          labels={"workload": workload.kind, "skew": float(workload.skew) if workload.kind == "zipf"
                                  else 0.0, **labels})
+
+
+def replay_interleaved(predictors: Mapping[str, Predictor], pool: Sequence[Feeds], workload: Workload,
+                       **labels: Any) -> list[ProfileResult]:
+    """Send each request of the stream to every predictor in turn (A B A B ...), one result each.
+
+    Interleaving request by request is what makes a cached and an uncached predictor
+    comparable on a shared machine: both see the same requests at the same moment.
+    """
+    if not predictors:
+        raise ConfigError("replay_interleaved needs at least one predictor")
+    latencies: dict[str, list[float]] = {k: [] for k in predictors}
+    errors: dict[str, list[str]] = {k: [] for k in predictors}
+    clock = time.perf_counter
+    batch = 1
+    for feeds in requests(pool, workload):
+        batch = batch_size_of(feeds)
+        for label, predictor in predictors.items():
+            start = clock()
+            try:
+                predictor.predict(feeds)
+            except KitError as exc:
+                errors[label].append(str(exc))
+                continue
+            latencies[label].append(clock() - start)
+    skew = float(workload.skew) if workload.kind == "zipf" else 0.0
+    return [ProfileResult(label=label, latencies_s=np.asarray(latencies[label]), batch_size=batch,
+                          errors=len(errors[label]), error_messages=errors[label][:5],
+                          labels={"workload": workload.kind, "skew": skew, **labels}) for label in predictors]

@@ -72,3 +72,28 @@ def test_requests_copy_pool_feeds_and_replay_records_latencies():
     assert result.summary()["cache"] == "none" and result.summary()["skew"] == 1.0
     with pytest.raises(ConfigError):
         list(requests(pool[:5], w))
+
+
+def test_replay_interleaved_sends_every_request_to_every_predictor():
+    from kit.profile.workloads import replay_interleaved
+
+    pool = synthetic_pool(SPECS, size=8)
+    seen: dict[str, list[bytes]] = {"a": [], "b": []}
+
+    class Recorder(PredictorBase):
+        _input_specs = SPECS
+
+        def __init__(self, label):
+            self.label = label
+
+        def predict(self, feeds):
+            seen[self.label].append(feeds["x"].tobytes())
+            return {"y": feeds["x"]}
+
+    w = Workload(kind="uniform", n_requests=20, pool_size=8)
+    results = replay_interleaved({"a": Recorder("a"), "b": Recorder("b")}, pool, w, model="echo")
+    assert [r.label for r in results] == ["a", "b"] and all(r.latencies_s.size == 20 for r in results)
+    assert seen["a"] == seen["b"] == [pool[i]["x"].tobytes() for i in w.indices()]
+    assert results[0].summary()["model"] == "echo" and results[0].summary()["workload"] == "uniform"
+    with pytest.raises(ConfigError):
+        replay_interleaved({}, pool, w)
