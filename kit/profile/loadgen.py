@@ -255,11 +255,16 @@ class _Recorder:
     def __init__(self) -> None:
         self.rows: list[tuple[int, float, float, float, bool]] = []
         self.messages: list[str] = []
+        self.samples = 0
 
     def call(self, predict: Callable[[Feeds], object], source: Callable[[int], Feeds], qid: int,
-             scheduled: float, clock: Callable[[], float]) -> None:
+             scheduled: float | None, clock: Callable[[], float]) -> None:
+        """Send query ``qid``; a closed loop passes ``scheduled=None``: it is due when sent."""
         feeds = source(qid)
+        if not self.samples:
+            self.samples = batch_size_of(feeds)
         sent = clock()
+        scheduled = sent if scheduled is None else scheduled
         try:
             predict(feeds)
             ok = True
@@ -270,9 +275,10 @@ class _Recorder:
         self.rows.append((qid, scheduled, sent, clock(), ok))
 
 
-def _result(scenario: Scenario, rec: _Recorder, warmup: int, samples: int, dropped: int,
-            label: str, closed_loop: bool) -> LoadResult:
+def _result(scenario: Scenario, rec: _Recorder, warmup: int, dropped: int, label: str,
+            closed_loop: bool) -> LoadResult:
     rows = sorted(r for r in rec.rows if r[0] >= warmup)
+    samples = rec.samples or scenario.batch_size
     params = {k: v for k, v in asdict(scenario).items()}
     if not rows:
         empty = np.zeros(0)
@@ -311,8 +317,7 @@ def _run_closed(predictor: Predictor, source: Callable[[int], Feeds], threads: i
                 return
             if qid == warmup:
                 first_measured.append(clock())
-            now = clock()
-            rec.call(predictor.predict, source, qid, now, clock)
+            rec.call(predictor.predict, source, qid, None, clock)
             if qid >= warmup and enough(qid - warmup + 1):
                 stop.set()
 
@@ -400,7 +405,6 @@ def run(predictor: Predictor, scenario: Scenario, feeds: FeedSource = None, conf
     """
     config = config or LoadConfig()
     source = _feed_source(predictor, feeds, scenario.batch_size, config.seed)
-    samples = batch_size_of(source(0))
     label = label or getattr(predictor, "name", "predictor")
     saved_interval = sys.getswitchinterval()
     if config.switch_interval_s is not None:
@@ -414,7 +418,7 @@ def run(predictor: Predictor, scenario: Scenario, feeds: FeedSource = None, conf
             rec, dropped = _run_closed(predictor, source, threads, config)
     finally:
         sys.setswitchinterval(saved_interval)
-    return _result(scenario, rec, config.warmup_queries, samples, dropped, label,
+    return _result(scenario, rec, config.warmup_queries, dropped, label,
                    closed_loop=not isinstance(scenario, Server))
 
 
