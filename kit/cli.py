@@ -50,6 +50,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from kit.serve.server import server_for_paths
+
+    server = server_for_paths(args.model_paths, name=args.name, labels=args.label, host=args.host,
+                              grpc_port=None if args.grpc_port < 0 else args.grpc_port,
+                              rest_port=None if args.rest_port < 0 else args.rest_port).start()
+    urls = [u for u, port in ((f"grpc://{args.host}:{server.grpc_port}", server.grpc_port),
+                              (f"http://{args.host}:{server.rest_port}", server.rest_port)) if port is not None]
+    print(f"serving {', '.join(args.model_paths)} as model {next(iter(server.source.model_names()))!r} on "
+          f"{' and '.join(urls)} (TF Serving API; Ctrl-C stops)", flush=True)
+    server.serve_forever()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Deploy ML models and make their inference fast.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -72,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 1 when a figure gets worse by more than this percentage and than its noise")
     cmp.add_argument("--noise", type=float, default=5.0, help="noise floor in percent, for figures without spread")
     cmp.set_defaults(func=_cmd_compare)
+
+    serve = sub.add_parser("serve", help="serve models over TF Serving's gRPC and REST API (for experiments; "
+                                         "production belongs on TensorFlow Serving)")
+    serve.add_argument("model_paths", nargs="+", metavar="MODEL_PATH", help="model files; each is the next version")
+    serve.add_argument("--name", help="model name (default: the first file's stem)")
+    serve.add_argument("--label", action="append", metavar="LABEL=VERSION", help="version label, e.g. stable=1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
+    serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: any free, -1: off)")
+    serve.add_argument("--rest-port", type=int, default=8501, help="REST port (0: any free, -1: off)")
+    serve.set_defaults(func=_cmd_serve)
     return parser
 
 
