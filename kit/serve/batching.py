@@ -17,7 +17,8 @@ Serving's ``BatchingParameters`` (``kit.serve.batching_config`` writes them out)
 - ``pad_variable_length_inputs``: requests whose non-batch dims differ are zero-padded
   to the largest in the batch; without it such requests go into separate batches.
 
-Each request gets exactly its own rows back. Requests are only ever batched with
+Each request gets exactly its own rows back. Requests are checked against the model's
+input specs when they arrive, and only ever batched with
 requests of the same input names, dtypes and shapes (ranks when padding), so a bad
 request cannot break a batch of good ones; a batch the engine fails fails only its own
 requests, each with the engine's error. ``close`` drains or rejects what is pending
@@ -39,7 +40,7 @@ import numpy as np
 
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, InferenceError, InputError, KitError, Overloaded
-from kit.specs import batch_size_of
+from kit.specs import batch_size_of, check_feeds
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def _merge(tasks: list[_Task], padded: int, pad_lengths: bool) -> dict[str, np.n
     return merged
 
 
-class Batcher(Wrapper):
+class DynamicBatcher(Wrapper):
     """A Predictor that merges concurrent requests into batches for the wrapped one."""
 
     def __init__(self, inner: Predictor, config: BatchingConfig | None = None, name: str | None = None,
@@ -159,9 +160,10 @@ class Batcher(Wrapper):
     # -- requests -------------------------------------------------------------------
     def submit(self, feeds: Feeds) -> Future:
         """Queue one request; the future resolves to exactly its own rows of every output."""
-        if not isinstance(feeds, Mapping) or not feeds:
-            raise InputError(f"feeds must be a non-empty mapping of input name to array; the model expects "
-                             f"{'; '.join(map(str, self.input_specs))}")
+        if self.input_specs:  # a bad request fails alone, here, naming what the model expects
+            feeds = check_feeds(self.input_specs, feeds)
+        elif not isinstance(feeds, Mapping) or not feeds:
+            raise InputError("feeds must be a non-empty mapping of input name to array")
         rows = batch_size_of(feeds)
         if rows > self.config.max_batch_size:
             raise InputError(f"a request of {rows} rows exceeds max_batch_size={self.config.max_batch_size}; "

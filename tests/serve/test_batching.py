@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from kit.engines.base import PredictorBase
 from kit.errors import Closed, ConfigError, InferenceError, InputError, Overloaded
-from kit.serve.batching import Batcher, BatchingConfig
+from kit.serve.batching import DynamicBatcher, BatchingConfig
 from kit.specs import TensorSpec
 
 
@@ -82,7 +82,7 @@ def test_every_request_gets_exactly_its_rows(sizes, delays, max_batch, timeout_u
         time.sleep(delay)
         return batcher.predict(rows(ids, width))
 
-    with Batcher(engine, config) as batcher, ThreadPoolExecutor(max_workers=12) as pool:
+    with DynamicBatcher(engine, config) as batcher, ThreadPoolExecutor(max_workers=12) as pool:
         results = list(pool.map(client, requests))
         stats = batcher.stats()
     for (ids, width, _), out in zip(requests, results):
@@ -98,7 +98,7 @@ def test_every_request_gets_exactly_its_rows(sizes, delays, max_batch, timeout_u
 def test_batches_form_from_concurrent_requests_and_stats_count_them():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with Batcher(engine, max_batch_size=8, batch_timeout_micros=0) as batcher:
+    with DynamicBatcher(engine, max_batch_size=8, batch_timeout_micros=0) as batcher:
         first = batcher.submit(rows([1]))
         wait_until(engine.entered.is_set)  # the thread is busy with request 1
         later = [batcher.submit(rows([i])) for i in range(2, 9)]
@@ -116,7 +116,7 @@ def test_batches_form_from_concurrent_requests_and_stats_count_them():
 def test_padding_to_the_next_allowed_size_is_stripped_from_results():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with Batcher(engine, max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(2, 4, 8)) as batcher:
+    with DynamicBatcher(engine, max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(2, 4, 8)) as batcher:
         blocker = batcher.submit(rows([100]))
         wait_until(engine.entered.is_set)
         a, b = batcher.submit(rows([1, 2])), batcher.submit(rows([3]))
@@ -133,7 +133,7 @@ def test_variable_length_inputs_are_padded_only_when_asked():
     for pad, expected_calls in ((True, [(1, 3), (2, 5)]), (False, [(1, 3), (1, 2), (1, 5)])):
         gate = threading.Event()
         engine = Echo(gate=gate)
-        with Batcher(engine, max_batch_size=4, batch_timeout_micros=0, pad_variable_length_inputs=pad) as batcher:
+        with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0, pad_variable_length_inputs=pad) as batcher:
             blocker = batcher.submit(rows([9], width=3))
             wait_until(engine.entered.is_set)
             short, long_ = batcher.submit(rows([1], width=2)), batcher.submit(rows([2], width=5))
@@ -147,7 +147,7 @@ def test_variable_length_inputs_are_padded_only_when_asked():
 def test_full_queue_rejects_at_once_with_overloaded():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with Batcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1) as batcher:
+    with DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1) as batcher:
         first = batcher.submit(rows([1]))
         wait_until(engine.entered.is_set)
         queued = [batcher.submit(rows([2])), batcher.submit(rows([3]))]  # fills the one queued batch
@@ -163,7 +163,7 @@ def test_full_queue_rejects_at_once_with_overloaded():
 def test_a_failing_batch_fails_only_its_own_requests_with_the_engine_error():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with Batcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10) as batcher:
+    with DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10) as batcher:
         blocker = batcher.submit(rows([1]))
         wait_until(engine.entered.is_set)
         bad = [batcher.submit(rows([-1])), batcher.submit(rows([2]))]  # one batch, poisoned
@@ -178,19 +178,33 @@ def test_a_failing_batch_fails_only_its_own_requests_with_the_engine_error():
         assert batcher.stats()["failed_batches"] == 1
 
 
-def test_requests_of_different_shapes_never_share_a_batch():
+def test_a_bad_request_fails_alone_and_mismatched_requests_never_share_a_batch():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with Batcher(engine, max_batch_size=4, batch_timeout_micros=0) as batcher:
+    with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0) as batcher:
         blocker = batcher.submit(rows([1]))
         wait_until(engine.entered.is_set)
-        wrong_dtype = batcher.submit({"x": np.ones((1, 3), np.float64)})
+        with pytest.raises(InputError, match="expected float32"):  # checked against the specs on arrival
+            batcher.submit({"x": np.ones((1, 3), np.float64)})
         right = batcher.submit(rows([2]))
         gate.set()
         blocker.result()
         assert right.result()["id"].tolist() == [2.0]
-        wrong_dtype.result()  # the fake accepts float64; the point is it ran in its own batch
-    assert [s for s in engine.shapes] == [(1, 3), (1, 3), (1, 3)]
+
+    class NoSpecs(Echo):  # a predictor that cannot say what it expects: the batch key still separates
+        input_specs = ()
+
+    gate = threading.Event()
+    engine = NoSpecs(gate=gate)
+    with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0) as batcher:
+        blocker = batcher.submit(rows([1]))
+        wait_until(engine.entered.is_set)
+        other = batcher.submit({"x": np.full((1, 3), 3, np.float64)})
+        right = batcher.submit(rows([2]))
+        gate.set()
+        blocker.result()
+        assert other.result()["id"].tolist() == [3.0] and right.result()["id"].tolist() == [2.0]
+    assert sorted(x.dtype.name for x in engine.inputs) == ["float32", "float32", "float64"]
 
 
 def test_engine_errors_outside_the_kit_tree_are_translated():
@@ -198,7 +212,7 @@ def test_engine_errors_outside_the_kit_tree_are_translated():
         def predict(self, feeds):
             raise RuntimeError("kernel exploded")
 
-    with Batcher(Broken(), max_batch_size=4, batch_timeout_micros=0) as batcher:
+    with DynamicBatcher(Broken(), max_batch_size=4, batch_timeout_micros=0) as batcher:
         with pytest.raises(InferenceError, match="RuntimeError: kernel exploded") as info:
             batcher.predict(rows([1]))
     assert isinstance(info.value.__cause__, RuntimeError)
@@ -209,14 +223,14 @@ def test_outputs_without_a_batch_dimension_fail_with_a_clear_error():
         def predict(self, feeds):
             return {"loss": np.float32(1.0)}
 
-    with Batcher(Scalar(), max_batch_size=4, batch_timeout_micros=0) as batcher:
+    with DynamicBatcher(Scalar(), max_batch_size=4, batch_timeout_micros=0) as batcher:
         with pytest.raises(InferenceError, match="lead with the batch dimension"):
             batcher.predict(rows([1]))
 
 
 def test_close_drains_pending_work_by_default():
     engine = Echo(delay_s=0.005)
-    batcher = Batcher(engine, max_batch_size=2, batch_timeout_micros=10_000_000, max_enqueued_batches=100)
+    batcher = DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=10_000_000, max_enqueued_batches=100)
     futures = [batcher.submit(rows([i])) for i in range(1, 8)]
     batcher.close()  # a 10 s timeout must not hold the drain back
     assert all(f.done() for f in futures)
@@ -230,7 +244,7 @@ def test_close_drains_pending_work_by_default():
 def test_close_without_drain_rejects_pending_and_never_hangs_on_a_stuck_engine():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    batcher = Batcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10,
+    batcher = DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10,
                       drain_on_close=False, close_timeout_s=0.2)
     running = batcher.submit(rows([1]))
     wait_until(engine.entered.is_set)
@@ -262,7 +276,7 @@ def test_invalid_parameters_raise_config_error(kwargs, message):
 
 
 def test_requests_larger_than_max_batch_size_are_refused():
-    with Batcher(Echo(), max_batch_size=2, batch_timeout_micros=0) as batcher:
+    with DynamicBatcher(Echo(), max_batch_size=2, batch_timeout_micros=0) as batcher:
         with pytest.raises(InputError, match="exceeds max_batch_size=2"):
             batcher.predict(rows([1, 2, 3]))
         with pytest.raises(InputError, match="mapping"):
@@ -272,11 +286,11 @@ def test_requests_larger_than_max_batch_size_are_refused():
 def test_batches_a_real_onnx_runtime_engine(add_onnx):
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
-    batcher = Batcher(OnnxRuntimeEngine(add_onnx), max_batch_size=16, batch_timeout_micros=2000)
+    batcher = DynamicBatcher(OnnxRuntimeEngine(add_onnx), max_batch_size=16, batch_timeout_micros=2000)
     inputs = [np.full((1 + i % 3, 64), i, np.float32) for i in range(40)]
     with batcher, ThreadPoolExecutor(max_workers=16) as pool:
         outputs = list(pool.map(lambda x: batcher.predict({"x": x}), inputs))
         described = batcher.describe()
     for x, out in zip(inputs, outputs):
         np.testing.assert_array_equal(out["y"], x + 1)
-    assert described["batching"]["max_batch_size"] == 16 and described["wrapped_by"][0] == "Batcher"
+    assert described["batching"]["max_batch_size"] == 16 and described["wrapped_by"][0] == "DynamicBatcher"
