@@ -107,19 +107,16 @@ class TensorFlowEngine(PredictorBase):
         fn = self._fn
         if fn is None:
             raise Closed(f"engine {self.name!r} is closed")
+        # Checked on every call: a signature would silently cast float64 to float32, which
+        # the other engines refuse; the check costs microseconds against TF's call overhead.
+        arrays = check_feeds(self._input_specs, feeds)
         try:
-            result = fn(**feeds)
+            result = fn(**arrays)
         except self._tf.errors.OpError as exc:
-            check_feeds(self._input_specs, feeds)
             raise InferenceError(f"TensorFlow failed on {self.name!r}: {exc.message.splitlines()[0][:400]}") from exc
         except (TypeError, ValueError) as exc:
-            arrays = check_feeds(self._input_specs, feeds)  # raises InputError naming the expectation
-            try:
-                result = fn(**arrays)
-            except Exception as again:
-                raise InputError(f"TensorFlow refused the inputs of {self.name!r}: "
-                                 f"{str(again).splitlines()[0][:300]}; the model expects "
-                                 f"{'; '.join(map(str, self._input_specs))}") from exc
+            raise InputError(f"TensorFlow refused the inputs of {self.name!r}: {str(exc).splitlines()[0][:300]}; "
+                             f"the model expects {'; '.join(map(str, self._input_specs))}") from exc
         return {k: v.numpy() for k, v in result.items()}
 
     def _close(self) -> None:
