@@ -65,11 +65,13 @@ def test_changed_options_invalidate(tmp_path, mlp_onnx):
     assert len(cache.entries()) == 2
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
-def test_corrupted_file_is_detected_warned_and_rebuilt(tmp_path, mlp_onnx, reference, damage):
+@pytest.mark.parametrize("part", ["graph", "sidecar"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty", "delete"])
+def test_corrupted_file_is_detected_warned_and_rebuilt(tmp_path, mlp_onnx, reference, damage, part):
     cache = OptimizedModelCache(tmp_path)
-    cache.load(mlp_onnx)
-    (path,) = cache.entries()
+    key = cache.load(mlp_onnx)[1].key
+    graph, sidecar = cache.paths_for(key)
+    path = graph if part == "graph" else sidecar
     data = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])
@@ -77,26 +79,48 @@ def test_corrupted_file_is_detected_warned_and_rebuilt(tmp_path, mlp_onnx, refer
         path.write_bytes(data[:-100] + bytes([data[-100] ^ 0xFF]) + data[-99:])
     elif damage == "garbage":
         path.write_bytes(b"not a cache file at all" * 10)
-    else:
+    elif damage == "empty":
         path.write_bytes(b"")
+    else:
+        path.unlink()
     with pytest.warns(RuntimeWarning, match="rebuilding"):
         engine, report = cache.load(mlp_onnx)
     assert report.cache == "rebuilt"
     np.testing.assert_allclose(_outputs(engine)["probabilities"], reference["probabilities"], rtol=1e-5)
-    read_blob(path)  # the rebuilt file is intact
+    read_blob(sidecar)  # the rebuilt entry is intact
     assert cache.load(mlp_onnx)[1].cache == "hit"
 
 
-def test_intact_file_that_does_not_reproduce_the_model_is_rejected(tmp_path, mlp_onnx, add_onnx, reference):
+def test_intact_entry_that_does_not_reproduce_the_model_is_rejected(tmp_path, mlp_onnx, add_onnx, reference):
+    import xxhash
+
     cache = OptimizedModelCache(tmp_path)
-    cache.load(mlp_onnx)
-    (path,) = cache.entries()
-    meta, parts = read_blob(path)
-    write_blob(path, meta, {**parts, "model": add_onnx.read_bytes()})  # valid digest, wrong graph
+    key = cache.load(mlp_onnx)[1].key
+    graph, sidecar = cache.paths_for(key)
+    meta, parts = read_blob(sidecar)
+    wrong = add_onnx.read_bytes()
+    graph.write_bytes(wrong)  # a valid ONNX graph with matching digests, but the wrong model
+    write_blob(sidecar, {**meta, "graph_xxh3": xxhash.xxh3_128_hexdigest(wrong), "graph_bytes": len(wrong)}, parts)
     with pytest.warns(RuntimeWarning, match="takes inputs"):
         engine, report = cache.load(mlp_onnx)
     assert report.cache == "rebuilt"
     np.testing.assert_allclose(_outputs(engine)["probabilities"], reference["probabilities"], rtol=1e-5)
+
+
+def test_entry_whose_outputs_drift_is_rejected(tmp_path, mlp_onnx):
+    cache = OptimizedModelCache(tmp_path)
+    key = cache.load(mlp_onnx)[1].key
+    _, sidecar = cache.paths_for(key)
+    meta, parts = read_blob(sidecar)
+    import io
+
+    with np.load(io.BytesIO(parts["reference"])) as z:
+        shifted = {k: z[k] + 0.5 for k in z.files}
+    buf = io.BytesIO()
+    np.savez(buf, **shifted)
+    write_blob(sidecar, meta, {"reference": buf.getvalue()})
+    with pytest.warns(RuntimeWarning, match="does not reproduce"):
+        assert cache.load(mlp_onnx)[1].cache == "rebuilt"
 
 
 def _fill(args):
@@ -112,7 +136,7 @@ def test_two_processes_filling_the_same_cache_do_not_corrupt_it(tmp_path, mlp_on
     assert set(results) <= {"miss", "hit"}
     cache = OptimizedModelCache(tmp_path)
     (path,) = cache.entries()
-    read_blob(path)
+    read_blob(cache.paths_for(path.stem)[1])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
     assert cache.load(mlp_onnx)[1].cache == "hit"
 
