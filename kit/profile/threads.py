@@ -32,7 +32,7 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds
-from kit.errors import ConfigError, KitError
+from kit.errors import ConfigError, KitError, ModelLoadError
 from kit.profile.profiler import ProfileConfig, compare
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of
@@ -249,6 +249,8 @@ def sweep_tf_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feeds
     """TensorFlow SavedModel: each (intra, inter) point in a fresh child process, interleaved in rounds."""
     config = config or ThreadSweepConfig()
     path = str(model.path if isinstance(model, ModelArtifact) else model)
+    if not Path(path).is_dir():
+        raise ModelLoadError(f"SavedModel directory not found: {path}")
     points = [(0, 0)] + [(a, b) for a in config.intra_op_threads for b in config.inter_op_threads if (a, b) != (0, 0)]
     batch = batch_size_of(feeds)
     rows: list[dict[str, Any]] = []
