@@ -36,6 +36,10 @@ NEVER_RETRY: tuple[type[BaseException], ...] = (InputError, ConfigError, Closed,
 RETRY_ON: tuple[type[BaseException], ...] = (InferenceError, ServingError)
 """Errors that a later attempt (or another route) may not meet: engine failures, overload, timeouts."""
 
+NOT_RETRIED_BY_RETRY: tuple[type[BaseException], ...] = (CircuitOpen,)
+"""Retryable for a router's fallback, but not worth a backoff: an open breaker stays open for its
+whole cool-down, so ``Retry`` fails fast on it and lets a fallback route answer instead."""
+
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("kit_deadline", default=None)
 """Absolute ``time.monotonic()`` by which the current request must finish, set by ``Retry``."""
 
@@ -93,15 +97,18 @@ class Retry(Wrapper):
 
     When the deadline leaves no room for the next sleep and attempt, the request fails at
     once with ``DeadlineExceeded`` (chained to the last error) rather than sleeping past it.
+    ``give_up_on`` errors are raised at once although retryable elsewhere (``CircuitOpen``).
     """
 
     def __init__(self, inner: Predictor, policy: RetryPolicy | None = None, *,
-                 retry_on: tuple[type[BaseException], ...] = RETRY_ON, clock: Clock = time.monotonic,
+                 retry_on: tuple[type[BaseException], ...] = RETRY_ON,
+                 give_up_on: tuple[type[BaseException], ...] = NOT_RETRIED_BY_RETRY, clock: Clock = time.monotonic,
                  sleep: Sleep = time.sleep, rng: random.Random | None = None, seed: int = 0,
                  name: str | None = None) -> None:
         super().__init__(inner, name)
         self.policy = policy or RetryPolicy()
         self.retry_on = tuple(retry_on)
+        self.give_up_on = tuple(give_up_on)
         self._clock, self._sleep = clock, sleep
         self._rng = rng or random.Random(seed)
         self._lock = threading.Lock()
@@ -127,7 +134,7 @@ class Retry(Wrapper):
                 try:
                     outputs = self.inner.predict(feeds)
                 except Exception as exc:
-                    if not is_retryable(exc, self.retry_on):
+                    if not is_retryable(exc, self.retry_on) or isinstance(exc, self.give_up_on):
                         self._count(failed=1, not_retryable=1 if isinstance(exc, KitError) else 0)
                         raise
                     if attempt >= policy.max_attempts:

@@ -193,6 +193,7 @@ class ModelRegistry(PredictorBase):
         self.min_age_s = min_age_s
         self._clock = clock
         self._loader = loader or _default_loader
+        self._t0 = clock()
         self._lock = threading.Lock()        # guards _state swaps and slot reference counts
         self._poll_lock = threading.Lock()   # one poll (and its slow loads) at a time
         self._state = _State()
@@ -514,13 +515,14 @@ class ModelRegistry(PredictorBase):
     # ------------------------------------------------------------------ records
 
     def _event(self, kind: str, version: int, detail: str = "") -> None:
-        self.events.append({"time": self._clock(), "event": kind, "version": version, "detail": detail})
+        self.events.append({"t_s": self._clock() - self._t0, "event": kind, "version": version, "detail": detail})
 
     def events_frame(self):  # -> pandas.DataFrame
-        """Registered / loaded / load_failed / retired / closed / label / rollback events, in order."""
+        """Registered / loaded / load_failed / retired / closed / label / rollback events, in order,
+        with seconds since the registry was created."""
         import pandas as pd
 
-        return pd.DataFrame(self.events, columns=["time", "event", "version", "detail"])
+        return pd.DataFrame(self.events, columns=["t_s", "event", "version", "detail"])
 
     def stats(self) -> dict[str, Any]:
         """Served versions with their request counts and in-flight references, labels, load failures."""

@@ -73,6 +73,15 @@ def test_retry_never_retries_non_retryable_errors(error):
     assert retry.stats()["not_retryable"] == 1
 
 
+def test_retry_fails_fast_on_an_open_circuit():
+    clock = FakeClock()
+    breaker = CircuitBreaker(Scripted([InferenceError("x")] * 10), BreakerConfig(failure_threshold=1), clock=clock)
+    retry = Retry(breaker, RetryPolicy(max_attempts=5, deadline_s=None), clock=clock, sleep=clock.sleep)
+    with pytest.raises(CircuitOpen):  # first attempt opens it; the second is refused and not retried
+        retry.predict(feeds())
+    assert retry.stats()["attempts"] == 2 and breaker.inner.calls == 1
+
+
 def test_retry_does_not_hide_programming_errors():
     inner = Scripted([KeyError("oops")])
     retry = Retry(inner, RetryPolicy(max_attempts=5), sleep=lambda s: None)
