@@ -85,6 +85,10 @@ def check_agreement(source: ModelArtifact, target: Path, fmt: str, feeds: Mappin
     result["agreement_batch"] = int(next(iter(feeds.values())).shape[0])
     ok = result["max_abs_error"] <= atol and result["cosine"] >= min_cosine
     if not ok:
+        if not np.isfinite(result["max_abs_error"]):
+            raise ConversionError(f"the {fmt} conversion of {source.name} returns NaN or inf where its source "
+                                  f"does not; for TFLite this often means variables the converter did not "
+                                  f"freeze: export Keras models with model.export(dir) / keras.export.ExportArchive")
         raise ConversionError(f"the {fmt} conversion of {source.name} disagrees with its source: max abs error "
                               f"{result['max_abs_error']:.3g} (tolerance {atol:g}), cosine {result['cosine']:.6f} "
                               f"(minimum {min_cosine}); try another opset, or pass atol/min_cosine if the "
