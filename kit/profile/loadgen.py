@@ -15,7 +15,8 @@ until both ``min_duration_s`` and ``min_queries`` are reached. Each query record
 it was scheduled, when it was really sent and when it was answered, so the generator's
 own lag (sent - scheduled) is measured and reported: a result whose generator fell behind
 says so instead of passing off the generator's limits as the system's.
-``find_max_rate`` searches for the highest Poisson rate whose p99 meets a target.
+``find_max_rate`` searches for the highest Poisson rate whose p99 meets a target;
+``concurrency_sweep`` draws throughput-latency curves and ``knee`` finds where they bend.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -420,6 +421,39 @@ def run(predictor: Predictor, scenario: Scenario, feeds: FeedSource = None, conf
         sys.setswitchinterval(saved_interval)
     return _result(scenario, rec, config.warmup_queries, dropped, label,
                    closed_loop=not isinstance(scenario, Server))
+
+
+def concurrency_sweep(predictors: Mapping[str, Predictor], levels: Sequence[int], feeds: FeedSource = None,
+                      config: LoadConfig | None = None, batch_size: int = 1) -> list[LoadResult]:
+    """Closed-loop throughput-latency curves for several predictors, interleaved level by level.
+
+    At each concurrency every predictor runs once (A B C, then the next level), so a drift
+    in the machine's speed hits all curves alike; each run warms up with two queries per
+    client. Results are labelled with the predictor's key.
+    """
+    config = config or LoadConfig()
+    if not levels or any(int(c) < 1 for c in levels):
+        raise ConfigError(f"concurrency levels must be ints >= 1, got {list(levels)}")
+    results = []
+    for level in levels:
+        point = replace(config, warmup_queries=max(config.warmup_queries, 2 * int(level)))
+        for label, predictor in predictors.items():
+            results.append(run(predictor, Concurrency(int(level), batch_size=batch_size), feeds, point, label=label))
+    return results
+
+
+def knee(results: Sequence[LoadResult], fraction: float = 0.9) -> LoadResult:
+    """The first point of a curve (in the given order) that reaches ``fraction`` of its best throughput.
+
+    Past the knee more load buys little throughput and only adds latency.
+    """
+    if not results:
+        raise ConfigError("knee needs at least one result")
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
+    rates = [r.summary()["samples_per_s"] for r in results]
+    best = max(rates)
+    return next(r for r, rate in zip(results, rates) if rate >= fraction * best)
 
 
 @dataclass

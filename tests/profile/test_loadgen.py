@@ -10,8 +10,8 @@ import pytest
 
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError, InferenceError
-from kit.profile.loadgen import (Concurrency, LoadConfig, Offline, Server, SingleStream, _schedule, find_max_rate,
-                                 run, summary_frame)
+from kit.profile.loadgen import (Concurrency, LoadConfig, Offline, Server, SingleStream, _schedule,
+                                 concurrency_sweep, find_max_rate, knee, run, summary_frame)
 from kit.specs import TensorSpec
 
 
@@ -169,3 +169,19 @@ def test_invalid_settings_raise_config_error(make):
 def test_rate_search_validates_its_settings():
     with pytest.raises(ConfigError, match="tolerance"):
         find_max_rate(Sleeper(), 10, tolerance=0)
+
+
+def test_concurrency_sweep_interleaves_predictors_level_by_level_and_finds_the_knee():
+    fast, slow = Sleeper(delay_s=0.001), Sleeper(delay_s=0.003)
+    results = concurrency_sweep({"fast": fast, "slow": slow}, [1, 4], config=QUICK)
+    assert [(r.label, r.params["concurrency"]) for r in results] == [("fast", 1), ("slow", 1), ("fast", 4),
+                                                                      ("slow", 4)]
+    assert fast.peak == 4 and slow.peak == 4
+    curve = [r for r in results if r.label == "slow"]
+    point = knee(curve, fraction=0.9)
+    best = max(r.summary()["samples_per_s"] for r in curve)
+    assert point.summary()["samples_per_s"] >= 0.9 * best
+    with pytest.raises(ConfigError):
+        concurrency_sweep({"fast": fast}, [0])
+    with pytest.raises(ConfigError):
+        knee([])
