@@ -78,7 +78,8 @@ def grpc_apis() -> SimpleNamespace:
     """TF Serving's generated protos and gRPC stubs, imported once and quietly."""
     global _APIS
     if _APIS is None:
-        purpose = "TensorFlow Serving's gRPC protocol (an http:// URL uses REST, which needs neither)"
+        purpose = ("TensorFlow Serving's gRPC protocol (its protos come with tensorflow-serving-api, which "
+                   "needs TensorFlow; an http:// URL uses REST, which needs neither)")
         try:
             import grpc
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -90,8 +91,9 @@ def grpc_apis() -> SimpleNamespace:
             with silenced_stderr():
                 from google.protobuf import json_format
                 from tensorflow.core.framework import tensor_pb2, types_pb2
-                from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                                     predict_pb2, prediction_service_pb2_grpc)
+                from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                                     model_service_pb2_grpc, predict_pb2,
+                                                     prediction_service_pb2_grpc)
         except ImportError as exc:
             raise MissingDependencyError("tensorflow-serving-api", purpose) from exc
         _APIS = SimpleNamespace(grpc=grpc, json_format=json_format, tensor_pb2=tensor_pb2, types_pb2=types_pb2,

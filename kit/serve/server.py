@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -233,6 +234,7 @@ class ModelServer:
         self._http: _HTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._wake = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -309,13 +311,23 @@ class ModelServer:
         self._stopped.set()
 
     def serve_forever(self) -> None:
-        """Block until interrupted (Ctrl-C), then stop cleanly; for the command line."""
+        """Block until Ctrl-C, SIGTERM or ``request_stop()``, then stop cleanly; for the command line."""
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: self._wake.set())
         try:
-            self._stopped.wait()
+            while not self._wake.wait(0.5):
+                pass
         except KeyboardInterrupt:
             pass
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             self.stop()
+
+    def request_stop(self) -> None:
+        """Make ``serve_forever`` return (from another thread or a signal handler)."""
+        self._wake.set()
 
     def __enter__(self) -> ModelServer:
         return self.start()

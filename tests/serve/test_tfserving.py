@@ -228,3 +228,38 @@ def test_kit_serve_paths_become_versions(mlp_onnx, engines, features, tmp_path):
                                       engines["v1"].predict({"features": features})["probabilities"])
     with pytest.raises(ConfigError, match="LABEL=VERSION"):
         server_for_paths([str(mlp_onnx)], labels=["stable"])
+
+
+def test_rest_client_and_server_need_no_tensorflow(mlp_onnx):
+    """On a machine without TensorFlow (the ORT-only GPU image), REST works and gRPC says what to install."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.modules["tensorflow"] = sys.modules["tensorflow_serving"] = None  # imports of them now fail
+import numpy as np
+from kit.engines.onnxruntime import OnnxRuntimeEngine
+from kit.engines.tfserving import TFServingEngine
+from kit.errors import MissingDependencyError
+from kit.serve.server import ModelServer
+engine = OnnxRuntimeEngine({str(mlp_onnx)!r})
+x = np.ones((2, 16), np.float32)
+with ModelServer({{"m": engine}}, grpc_port=None) as srv, TFServingEngine(srv.rest_url, "m") as remote:
+    got = remote.predict({{"features": x}})["probabilities"]
+    assert (got == engine.predict({{"features": x}})["probabilities"]).all()
+try:
+    TFServingEngine("grpc://127.0.0.1:1", "m")
+except MissingDependencyError as exc:
+    assert "tensorflow-serving-api" in str(exc)
+    print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_serve_forever_stops_on_request(engines):
+    srv = ModelServer({"add": engines["add"]}, grpc_port=None).start()
+    threading.Timer(0.2, srv.request_stop).start()
+    srv.serve_forever()
+    assert srv.rest_port is None and not engines["add"].closed
