@@ -238,13 +238,15 @@ class ScalingPool(Wrapper):
     ``inner`` must be safe to call from several threads (ONNX Runtime and TensorFlow
     sessions are). ``predict`` blocks; ``submit`` returns a ``Future``. A full queue
     raises ``Overloaded`` at once. ``autoscale=False`` leaves decisions to explicit
-    ``tick()`` calls (tests, notebooks stepping by hand); ``read_machine`` replaces psutil.
+    ``tick()`` calls (tests, notebooks stepping by hand); ``read_machine`` replaces psutil;
+    ``close_inner=False`` leaves ``inner`` open on close (several pools over one engine).
     """
 
     def __init__(self, inner: Predictor, config: ScalingConfig | None = None, name: str | None = None,
                  autoscale: bool = True, read_machine: Callable[[], tuple[float, float]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, close_inner: bool = True) -> None:
         super().__init__(inner, name=name or f"scaling({getattr(inner, 'name', 'predictor')})")
+        self.close_inner = close_inner
         self.config = config or ScalingConfig()
         self._clock = clock
         self._t0 = clock()
@@ -404,7 +406,8 @@ class ScalingPool(Wrapper):
                 job.future.set_exception(Closed(f"{self.name!r} closed before the request ran"))
         for thread in list(self._threads):
             thread.join(timeout=5)
-        self.inner.close()
+        if self.close_inner:
+            self.inner.close()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "min_workers": self.config.min_workers,
