@@ -39,6 +39,8 @@ class EvalConfig:
     ``min_duration_s`` is per variant and batch size, split over ``rounds``.
     ``output`` names the output compared with the reference (default: the first).
     ``engine_options`` go to every engine (e.g. ``{"intra_op_num_threads": 2}`` for ORT).
+    ``top1``: whether the output is a class score (top-1 agreement, accuracy); ``None``
+    decides by shape (2-D with more than one column), ``False`` for embeddings.
     """
 
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -48,6 +50,7 @@ class EvalConfig:
     warmup: int = 3
     output: str | None = None
     quality_batch_size: int = 32
+    top1: bool | None = None
     engine_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,7 +96,8 @@ def run_all(predictor, data: Mapping[str, np.ndarray], output: str, batch_size: 
     return np.concatenate(parts)
 
 
-def quality(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None) -> dict[str, Any]:
+def quality(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None,
+            top1: bool | None = None) -> dict[str, Any]:
     """Quality of ``outputs`` against ``reference`` (and ``labels``); NaN/inf is a failure."""
     if not np.all(np.isfinite(outputs)):
         bad = int(np.size(outputs) - np.count_nonzero(np.isfinite(outputs)))
@@ -104,7 +108,9 @@ def quality(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | Non
     cos = np.where(norms > 0, np.sum(ref * out, axis=1) / np.where(norms > 0, norms, 1), 1.0)
     rec: dict[str, Any] = {"ok": True, "failure": "", "max_abs_err": float(np.max(np.abs(ref - out))),
                            "cosine": float(np.mean(cos)), "cosine_min": float(np.min(cos))}
-    if reference.ndim == 2 and reference.shape[1] > 1:
+    if top1 is None:
+        top1 = reference.ndim == 2 and reference.shape[1] > 1
+    if top1:
         top_ref, top_out = ref.argmax(axis=1), out.argmax(axis=1)
         rec["top1_agreement"] = float(np.mean(top_ref == top_out))
         if labels is not None:
@@ -180,7 +186,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                 ref_out = out
                 if not np.all(np.isfinite(out)):
                     raise InputError(f"the reference {art.name} itself returns NaN/inf on these inputs")
-            records[art.name] = {**rec, **quality(ref_out, out, labels)}
+            records[art.name] = {**rec, **quality(ref_out, out, labels, config.top1)}
         ref_acc = records[reference.name].get("accuracy")
         for rec in records.values():
             if ref_acc is not None and "accuracy" in rec:
@@ -243,16 +249,19 @@ class Recommendation:
         return "\n".join(lines)
 
 
-def recommend(frame, accuracy_budget: float = 1.0, min_cosine: float | None = None,
+def recommend(frame, accuracy_budget: float | None = 1.0, min_cosine: float | None = None,
               batch_size: int | None = None, metric: str = "p50_ms") -> Recommendation:
     """The fastest variant (by ``metric`` at ``batch_size``) whose quality is within budget.
 
     ``accuracy_budget`` is the allowed drop in accuracy points (or in top-1 agreement
     points where no labels exist); ``min_cosine`` optionally bounds cosine similarity
-    (for models whose output is not a class). Failures (NaN/inf, load or run errors)
-    never win. The reference is a candidate too: if nothing beats it, keep it.
+    (for models whose output is not a class); ``accuracy_budget=None`` gates on cosine
+    alone. Failures (NaN/inf, load or run errors) never win. The reference is a candidate
+    too: if nothing beats it, keep it.
     """
-    if accuracy_budget < 0:
+    if accuracy_budget is None and min_cosine is None:
+        raise ConfigError("give an accuracy_budget (points), a min_cosine, or both")
+    if accuracy_budget is not None and accuracy_budget < 0:
         raise ConfigError(f"accuracy_budget must be >= 0 points, got {accuracy_budget}")
     if min_cosine is not None and not -1.0 <= min_cosine <= 1.0:
         raise ConfigError(f"min_cosine must be in [-1, 1], got {min_cosine}")
@@ -275,7 +284,8 @@ def recommend(frame, accuracy_budget: float = 1.0, min_cosine: float | None = No
             reasons[row["name"]] = f"failed: {row['failure']}"
         elif not math.isfinite(row.get(metric, float("nan"))):
             reasons[row["name"]] = "not measured at this batch size"
-        elif isinstance(drop, float) and math.isfinite(drop) and drop > accuracy_budget:
+        elif accuracy_budget is not None and isinstance(drop, float) and math.isfinite(drop) \
+                and drop > accuracy_budget:
             reasons[row["name"]] = f"accuracy drop {drop:.2f} pts exceeds the budget of {accuracy_budget:g} pts"
         elif min_cosine is not None and (not math.isfinite(cosine) or cosine < min_cosine):
             reasons[row["name"]] = f"cosine {cosine:.5f} is below the minimum {min_cosine:g}"
@@ -296,3 +306,23 @@ def recommend(frame, accuracy_budget: float = 1.0, min_cosine: float | None = No
                          + [{"name": n, "verdict": "lost", "reason": r} for n, r in ordered.items()])
     return Recommendation(best=str(best["name"]), batch_size=int(batch_size), speedup=float(best["speedup"]),
                           reasons=ordered, table=table)
+
+
+def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
+    """Real inputs (and labels, where the zoo has them) for a built-in model.
+
+    ``digits_cnn`` gets scikit-learn's digits (``split`` "train" for calibration, "test"
+    for evaluation, with labels); the others get the zoo's realistic sample feeds, with a
+    different seed per split so calibration and evaluation never share inputs.
+    """
+    from kit.zoo import digits_data, sample_feeds
+
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    if not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"samples must be an int >= 1, got {samples!r}")
+    if name == "digits_cnn":
+        digits = digits_data(seed=seed)
+        x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)
+        return {"image": x[:samples]}, y[:samples]
+    return sample_feeds(name, batch_size=samples, seed=seed + (1 if split == "train" else 2)), None

@@ -121,3 +121,22 @@ def test_warns_about_int8_without_vnni(variants, monkeypatch):
                         lambda: {"cpu_model": "old", "int8_flags": [], "fast_int8": False})
     with pytest.warns(RuntimeWarning, match="reduce_range"):
         evaluate(arts, source, _data(4)[0], batch_sizes=(1,), **FAST)
+
+
+def test_embeddings_skip_top1_and_recommend_on_cosine(variants):
+    source, arts = variants
+    frame = evaluate(arts, source, _data(8)[0], batch_sizes=(1,), top1=False, **FAST)
+    assert "top1_agreement" not in frame.columns and "accuracy_drop_pts" not in frame.columns
+    rec = recommend(frame, accuracy_budget=None, min_cosine=0.99)
+    assert rec.best in set(frame["name"])
+    with pytest.raises(ConfigError, match="min_cosine"):
+        recommend(frame, accuracy_budget=None)
+
+
+def test_zoo_samples_for_digits_have_labels():
+    from kit.optimize.evaluate import zoo_samples
+
+    data, labels = zoo_samples("digits_cnn", 10, split="train")
+    assert data["image"].shape == (10, 8, 8, 1) and labels.shape == (10,)
+    with pytest.raises(ConfigError):
+        zoo_samples("digits_cnn", 0)

@@ -170,3 +170,20 @@ def test_warns_without_vnni(mlp_onnx, tmp_path, monkeypatch):
 def test_bad_configs_fail_early(make):
     with pytest.raises(ConfigError):
         make()
+
+
+def test_static_keeps_softmax_float_by_default(conv_onnx, tmp_path):
+    art = quantize_static(ModelArtifact.from_path(conv_onnx), _calibration(), out=tmp_path / "q.onnx")
+    model = onnx.load(str(art.path))
+    softmax_out = next(n.output[0] for n in model.graph.node if n.op_type == "Softmax")
+    assert not any(n.op_type == "QuantizeLinear" and softmax_out in n.input for n in model.graph.node)
+    assert art.params["exclude_op_types"] == ("Softmax",)
+
+
+def test_standard_variants_are_all_distinct_and_run(conv_onnx, tmp_path):
+    from kit.optimize.quantize_onnx import standard_variants
+
+    arts = standard_variants(ModelArtifact.from_path(conv_onnx), _calibration(16), tmp_path, calibration_samples=16)
+    assert len({a.name for a in arts}) == len(arts) == 6
+    assert {a.transform for a in arts} == {"quantize_dynamic", "quantize_static", "to_float16"}
+    assert len(standard_variants(ModelArtifact.from_path(conv_onnx), None, tmp_path, float16=False)) == 1
