@@ -129,6 +129,11 @@ class OrtEvaluator:
             figures["accuracy_drop"] = self._score(self.reference, config) - figures["accuracy"]
         return figures
 
+    @property
+    def measurements(self) -> int:
+        """How many (engine configuration, formed batch) latency measurements were taken so far."""
+        return len(self._latency)
+
     def close(self) -> None:
         for engine in self._engines.values():
             engine.close()

@@ -164,18 +164,18 @@ class Objective:
             raise ConfigError(f"the evaluation returned {sorted(measured)}; the objective needs {self.metric!r}")
         return float(measured[self.metric])
 
-    def constraints(self, measured: Mapping[str, float]) -> list[float]:
+    def constraints(self, measured: Mapping[str, float]) -> dict[str, float]:
         """Optuna's convention: one value per constraint, feasible when every value is <= 0.
 
         A measurement that cannot show a constraint holds (NaN, or missing) counts as a violation.
         """
-        out = []
+        out = {}
         if self.accuracy_budget is not None:
             drop = float(measured.get("accuracy_drop", math.nan))
-            out.append(drop - self.accuracy_budget if math.isfinite(drop) else math.inf)
+            out["accuracy_drop"] = drop - self.accuracy_budget if math.isfinite(drop) else math.inf
         if self.p99_target_ms is not None:
             p99 = float(measured.get("p99_ms", math.nan))
-            out.append(p99 - self.p99_target_ms if math.isfinite(p99) else math.inf)
+            out["p99_ms"] = p99 - self.p99_target_ms if math.isfinite(p99) else math.inf
         return out
 
     def better(self, a: float, b: float) -> bool:

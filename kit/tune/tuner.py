@@ -5,13 +5,15 @@ Studies live in a database: SQLite under the output folder by default, or any UR
 one. A trial whose evaluation raises a kit error (a provider that does not load, a model that fails)
 is recorded as failed with its message and the search goes on; a ``ConfigError`` or a programming
 error stops it, because no later trial would fare better. Constraints are enforced twice: TPE is
-told about them (``constraints_func``) so it learns to avoid infeasible regions, and ``best`` filters
-them, so grid search (which knows nothing of constraints) never picks an infeasible point either.
+told about them (``Trial.set_constraint``; ``constraints_func`` on Optuna 4) so it learns to avoid
+infeasible regions, and ``best`` filters them, so grid search (which knows nothing of constraints)
+never picks an infeasible point either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -29,6 +31,18 @@ log = logging.getLogger(__name__)
 Evaluate = Callable[[TrialConfig], Mapping[str, float]]
 SAMPLERS = ("tpe", "grid")
 METRIC_COLUMNS = ("p50_ms", "p95_ms", "p99_ms", "samples_per_s", "accuracy", "accuracy_drop")
+
+
+@functools.cache
+def _has_set_constraint() -> bool:
+    """Optuna 5 records constraints per trial; Optuna 4 only through a sampler's ``constraints_func``."""
+    from optuna.trial import Trial
+
+    return hasattr(Trial, "set_constraint")
+
+
+def _feasible(constraints: Mapping[str, float]) -> bool:
+    return all(value <= 0 for value in constraints.values())
 
 
 class _TrialFailed(Exception):
@@ -96,7 +110,8 @@ class Tuner:
 
     # -- the study -------------------------------------------------------------------------------
     def _constraints(self, trial: Any) -> list[float]:
-        return list(trial.user_attrs.get("constraints", [math.inf] * self._n_constraints))
+        """``constraints_func`` for Optuna 4, which has no ``Trial.set_constraint``."""
+        return list(trial.user_attrs.get("constraints", {"missing": math.inf}).values())
 
     @property
     def _n_constraints(self) -> int:
@@ -109,16 +124,17 @@ class Tuner:
         if sampler == "tpe":
             return optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=min(10, max(2, self.space.size // 10)),
-                constraints_func=self._constraints if self._n_constraints else None)
+                constraints_func=self._constraints if self._n_constraints and not _has_set_constraint() else None)
         raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
 
     def load(self, sampler: str = "tpe", seed: int = 0):
         """Create the study, or load it when it exists already (resume; several workers)."""
         optuna = _import_optuna()
         try:
-            self._study = optuna.create_study(storage=self.storage, study_name=self.study_name,
-                                              direction=self.objective.direction,
-                                              sampler=self._sampler(sampler, seed), load_if_exists=True)
+            with _optuna_quiet(optuna):
+                self._study = optuna.create_study(storage=self.storage, study_name=self.study_name,
+                                                  direction=self.objective.direction,
+                                                  sampler=self._sampler(sampler, seed), load_if_exists=True)
         except ConfigError:
             raise
         except Exception as exc:  # a bad URL, an unreachable database, a direction mismatch
@@ -151,7 +167,11 @@ class Tuner:
             raise _TrialFailed(message) from exc
         value = self.objective.value(measured)
         trial.set_user_attr("metrics", measured)
-        trial.set_user_attr("constraints", self.objective.constraints(measured))
+        constraints = self.objective.constraints(measured)
+        trial.set_user_attr("constraints", constraints)
+        if _has_set_constraint():
+            for key, excess in constraints.items():
+                trial.set_constraint(key, excess)
         if not math.isfinite(value):
             trial.set_user_attr("error", f"non-finite {self.objective.metric}: {value}")
             raise _TrialFailed(f"non-finite objective {value}")
@@ -196,7 +216,7 @@ class Tuner:
             rows.append({"trial": t.number, "state": t.state.name.lower(), **t.params,
                          **{k: metrics.get(k, math.nan) for k in METRIC_COLUMNS},
                          "value": t.value if complete else math.nan,
-                         "feasible": bool(complete and constraints is not None and all(c <= 0 for c in constraints)),
+                         "feasible": bool(complete and constraints is not None and _feasible(constraints)),
                          "error": t.user_attrs.get("error", ""),
                          "seconds": t.duration.total_seconds() if t.duration else math.nan})
         columns = ["trial", "state", *self.space.grid(), *METRIC_COLUMNS, "value", "feasible", "error", "seconds"]
@@ -207,7 +227,7 @@ class Tuner:
         best = None
         for t in self.study.get_trials(deepcopy=False):
             constraints = t.user_attrs.get("constraints")
-            if t.state.name != "COMPLETE" or constraints is None or any(c > 0 for c in constraints):
+            if t.state.name != "COMPLETE" or constraints is None or not _feasible(constraints):
                 continue
             if best is None or self.objective.better(t.value, best.value):
                 best = t

@@ -12,6 +12,13 @@ from kit.errors import ConfigError, InferenceError, KitError
 from kit.tune import (Objective, OrtEvaluator, SearchSpace, TrialConfig, Tuner, batch_plan,
                       classification_accuracy, pareto_front)
 
+def memory():
+    """Optuna's in-memory storage: tests that are not about SQLite need not pay its commits."""
+    import optuna
+
+    return optuna.storages.InMemoryStorage()
+
+
 SPACE = SearchSpace(variants=("fp32", "int8"), threads=(1, 2), graph_levels=("basic", "all"),
                     batch_sizes=(1, 8), batch_timeouts_ms=(0.0, 2.0))
 
@@ -25,7 +32,8 @@ def synthetic(config: TrialConfig) -> dict[str, float]:
 
 
 def test_infeasible_trials_are_recorded_but_never_chosen(tmp_path):
-    tuner = Tuner(SPACE, Objective("p95_latency", accuracy_budget=0.01), synthetic, out_dir=tmp_path)
+    tuner = Tuner(SPACE, Objective("p95_latency", accuracy_budget=0.01), synthetic, out_dir=tmp_path,
+                  storage=memory())
     frame = tuner.run(sampler="grid")
     assert len(frame) == SPACE.size and (frame["state"] == "complete").all()
     fastest = frame.loc[frame["value"].idxmin()]
@@ -45,7 +53,7 @@ def test_infeasible_trials_are_recorded_but_never_chosen(tmp_path):
 
 def test_p99_target_and_tpe_constraints(tmp_path):
     objective = Objective("throughput", accuracy_budget=None, p99_target_ms=5.0)
-    tuner = Tuner(SPACE, objective, synthetic, out_dir=tmp_path)
+    tuner = Tuner(SPACE, objective, synthetic, out_dir=tmp_path, storage=memory())
     frame = tuner.run(n_trials=12, sampler="tpe", seed=1)
     assert len(frame) == 12
     best = tuner.best()
@@ -61,7 +69,7 @@ def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
             raise InferenceError("provider crashed")
         return synthetic(config)
 
-    tuner = Tuner(SPACE, Objective(accuracy_budget=None), flaky, out_dir=tmp_path)
+    tuner = Tuner(SPACE, Objective(accuracy_budget=None), flaky, out_dir=tmp_path, storage=memory())
     frame = tuner.run(sampler="grid")
     failed = frame[frame["state"] == "fail"]
     assert len(failed) == SPACE.size // 2
@@ -77,10 +85,10 @@ def test_config_and_programming_errors_stop_the_search(tmp_path):
         raise ZeroDivisionError("bug")
 
     with pytest.raises(ConfigError, match="bad value"):
-        Tuner(SPACE, Objective(), misconfigured, out_dir=tmp_path, study_name="a").run(n_trials=3)
+        Tuner(SPACE, Objective(), misconfigured, storage=memory()).run(n_trials=3)
     with pytest.raises(ZeroDivisionError):
-        Tuner(SPACE, Objective(), buggy, out_dir=tmp_path, study_name="b").run(n_trials=3)
-    no_accuracy = Tuner(SPACE, Objective(), lambda c: {"p95_ms": 1.0}, out_dir=tmp_path, study_name="c")
+        Tuner(SPACE, Objective(), buggy, storage=memory()).run(n_trials=3)
+    no_accuracy = Tuner(SPACE, Objective(), lambda c: {"p95_ms": 1.0}, storage=memory())
     no_accuracy.run(n_trials=2)  # completes, but cannot show the accuracy budget holds
     assert not no_accuracy.results()["feasible"].any()
     with pytest.raises(KitError, match="no feasible trial"):
@@ -88,26 +96,29 @@ def test_config_and_programming_errors_stop_the_search(tmp_path):
 
 
 def test_sqlite_study_resumes_where_it_stopped(tmp_path):
-    first = Tuner(SPACE, Objective(accuracy_budget=None), synthetic, out_dir=tmp_path, study_name="resume")
-    first.run(n_trials=5, sampler="grid")
+    space = SearchSpace(variants=("fp32",), threads=(1, 2), graph_levels=("all",), batch_sizes=(1, 8),
+                        batch_timeouts_ms=(0.0, 2.0))
+    first = Tuner(space, Objective(accuracy_budget=None), synthetic, out_dir=tmp_path, study_name="resume")
+    first.run(n_trials=3, sampler="grid")
     assert (tmp_path / "study.db").exists()
-    again = Tuner(SPACE, Objective(accuracy_budget=None), synthetic, out_dir=tmp_path, study_name="resume")
-    assert len(again.results()) == 5
+    again = Tuner(space, Objective(accuracy_budget=None), synthetic, out_dir=tmp_path, study_name="resume")
+    assert len(again.results()) == 3
     frame = again.run(sampler="grid")  # the grid's remaining points only
-    assert len(frame) == SPACE.size
-    assert frame[list(SPACE.grid())].drop_duplicates().shape[0] == SPACE.size
+    assert len(frame) == space.size == 8
+    assert frame[list(space.grid())].drop_duplicates().shape[0] == space.size
+    assert again.best().config == min(space.configs(), key=lambda c: synthetic(c)["p95_ms"])
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    shared = Tuner(SPACE, Objective(accuracy_budget=None), synthetic, storage=url, study_name="shared")
-    shared.run(n_trials=3)
-    assert len(Tuner(SPACE, Objective(accuracy_budget=None), synthetic, storage=url,
-                     study_name="shared").results()) == 3
+    shared = Tuner(space, Objective(accuracy_budget=None), synthetic, storage=url, study_name="shared")
+    shared.run(n_trials=2)
+    assert len(Tuner(space, Objective(accuracy_budget=None), synthetic, storage=url,
+                     study_name="shared").results()) == 2
 
 
 def test_tpe_on_a_third_of_the_grid_budget_finds_a_near_best_point(tmp_path):
     objective = Objective(accuracy_budget=0.01)
-    grid = Tuner(SPACE, objective, synthetic, out_dir=tmp_path, study_name="grid")
+    grid = Tuner(SPACE, objective, synthetic, out_dir=tmp_path, study_name="grid", storage=memory())
     grid.run(sampler="grid")
-    tpe = Tuner(SPACE, objective, synthetic, out_dir=tmp_path, study_name="tpe")
+    tpe = Tuner(SPACE, objective, synthetic, out_dir=tmp_path, study_name="tpe", storage=memory())
     tpe.run(n_trials=math.ceil(0.3 * SPACE.size) + 2, sampler="tpe", seed=0)
     assert tpe.best().value <= 1.25 * grid.best().value
     assert 1 <= tpe.trials_to_best() <= len(tpe.results())
@@ -147,14 +158,14 @@ def test_ort_evaluator_measures_real_sessions(mlp_onnx, tmp_path):
                       accuracy=classification_accuracy(x, np.zeros(64, np.int64), "features")) as evaluate:
         space = SearchSpace(variants=("a", "b"), threads=(1,), graph_levels=("all",), batch_sizes=(1, 4),
                             batch_timeouts_ms=(0.0, 5.0))
-        tuner = Tuner(space, Objective(accuracy_budget=0.0), evaluate, out_dir=tmp_path)
+        tuner = Tuner(space, Objective(accuracy_budget=0.0), evaluate, out_dir=tmp_path, storage=memory())
         frame = tuner.run(sampler="grid")
         assert (frame["state"] == "complete").all() and frame["feasible"].all()
         assert (frame["accuracy_drop"] == 0).all() and (frame["p95_ms"] > 0).all()
-        assert len(evaluate._engines) == 2  # one session per engine configuration, reused across batches
+        assert len(evaluate._engines) == 2 and evaluate.measurements == 4  # sessions reused across batches
         bad = Tuner(SearchSpace(variants=("a",), providers=("CUDAExecutionProvider",), threads=(1,),
                                 graph_levels=("all",), batch_sizes=(1,), batch_timeouts_ms=(0.0,)),
-                    Objective(accuracy_budget=None), evaluate, out_dir=tmp_path, study_name="cuda")
+                    Objective(accuracy_budget=None), evaluate, storage=memory())
         frame = bad.run(sampler="grid")
     if frame["state"].iloc[0] == "fail":  # no GPU here: recorded, not raised
         assert "ProviderUnavailableError" in frame["error"].iloc[0]
