@@ -52,8 +52,13 @@ def _optional(name: str, module: str, build: Callable[[Predictor], Predictor]) -
 
 
 def _cache(inner):
-    from kit.serve.cache import ResultCache
-    return ResultCache(inner, max_entries=64)
+    from kit.serve.cache import CacheConfig, ResultCache
+    return ResultCache(inner, CacheConfig(max_entries=64))
+
+
+def _per_sample_cache(inner):
+    from kit.serve.cache import CacheConfig, ResultCache
+    return ResultCache(inner, CacheConfig(max_entries=64, per_sample=True))
 
 
 def _batcher(inner):
@@ -76,12 +81,31 @@ def _router(inner):
     return Router({"primary": inner})
 
 
+def _timeout(inner):
+    from kit.serve.resilience import Timeout
+    return Timeout(inner, timeout_s=30.0)
+
+
+def _faults_off(inner):
+    from kit.serve.faults import FaultInjector
+    return FaultInjector(inner)
+
+
+def _ledgered(inner):
+    from kit.serve.ledger import Ledgered
+    return Ledgered(inner)
+
+
 def _instrumented(inner):
     from kit.profile.metrics import Instrumented, MetricsRecorder
     return Instrumented(inner, MetricsRecorder())
 
 
 _optional("cache", "kit.serve.cache", _cache)
+_optional("cache_per_sample", "kit.serve.cache", _per_sample_cache)
+_optional("timeout", "kit.serve.resilience", _timeout)
+_optional("fault_injector_off", "kit.serve.faults", _faults_off)
+_optional("ledgered", "kit.serve.ledger", _ledgered)
 _optional("batcher", "kit.serve.batching", _batcher)
 _optional("retry", "kit.serve.resilience", _retry)
 _optional("breaker", "kit.serve.resilience", _breaker)
