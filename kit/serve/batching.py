@@ -302,15 +302,16 @@ class DynamicBatcher(Wrapper):
         hist = self.stats()["batch_size_histogram"]
         return pd.DataFrame({"batch_rows": list(hist), "batches": list(hist.values())})
 
-    def close(self, drain: bool | None = None) -> None:
+    def stop(self, drain: bool | None = None) -> None:
         """Stop taking requests; run (``drain``) or reject what is queued; never hang.
 
         Requests still unanswered after ``close_timeout_s`` (an engine call that never
-        returns) fail with ``Closed``; the wrapped predictor is closed either way.
+        returns) fail with ``Closed``. The wrapped predictor stays open, so several
+        batchers can take turns over one engine; ``close`` also closes it.
         """
         drain = self.config.drain_on_close if drain is None else drain
         with self._cond:
-            if self._closed:
+            if self._closing:
                 return
             self._closing = True
             rejected: list[_Task] = []
@@ -333,6 +334,10 @@ class DynamicBatcher(Wrapper):
             for future in leftovers:
                 self._settle(future, error=Closed(f"batcher {self.name!r} closed while this request was pending "
                                                   f"(the engine did not return within close_timeout_s)"))
+
+    def close(self, drain: bool | None = None) -> None:
+        """``stop`` (draining or rejecting per ``drain_on_close``), then close the wrapped predictor."""
+        self.stop(drain)
         super().close()
 
     def describe(self) -> dict[str, Any]:

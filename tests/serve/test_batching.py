@@ -294,3 +294,16 @@ def test_batches_a_real_onnx_runtime_engine(add_onnx):
     for x, out in zip(inputs, outputs):
         np.testing.assert_array_equal(out["y"], x + 1)
     assert described["batching"]["max_batch_size"] == 16 and described["wrapped_by"][0] == "DynamicBatcher"
+
+
+def test_stop_leaves_the_engine_open_for_another_batcher():
+    engine = Echo()
+    first = DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0)
+    assert first.predict(rows([1]))["id"].tolist() == [1.0]
+    first.stop()
+    with pytest.raises(Closed):
+        first.predict(rows([1]))
+    assert not engine.closed
+    with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0) as second:
+        assert second.predict(rows([2]))["id"].tolist() == [2.0]
+    assert engine.closed
