@@ -1,0 +1,137 @@
+"""The zoo's cache and data, without building a model: keys, verification, locking, inputs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit.errors import ConfigError, ModelLoadError
+from kit.zoo import MODELS, digits_data, get_model, model_inputs, sample_feeds
+from kit.zoo.cache import MANIFEST, cache_root, entry_key, get_or_build, read_entry
+from kit.zoo.catalog import BUILDER_VERSION, resolve_params
+
+REQUIRED = ("model.bin", "sub")
+
+
+class FakeBuilder:
+    """Writes a two-file entry and counts its calls; optionally slow or failing."""
+
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.calls = 0
+        self.delay, self.fail = delay, fail
+        self.lock = threading.Lock()
+
+    def __call__(self, tmp: Path) -> dict:
+        with self.lock:
+            self.calls += 1
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "model.bin").write_bytes(b"weights" * 100)
+        time.sleep(self.delay)
+        if self.fail:
+            raise ModelLoadError("builder failed half way")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "part.txt").write_text("part")
+        return {"name": "fake"}
+
+
+def test_build_once_then_hit(tmp_path):
+    build = FakeBuilder()
+    first = get_or_build(tmp_path / "e", REQUIRED, build)
+    second = get_or_build(tmp_path / "e", REQUIRED, build)
+    assert build.calls == 1 and first == second
+    assert set(first["files"]) == {"model.bin", "sub/part.txt"}
+
+
+@pytest.mark.parametrize("damage", [
+    lambda e: (e / "model.bin").write_bytes(b"truncated"),      # content changed
+    lambda e: (e / "sub" / "part.txt").unlink(),                 # file missing
+    lambda e: (e / MANIFEST).write_text("{not json"),            # manifest corrupt
+    lambda e: (e / MANIFEST).unlink(),                           # build never finished
+])
+def test_corrupt_or_partial_entries_are_rebuilt(tmp_path, damage, caplog):
+    build = FakeBuilder()
+    get_or_build(tmp_path / "e", REQUIRED, build)
+    damage(tmp_path / "e")
+    assert read_entry(tmp_path / "e", REQUIRED) is None
+    manifest = get_or_build(tmp_path / "e", REQUIRED, build)
+    assert build.calls == 2 and read_entry(tmp_path / "e", REQUIRED) == manifest
+    assert (tmp_path / "e" / "model.bin").read_bytes() == b"weights" * 100
+
+
+def test_failed_build_leaves_nothing_behind(tmp_path):
+    with pytest.raises(ModelLoadError, match="half way"):
+        get_or_build(tmp_path / "e", REQUIRED, FakeBuilder(fail=True))
+    assert [p.name for p in tmp_path.iterdir()] == ["e.lock"]
+
+
+def test_concurrent_callers_build_once(tmp_path):
+    build = FakeBuilder(delay=0.3)
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(get_or_build(tmp_path / "e", REQUIRED, build)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert build.calls == 1 and len(results) == 3 and all(r == results[0] for r in results)
+
+
+def test_cache_key_covers_params_seed_and_builder(monkeypatch, tmp_path):
+    base = entry_key("digits_cnn", {"epochs": 30}, 0, BUILDER_VERSION)
+    assert base == entry_key("digits_cnn", {"epochs": 30}, 0, BUILDER_VERSION)
+    others = {entry_key("digits_cnn", {"epochs": 5}, 0, BUILDER_VERSION),
+              entry_key("digits_cnn", {"epochs": 30}, 1, BUILDER_VERSION),
+              entry_key("digits_cnn", {"epochs": 30}, 0, BUILDER_VERSION + 1),
+              entry_key("mobilenet_v2", {"epochs": 30}, 0, BUILDER_VERSION)}
+    assert base not in others and len(others) == 4
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path))
+    assert cache_root() == tmp_path / "zoo"
+
+
+def test_bad_names_formats_and_params_are_config_errors():
+    with pytest.raises(ConfigError, match="digits_cnn"):
+        get_model("resnet")
+    with pytest.raises(ConfigError, match="format"):
+        get_model("digits_cnn", format="pb")
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        get_model("digits_cnn", layers=3)
+    with pytest.raises(ConfigError, match="seed"):
+        get_model("digits_cnn", seed=-1)
+    with pytest.raises(ConfigError, match="divisible"):
+        resolve_params("bert_encoder", {"hidden": 100, "heads": 3})
+    with pytest.raises(ConfigError, match="int >= 1"):
+        resolve_params("bert_encoder", {"layers": 0})
+
+
+def test_digits_split_is_fixed_stratified_and_scaled():
+    data = digits_data()
+    assert data.x_train.shape == (1347, 8, 8, 1) and data.x_test.shape == (450, 8, 8, 1)
+    assert data.x_train.dtype == np.float32 and data.y_test.dtype == np.int64
+    assert 0.0 <= data.x_test.min() and data.x_test.max() <= 1.0
+    held_out = np.bincount(data.y_test) / (np.bincount(data.y_test) + np.bincount(data.y_train))
+    assert held_out.min() > 0.24 and held_out.max() < 0.26  # every class held out in proportion
+    again = digits_data(0)
+    np.testing.assert_array_equal(again.y_test, data.y_test)
+    assert not np.array_equal(digits_data(1).y_test, data.y_test)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sample_feeds_fit_the_model_inputs(name):
+    from kit.specs import check_feeds
+
+    feeds = sample_feeds(name, batch_size=3, seed=1)
+    check_feeds(model_inputs(name), feeds)
+    assert all(a.shape[0] == 3 for a in feeds.values())
+    np.testing.assert_array_equal(feeds[next(iter(feeds))], sample_feeds(name, batch_size=3, seed=1)[next(iter(feeds))])
+
+
+def test_bert_feeds_pad_later_rows_and_follow_seq_len():
+    feeds = sample_feeds("bert_encoder", batch_size=4, seq_len=32)
+    assert feeds["input_ids"].shape == (4, 32) and feeds["input_ids"].dtype == np.int32
+    assert feeds["attention_mask"][0].all()
+    lengths = feeds["attention_mask"].sum(axis=1)
+    assert (feeds["input_ids"][feeds["attention_mask"] == 0] == 0).all() and lengths.min() >= 8
