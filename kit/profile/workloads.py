@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError
@@ -100,11 +101,38 @@ def stream_stats(indices: Sequence[int] | np.ndarray, cache_entries: int | None 
     return out
 
 
-def feed_pool(sample: Callable[[int], Feeds], size: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """``size`` distinct feeds from ``sample(seed)`` (e.g. ``lambda s: sample_feeds("mobilenet_v2", seed=s)``)."""
+def _content(feeds: Feeds) -> bytes:
+    h = xxhash.xxh3_128()
+    for name in sorted(feeds):
+        array = np.ascontiguousarray(feeds[name])
+        h.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        h.update(array.data)
+    return h.digest()
+
+
+def feed_pool(sample: Callable[[int], Feeds], size: int, seed: int = 0,
+              max_tries: int | None = None) -> list[dict[str, np.ndarray]]:
+    """``size`` feeds with distinct content from ``sample(seed)``, ``sample(seed + 1)``, ...
+
+    E.g. ``lambda s: sample_feeds("mobilenet_v2", seed=s)``. Samplers that draw from a
+    finite data set can repeat an input; repeats are skipped, because a pool with
+    duplicates would turn an "all-unique" stream into one a cache can hit.
+    """
     if not isinstance(size, int) or size < 1:
         raise ConfigError(f"pool size must be an int >= 1, got {size!r}")
-    return [dict(sample(seed + i)) for i in range(size)]
+    max_tries = max_tries or 10 * size
+    pool: list[dict[str, np.ndarray]] = []
+    seen: set[bytes] = set()
+    for i in range(max_tries):
+        feeds = dict(sample(seed + i))
+        key = _content(feeds)
+        if key not in seen:
+            seen.add(key)
+            pool.append(feeds)
+            if len(pool) == size:
+                return pool
+    raise ConfigError(f"the sampler gave only {len(pool)} distinct feeds in {max_tries} draws; "
+                      f"ask for a pool of at most that size")
 
 
 def synthetic_pool(specs: Sequence[TensorSpec], size: int, batch_size: int = 1,

@@ -97,3 +97,12 @@ def test_replay_interleaved_sends_every_request_to_every_predictor():
     assert results[0].summary()["model"] == "echo" and results[0].summary()["workload"] == "uniform"
     with pytest.raises(ConfigError):
         replay_interleaved({}, pool, w)
+
+
+def test_feed_pool_skips_repeated_inputs():
+    from kit.profile.workloads import feed_pool
+
+    pool = feed_pool(lambda s: {"x": np.full((1, 3), s % 4, np.float32)}, size=4)
+    assert sorted(float(p["x"][0, 0]) for p in pool) == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ConfigError, match="distinct"):
+        feed_pool(lambda s: {"x": np.full((1, 3), s % 4, np.float32)}, size=5)
