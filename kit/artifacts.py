@@ -23,7 +23,7 @@ FORMATS = ("onnx", "savedmodel", "tflite", "keras", "tfserving")
 def detect_format(path: str | os.PathLike[str]) -> str:
     """Format of a model path, from its extension or directory contents."""
     text = str(path)
-    if text.startswith(("grpc://", "http://", "https://")):
+    if text.startswith(("grpc://", "grpcs://", "http://", "https://")):
         return "tfserving"
     p = Path(path)
     if not p.exists():
