@@ -100,11 +100,13 @@ def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching
     names = list(variants)
     per_round: dict[str, list[float]] = {n: [] for n in names}
     p99: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(rounds):
         for name in names:
             s = variants[name]().summary()
             per_round[name].append(s["samples_per_s"])
             p99[name].append(s["p99_ms"])
+            cpu[name].append(s["cpu_ms_per_sample"])
     stats = batcher.stats()
     batcher.close()
     offline, batched, unbatched = (np.asarray(per_round[n]) for n in names)
@@ -114,7 +116,8 @@ def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching
           f"{batching.batch_timeout_micros} us, {rounds} interleaved rounds of {seconds:g} s")
     for name in names:
         med, spread = median_spread(per_round[name])
-        print(f"  {name:<14} {med:8.1f} +/- {spread:5.1f} samples/s   p99 {np.median(p99[name]):8.1f} ms")
+        print(f"  {name:<14} {med:8.1f} +/- {spread:5.1f} samples/s   p99 {np.median(p99[name]):8.1f} ms   "
+              f"CPU {np.median(cpu[name]):6.1f} ms/sample")
     print(f"  batch sizes run by the batcher (rows: batches): {stats['batch_size_histogram']}")
     ok_fraction = fraction >= 0.9
     print(f"  batched / engine offline at batch {batching.max_batch_size}: {fraction:6.1%} +/- {f_spread:.1%} "
@@ -127,6 +130,9 @@ def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching
         ok_multiple = True
         print(f"  batched / unbatched at concurrency {clients}: {multiple:5.2f}x +/- {m_spread:.2f} "
               f"(reported; no target: batching is not expected to pay here)")
+    efficiency, e_spread = median_spread(np.asarray(cpu[names[2]]) / np.asarray(cpu[names[1]]))
+    print(f"  samples per CPU-second, batched / unbatched: {efficiency:5.2f}x +/- {e_spread:.2f} (wall-clock figures "
+          f"on a shared machine also reflect how much CPU each variant's threads won from other processes)")
     engine.close()
     return ok_fraction and ok_multiple
 

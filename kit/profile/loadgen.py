@@ -147,7 +147,12 @@ Scenario = SingleStream | Server | Offline | Concurrency
 
 @dataclass
 class LoadResult:
-    """Raw per-query timings of one run (seconds from the start of measurement), plus its verdict."""
+    """Raw per-query timings of one run (seconds from the start of measurement), plus its verdict.
+
+    ``cpu_ms_per_sample`` is this process's CPU time per sample over the run: on a shared
+    machine, a variant with more runnable threads can win wall-clock throughput just by
+    taking a bigger share of the CPU, and this figure shows it.
+    """
 
     scenario: str
     params: dict[str, Any]
@@ -160,6 +165,7 @@ class LoadResult:
     dropped: int = 0
     error_messages: list[str] = field(default_factory=list)
     label: str = ""
+    cpu_ms_per_sample: float = math.nan
 
     @property
     def latencies_s(self) -> np.ndarray:
@@ -208,6 +214,7 @@ class LoadResult:
         out["send_lag_p99_ms"] = float(np.percentile(lag_ms, 99)) if lag_ms.size else math.nan
         out["send_lag_max_ms"] = float(lag_ms.max()) if lag_ms.size else math.nan
         out["duration_s"] = self.duration_s
+        out["cpu_ms_per_sample"] = self.cpu_ms_per_sample
         out["dropped"] = self.dropped
         out["valid"] = self.valid
         if self.latency_target_ms is not None:
@@ -296,7 +303,13 @@ def _result(scenario: Scenario, rec: _Recorder, warmup: int, dropped: int, label
 
 def _run_closed(predictor: Predictor, source: Callable[[int], Feeds], threads: int,
                 config: LoadConfig) -> tuple[_Recorder, int]:
-    """``threads`` clients back to back until the measured part reaches duration and count."""
+    """``threads`` clients back to back until the measured part reaches duration and count.
+
+    The stop is decided before a query is sent, never after one returns: once enough has
+    been sent, no client sends again and only what is in flight completes. Deciding after
+    would let some clients slip in a last query each, and a batcher would then run a
+    small, slow tail batch that is no part of the steady state being measured.
+    """
     rec = _Recorder()
     clock = time.perf_counter
     counter = itertools.count()
@@ -304,23 +317,21 @@ def _run_closed(predictor: Predictor, source: Callable[[int], Feeds], threads: i
     first_measured: list[float] = []
     warmup, limit = config.warmup_queries, config.max_queries
 
-    def enough(measured: int) -> bool:
-        if limit is not None and measured >= limit:
-            return True
-        return (measured >= config.min_queries and bool(first_measured)
-                and clock() - first_measured[0] >= config.min_duration_s)
-
     def client() -> None:
         while not stop.is_set():
             qid = next(counter)
-            if limit is not None and qid >= warmup + limit:
-                stop.set()
-                return
-            if qid == warmup:
+            sent = qid - warmup  # measured queries sent before this one
+            if sent == 0:
                 first_measured.append(clock())
+            if sent >= 0:
+                if limit is not None and sent >= limit:
+                    stop.set()
+                    return
+                if (sent >= config.min_queries and first_measured
+                        and clock() - first_measured[0] >= config.min_duration_s):
+                    stop.set()
+                    return
             rec.call(predictor.predict, source, qid, None, clock)
-            if qid >= warmup and enough(qid - warmup + 1):
-                stop.set()
 
     if threads == 1:
         client()
@@ -408,6 +419,7 @@ def run(predictor: Predictor, scenario: Scenario, feeds: FeedSource = None, conf
     source = _feed_source(predictor, feeds, scenario.batch_size, config.seed)
     label = label or getattr(predictor, "name", "predictor")
     saved_interval = sys.getswitchinterval()
+    cpu_start = time.process_time()
     if config.switch_interval_s is not None:
         sys.setswitchinterval(config.switch_interval_s)
     try:
@@ -419,8 +431,11 @@ def run(predictor: Predictor, scenario: Scenario, feeds: FeedSource = None, conf
             rec, dropped = _run_closed(predictor, source, threads, config)
     finally:
         sys.setswitchinterval(saved_interval)
-    return _result(scenario, rec, config.warmup_queries, dropped, label,
-                   closed_loop=not isinstance(scenario, Server))
+    result = _result(scenario, rec, config.warmup_queries, dropped, label,
+                     closed_loop=not isinstance(scenario, Server))
+    if rec.rows:  # this process's CPU over the whole run, warm-up included, per sample sent
+        result.cpu_ms_per_sample = (time.process_time() - cpu_start) * 1e3 / (len(rec.rows) * result.samples_per_query)
+    return result
 
 
 def concurrency_sweep(predictors: Mapping[str, Predictor], levels: Sequence[int], feeds: FeedSource = None,

@@ -55,7 +55,7 @@ def test_single_stream_counts_warmup_apart_and_reaches_duration_and_count():
     assert summary["queries"] >= 20 and result.duration_s >= 0.05
     assert engine.calls == summary["queries"] + 7  # warm-up sent, not counted
     assert engine.peak == 1 and summary["p90_ms"] >= 1.0  # sleeping 1 ms takes at least 1 ms
-    assert summary["scenario"] == "single_stream" and result.valid
+    assert summary["scenario"] == "single_stream" and result.valid and summary["cpu_ms_per_sample"] >= 0
 
 
 def test_max_queries_caps_a_run():
