@@ -60,7 +60,7 @@ def main() -> int:
                             accuracy=classification_accuracy(data.x_test, data.y_test, "image"),
                             profile_config=ProfileConfig(warmup=3, min_duration_s=0.15, min_queries=15))
     objectives = {"p95 latency": Objective("p95_latency", accuracy_budget=0.01),
-                  "throughput, p99 <= 3 ms": Objective("throughput", accuracy_budget=0.01, p99_target_ms=3.0)}
+                  "throughput, p99 <= 5 ms": Objective("throughput", accuracy_budget=0.01, p99_target_ms=5.0)}
     import optuna
 
     rows, met_all = [], True
@@ -90,7 +90,8 @@ def main() -> int:
         print(f"   grid : best {best.value:.4g} {unit[objective.metric]} ({best.config.variant}, threads "
               f"{best.config.threads}, level {best.config.graph_level}, batch {best.config.batch_size}, timeout "
               f"{best.config.batch_timeout_ms:g} ms); {int(frame['feasible'].sum())}/{len(frame)} feasible; "
-              f"first reached at trial {grid.trials_to_best()} of {space.size}; {seconds:.1f} s")
+              f"needs all {space.size} trials to know its best (first met at trial {grid.trials_to_best()} "
+              f"in its seeded random order); {seconds:.1f} s")
         print(f"   TPE  : worse-ratio to grid best per seed {[round(r, 4) for r in ratios]}; trials to its best "
               f"{needed} (of {math.ceil(TPE_SHARE * space.size)})")
         print(f"   ratio TPE/grid (median over seeds): {median_ratio:.4f}   target <= {1 + TARGET_GAP:.2f}   "
