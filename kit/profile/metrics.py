@@ -34,7 +34,7 @@ LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                      1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 QUEUE_STATS = ("queue_depth", "queue_requests")  # stats() names read as queue depth (batcher: queue_requests)
-_CHILD_ATTRS = ("inner", "predictors", "routes", "replicas", "backends", "versions")
+_CHILD_ATTRS = ("inner", "predictor", "predictors", "routes", "replicas", "backends", "versions")
 
 LabelKey = tuple[str, str, str, str]
 
@@ -149,7 +149,7 @@ class MetricsRecorder:
     def watch(self, stack: Predictor, labels: LabelKey | None = None) -> list[str]:
         """Poll every component of ``stack`` that has a ``stats()`` method; returns their names.
 
-        The walk follows ``inner`` and the collections routers and schedulers hold
+        The walk follows ``inner``, ``predictor`` and the collections routers and schedulers hold
         (``predictors``, ``routes``, ``replicas``, ``backends``, ``versions``).
         """
         key = labels or self.labels()

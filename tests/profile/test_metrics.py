@@ -114,6 +114,27 @@ def test_instrumented_stack_records_calls_errors_and_polled_stats(add_onnx):
     assert engine.closed
 
 
+def test_polls_the_kit_serving_stack(add_onnx):
+    from kit.serve.batching import DynamicBatcher
+    from kit.serve.cache import ResultCache
+    from kit.serve.routing import Router
+
+    recorder = MetricsRecorder()
+    engine = OnnxRuntimeEngine(add_onnx)
+    router = Router({"cached": ResultCache(engine, max_entries=8),
+                     "batched": DynamicBatcher(OnnxRuntimeEngine(add_onnx), max_batch_size=4)})
+    stack = Instrumented(router, recorder, model="add")
+    feeds = {"x": np.ones((1, 64), np.float32)}
+    for _ in range(4):
+        stack.predict(feeds)
+    components = {name.split(":")[0] for name in recorder.stats_frame()["component"]}
+    assert {"Router", "ResultCache", "DynamicBatcher"} <= components
+    frame = recorder.to_frame().iloc[0]
+    assert frame["requests"] == 4 and frame["cache_hits"] == 3 and frame["cache_misses"] == 1
+    assert frame["queue_depth"] == 0  # the batcher's queue_requests, polled
+    stack.close()
+
+
 def test_metrics_endpoint_serves_its_own_registry():
     first, second = MetricsRecorder(), MetricsRecorder()
     first.record(0.002, labels=first.labels("served"))
