@@ -57,6 +57,7 @@ class RunRecord:
     profile: str
     status: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (value, spread)
+    environment: dict[str, Any] = field(default_factory=dict)
 
 
 def _number(value: Any) -> float | None:
@@ -90,7 +91,7 @@ def load_run(folder: str | os.PathLike[str]) -> RunRecord:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{summary_path} is not valid JSON: {exc}") from exc
     record = RunRecord(folder=folder, started=float(summary.get("started", 0.0)),
-                       profile=str(summary.get("profile", "?")))
+                       profile=str(summary.get("profile", "?")), environment=dict(summary.get("environment", {})))
     for nb in summary.get("notebooks", []):
         name = nb["notebook"]
         record.status[name] = nb.get("status", "?")
@@ -201,6 +202,14 @@ def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = Non
                     f'<td>{"REGRESSION" if row["regression"] else ""}</td></tr>')
     gate = "no threshold (report only)" if comparison.threshold_pct is None \
         else f"threshold {comparison.threshold_pct:g} %: {len(comparison.regressions)} regression(s)"
+    env_keys = ("git_commit", "cpu_model", "affinity_cores", "python")
+    old_env, new_env = comparison.older.environment, comparison.newer.environment
+    env_rows = "".join(f"<tr><td>{k}</td><td>{cell(old_env.get(k, ''))}</td><td>{cell(new_env.get(k, ''))}</td></tr>"
+                       for k in env_keys)
+    libs = sorted(set(old_env.get("libraries", {})) | set(new_env.get("libraries", {})))
+    env_rows += "".join(f"<tr><td>{html.escape(k)}</td><td>{cell(old_env.get('libraries', {}).get(k, ''))}</td>"
+                        f"<td>{cell(new_env.get('libraries', {}).get(k, ''))}</td></tr>"
+                        for k in libs if old_env.get("libraries", {}).get(k) != new_env.get("libraries", {}).get(k))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>kit comparison</title>
 <style>
@@ -216,7 +225,12 @@ Change is relative to the older run; it is beyond noise when it exceeds both run
 least {comparison.noise_pct:g} % of the older value. {html.escape(gate)}.</p>
 <table><tr><th>metric</th><th>older</th><th>newer</th><th>change</th><th>noise</th><th>better</th>
 <th>verdict</th><th>gate</th></tr>
-{''.join(rows)}</table></body></html>
+{''.join(rows)}</table>
+<h2>What the runs ran on</h2>
+<p>Commit, machine and the library versions that differ; each folder's <code>environment.json</code> and
+<code>*.params.json</code> hold the rest, to rerun either.</p>
+<table><tr><th></th><th>older</th><th>newer</th></tr>{env_rows}</table>
+</body></html>
 """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")

@@ -16,7 +16,8 @@ from kit.report.index import write_index
 def make_run(folder: Path, started: float, headline: dict, status: str = "ok") -> Path:
     """A report folder as `kit report` leaves it: run.json, index.html and a results file."""
     folder.mkdir(parents=True)
-    summary = {"profile": "quick", "started": started, "seconds": 3.0, "environment": {"cpu_model": "test"},
+    summary = {"profile": "quick", "started": started, "seconds": 3.0,
+               "environment": {"cpu_model": "test", "git_commit": f"c{int(started)}", "libraries": {"numpy": "2"}},
                "notebooks": [{"notebook": "01_demo", "status": status, "seconds": 1.0, "error": None,
                               "failed_cell": None, "parameters": {}, "headline": {}, "html": "01_demo.html"}]}
     (folder / "run.json").write_text(json.dumps(summary))
@@ -34,7 +35,8 @@ def test_identical_runs_pass_the_gate(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--threshold", "5"]) == 0
     out = capsys.readouterr().out
     assert "01_demo/p95_ms" in out and "within noise" in out
-    assert (b / "compare_A.html").exists()
+    page = (b / "compare_A.html").read_text()
+    assert "c100" in page and "c200" in page  # both runs' commits, so either can be rerun
     assert 'href="compare_A.html"' in (b / "index.html").read_text()  # the index links the comparison
 
 
