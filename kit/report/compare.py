@@ -10,8 +10,9 @@ Noise: a headline figure may carry its own spread, as a sibling ``<name>_spread`
 and never less than ``noise_pct`` of the older value (a floor for figures published without one).
 
 Which way is worse comes from the figure's name (``*_ms``, ``latency``, ``size`` are lower-is-better;
-``qps``, ``throughput``, ``accuracy``, ``speedup`` higher-is-better); figures of unknown direction are
-shown but never gate. A notebook that was ok in the older run and failed in the newer one is a
+``qps``, ``throughput``, ``accuracy``, ``speedup`` higher-is-better; chosen settings such as
+``best_batch_size`` or ``threads`` have no better side); figures of unknown direction are shown but
+never gate. A notebook that was ok in the older run and failed in the newer one is a
 regression too.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 
 from kit.errors import ConfigError
 
+_SETTING = re.compile(r"(batch_size$|threads$|timeout_(ms|s|micros)$|_level$|variant$|^trials$|seed$)", re.I)
 _WORSE_UP = re.compile(r"(drop|loss|error|fail|overhead|regress)", re.I)
 _HIGHER = re.compile(r"(qps|throughput|per_s(ec)?$|speedup|accuracy|hit_rate|samples_per|gain|auc|f1|"
                      r"cosine|agreement|efficiency)", re.I)
@@ -39,6 +41,8 @@ _LOWER = re.compile(r"(latency|_ms($|_)|^p\d\d|_s$|seconds|time|size|bytes|_mb$|
 def direction(name: str) -> str:
     """``"higher"``, ``"lower"`` (is better) or ``"?"`` from a metric's name."""
     leaf = name.rsplit("/", 1)[-1]
+    if _SETTING.search(leaf):  # a chosen setting (best_batch_size), not a figure with a better side
+        return "?"
     if _WORSE_UP.search(leaf):  # accuracy_drop, error_rate: words that flip a "higher" stem
         return "lower"
     if _HIGHER.search(leaf):

@@ -81,3 +81,4 @@ def test_bad_inputs_are_config_errors(tmp_path, capsys):
 def test_direction_from_names():
     assert direction("x/p99_ms") == "lower" and direction("x/accuracy_drop") == "lower"
     assert direction("x/samples_per_s") == "higher" and direction("x/speedup") == "higher"
+    assert direction("x/best_batch_size") == "?" and direction("x/model_size_mb") == "lower"
