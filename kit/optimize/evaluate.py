@@ -326,3 +326,17 @@ def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
         x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)
         return {"image": x[:samples]}, y[:samples]
     return sample_feeds(name, batch_size=samples, seed=seed + (1 if split == "train" else 2)), None
+
+
+def pareto_front(frame, x: str = "p50_ms", y: str = "cosine", lower_x: bool = True, higher_y: bool = True):
+    """Boolean Series: rows no other row beats on both ``x`` (latency) and ``y`` (quality)."""
+    import pandas as pd
+
+    xs = frame[x].to_numpy(dtype=float) * (1 if lower_x else -1)
+    ys = frame[y].to_numpy(dtype=float) * (1 if higher_y else -1)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    front = []
+    for i in range(len(frame)):
+        beaten = ok & (xs <= xs[i]) & (ys >= ys[i]) & ((xs < xs[i]) | (ys > ys[i]))
+        front.append(bool(ok[i] and not beaten.any()))
+    return pd.Series(front, index=frame.index, name="pareto")

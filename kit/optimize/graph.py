@@ -182,3 +182,27 @@ def graph_summary(artifacts: list[ModelArtifact]):  # -> pandas.DataFrame
                      "inputs": len(input_specs(model)), "size_kb": art.size_bytes / 1024,
                      "lineage": art.describe()})
     return pd.DataFrame(rows)
+
+
+def load_times(artifacts: list[ModelArtifact], level: str = "disable", repeats: int = 3):  # -> pandas.DataFrame
+    """Median seconds to create an ONNX Runtime session for each artifact, interleaved.
+
+    Offline optimization moves graph work out of session creation: load the optimized
+    file with ``level="disable"`` and compare with the original loaded at ``"all"``.
+    """
+    import time
+
+    import pandas as pd
+
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats must be an int >= 1, got {repeats!r}")
+    samples: dict[str, list[float]] = {a.name: [] for a in artifacts}
+    for _ in range(repeats):
+        for art in artifacts:
+            start = time.perf_counter()
+            OnnxRuntimeEngine(art, graph_optimization_level=level).close()
+            samples[art.name].append(time.perf_counter() - start)
+    return pd.DataFrame([{"name": n, "session_level": level, "load_ms": float(np.median(v)) * 1e3}
+                         for n, v in samples.items()])

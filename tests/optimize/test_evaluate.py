@@ -140,3 +140,10 @@ def test_zoo_samples_for_digits_have_labels():
     assert data["image"].shape == (10, 8, 8, 1) and labels.shape == (10,)
     with pytest.raises(ConfigError):
         zoo_samples("digits_cnn", 0)
+
+
+def test_pareto_front_keeps_the_undominated():
+    from kit.optimize.evaluate import pareto_front
+
+    frame = pd.DataFrame({"p50_ms": [10.0, 4.0, 5.0, 3.0, float("nan")], "cosine": [1.0, 0.99, 0.98, 0.90, 1.0]})
+    assert list(pareto_front(frame)) == [True, True, False, True, False]

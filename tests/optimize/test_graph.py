@@ -103,3 +103,14 @@ def test_graph_summary_has_a_row_per_artifact(conv_onnx, tmp_path):
     art = ort_optimize(source, "extended", out=tmp_path / "e.onnx")
     frame = graph_summary([source, art])
     assert list(frame["name"]) == [source.name, art.name] and frame["nodes"].iloc[1] < frame["nodes"].iloc[0]
+
+
+def test_load_times_has_a_row_per_artifact(conv_onnx, tmp_path):
+    from kit.optimize.graph import load_times
+
+    source = ModelArtifact.from_path(conv_onnx)
+    art = ort_optimize(source, "extended", out=tmp_path / "e.onnx")
+    frame = load_times([source, art], repeats=2)
+    assert list(frame["name"]) == [source.name, art.name] and (frame["load_ms"] > 0).all()
+    with pytest.raises(ConfigError):
+        load_times([source], repeats=0)
