@@ -155,7 +155,13 @@ class Tuner:
         return text
 
     def _objective(self, trial: Any) -> float:
-        config = self.space.suggest(trial)
+        try:
+            config = self.space.suggest(trial)
+        except ValueError as exc:  # Optuna refuses categorical choices that differ from the study's
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"study {self.study_name!r} in {self._safe_storage()} was made with another "
+                              f"search space ({exc}); use a new study_name for this space") from exc
         try:
             measured = {k: float(v) for k, v in dict(self.evaluate(config)).items()}
         except ConfigError:

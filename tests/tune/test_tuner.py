@@ -107,6 +107,10 @@ def test_sqlite_study_resumes_where_it_stopped(tmp_path):
     assert len(frame) == space.size == 8
     assert frame[list(space.grid())].drop_duplicates().shape[0] == space.size
     assert again.best().config == min(space.configs(), key=lambda c: synthetic(c)["p95_ms"])
+    other = SearchSpace(variants=("fp32",), threads=(3,), graph_levels=("all",), batch_sizes=(1,),
+                        batch_timeouts_ms=(0.0,))
+    with pytest.raises(ConfigError, match="another search space"):
+        Tuner(other, Objective(accuracy_budget=None), synthetic, out_dir=tmp_path, study_name="resume").run(n_trials=1)
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     shared = Tuner(space, Objective(accuracy_budget=None), synthetic, storage=url, study_name="shared")
     shared.run(n_trials=2)
