@@ -64,6 +64,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from kit.zoo import MODELS, get_model
+
+    for name in args.models or MODELS:
+        art = get_model(name, format="savedmodel")  # builds every format on first use
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in art.metrics.items())
+        print(f"{name}: {art.path.parent} ({metrics})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Deploy ML models and make their inference fast.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -96,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: any free, -1: off)")
     serve.add_argument("--rest-port", type=int, default=8501, help="REST port (0: any free, -1: off)")
     serve.set_defaults(func=_cmd_serve)
+
+    zoo = sub.add_parser("zoo", help="build (once) and list the built-in models in every format")
+    zoo.add_argument("models", nargs="*", help="zoo model names (default: all)")
+    zoo.set_defaults(func=_cmd_zoo)
     return parser
 
 

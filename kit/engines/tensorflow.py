@@ -81,6 +81,9 @@ class TensorFlowEngine(PredictorBase):
         path = model.path if isinstance(model, ModelArtifact) else Path(model)
         if not path.exists():
             raise ModelLoadError(f"SavedModel not found: {path}")
+        if path.suffix == ".keras":
+            raise ModelLoadError(f"{path} is a Keras file; the TensorFlow engine serves SavedModels: export it "
+                                 f"with keras.saving.load_model({str(path)!r}).export(dir) and load that directory")
         if not path.is_dir() or not ((path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists()):
             raise ModelLoadError(f"{path} is not a SavedModel directory (no saved_model.pb); the TensorFlow "
                                  f"engine expects the directory written by model.export / tf.saved_model.save")

@@ -164,7 +164,8 @@ class TFLiteEngine(PredictorBase):
         except Closed:
             raise
         except Exception as exc:  # slow path: explain bad inputs, else report the failure
-            self._shapes.clear()  # a failed resize leaves the interpreter's shapes unknown
+            with self._lock:
+                self._shapes.clear()  # a failed resize leaves the interpreter's shapes unknown
             arrays = check_feeds(self._input_specs, feeds)
             if not all(isinstance(feeds[k], np.ndarray) for k in arrays):
                 return self.predict(arrays)

@@ -135,3 +135,10 @@ def test_bert_feeds_pad_later_rows_and_follow_seq_len():
     assert feeds["attention_mask"][0].all()
     lengths = feeds["attention_mask"].sum(axis=1)
     assert (feeds["input_ids"][feeds["attention_mask"] == 0] == 0).all() and lengths.min() >= 8
+
+
+def test_cli_zoo_names_unknown_models(capsys):
+    from kit.cli import main
+
+    assert main(["zoo", "resnet"]) == 2
+    assert "the zoo has" in capsys.readouterr().err
