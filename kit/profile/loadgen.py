@@ -258,12 +258,17 @@ def _feed_source(predictor: Predictor, feeds: FeedSource, batch_size: int, seed:
 
 
 class _Recorder:
-    """Thread-safe enough under the GIL: ``list.append`` is atomic."""
+    """Per-query rows from every sender thread (``list.append`` is atomic under the GIL).
+
+    A failure outside the kit's error tree is a programming error, not a measurement:
+    the first one is kept in ``fatal``, every sender stops, and ``run`` re-raises it.
+    """
 
     def __init__(self) -> None:
         self.rows: list[tuple[int, float, float, float, bool]] = []
         self.messages: list[str] = []
         self.samples = 0
+        self.fatal: BaseException | None = None
 
     def call(self, predict: Callable[[Feeds], object], source: Callable[[int], Feeds], qid: int,
              scheduled: float | None, clock: Callable[[], float]) -> None:
@@ -280,11 +285,13 @@ class _Recorder:
             ok = False
             if len(self.messages) < 5:
                 self.messages.append(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self.fatal = self.fatal or exc
+            return
         self.rows.append((qid, scheduled, sent, clock(), ok))
 
 
-def _result(scenario: Scenario, rec: _Recorder, warmup: int, dropped: int, label: str,
-            closed_loop: bool) -> LoadResult:
+def _result(scenario: Scenario, rec: _Recorder, warmup: int, dropped: int, label: str) -> LoadResult:
     rows = sorted(r for r in rec.rows if r[0] >= warmup)
     samples = rec.samples or scenario.batch_size
     params = {k: v for k, v in asdict(scenario).items()}
@@ -294,8 +301,7 @@ def _result(scenario: Scenario, rec: _Recorder, warmup: int, dropped: int, label
                           dropped, rec.messages, label)
     arr = np.array([r[1:4] for r in rows], dtype=np.float64)
     ok = np.array([r[4] for r in rows], dtype=bool)
-    t0 = arr[:, 0].min() if not closed_loop else arr[:, 1].min()
-    arr -= t0
+    arr -= arr[:, 0].min()  # the first measured query's scheduled time (closed loop: its send time)
     duration = float(arr[:, 2].max())
     return LoadResult(scenario.name, params, arr[:, 0], arr[:, 1], arr[:, 2], ok, samples, duration,
                       dropped, rec.messages, label)
@@ -318,7 +324,7 @@ def _run_closed(predictor: Predictor, source: Callable[[int], Feeds], threads: i
     warmup, limit = config.warmup_queries, config.max_queries
 
     def client() -> None:
-        while not stop.is_set():
+        while not stop.is_set() and rec.fatal is None:
             qid = next(counter)
             sent = qid - warmup  # measured queries sent before this one
             if sent == 0:
@@ -383,7 +389,7 @@ def _run_open(predictor: Predictor, source: Callable[[int], Feeds], scenario: Se
     deadline = start + float(offsets[-1]) + config.drain_timeout_s
 
     def sender() -> None:
-        while True:
+        while rec.fatal is None:
             qid = next(counter)
             if qid >= total:
                 return
@@ -431,8 +437,9 @@ def run(predictor: Predictor, scenario: Scenario, feeds: FeedSource = None, conf
             rec, dropped = _run_closed(predictor, source, threads, config)
     finally:
         sys.setswitchinterval(saved_interval)
-    result = _result(scenario, rec, config.warmup_queries, dropped, label,
-                     closed_loop=not isinstance(scenario, Server))
+    if rec.fatal is not None:
+        raise rec.fatal
+    result = _result(scenario, rec, config.warmup_queries, dropped, label)
     if rec.rows:  # this process's CPU over the whole run, warm-up included, per sample sent
         result.cpu_ms_per_sample = (time.process_time() - cpu_start) * 1e3 / (len(rec.rows) * result.samples_per_query)
     return result

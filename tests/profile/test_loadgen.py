@@ -185,3 +185,13 @@ def test_concurrency_sweep_interleaves_predictors_level_by_level_and_finds_the_k
         concurrency_sweep({"fast": fast}, [0])
     with pytest.raises(ConfigError):
         knee([])
+
+
+@pytest.mark.parametrize("scenario", [SingleStream(), Concurrency(3), Server(target_qps=500, workers=3)])
+def test_programming_errors_in_the_predictor_propagate(scenario):
+    class Buggy(Sleeper):
+        def predict(self, feeds):
+            raise TypeError("bug in user code")
+
+    with pytest.raises(TypeError, match="bug in user code"):
+        run(Buggy(), scenario, config=QUICK)
