@@ -9,7 +9,7 @@ import pytest
 
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError
-from kit.serve.sessions import (EnginePool, OptimizedModelCache, load_breakdown, optimized_cache_key, read_blob,
+from kit.serve.sessions import (EnginePool, OptimizedModelCache, file_digest, load_breakdown, optimized_cache_key, read_blob,
                                 write_blob)
 from kit.specs import synthetic_feeds
 
@@ -42,10 +42,10 @@ def test_miss_then_hit_gives_the_original_answers(tmp_path, mlp_onnx, reference)
 def test_key_changes_with_model_options_version_and_cpu(mlp_onnx, add_onnx, monkeypatch):
     from kit.engines.onnxruntime import OrtOptions
 
-    data = mlp_onnx.read_bytes()
+    data = file_digest(mlp_onnx)
     base = optimized_cache_key(data, OrtOptions(), cpu="cpu-a")
     assert optimized_cache_key(data, OrtOptions(), cpu="cpu-a") == base
-    others = [optimized_cache_key(add_onnx.read_bytes(), OrtOptions(), cpu="cpu-a"),
+    others = [optimized_cache_key(file_digest(add_onnx), OrtOptions(), cpu="cpu-a"),
               optimized_cache_key(data, OrtOptions(graph_optimization_level="extended"), cpu="cpu-a"),
               optimized_cache_key(data, OrtOptions(intra_op_num_threads=1), cpu="cpu-a"),
               optimized_cache_key(data, OrtOptions(session_config={"session.x": "1"}), cpu="cpu-a"),
