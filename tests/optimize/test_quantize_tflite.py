@@ -69,3 +69,14 @@ def test_non_savedmodel_and_bad_mode(tmp_path, conv_onnx):
         TFLiteQuantConfig(mode="int4")
     with pytest.raises(QuantizationError, match="converts a SavedModel"):
         quantize_tflite(ModelArtifact.from_path(conv_onnx), out=tmp_path / "q.tflite")
+
+
+def test_tflite_variants_evaluate_against_the_savedmodel(tiny_savedmodel, tmp_path):
+    from kit.optimize.evaluate import evaluate
+
+    variants = [quantize_tflite(tiny_savedmodel, _samples(), mode=m, out=tmp_path / f"{m}.tflite")
+                for m in ("dynamic_range", "full_integer")]
+    frame = evaluate(variants, tiny_savedmodel, _samples(8), batch_sizes=(1,), min_duration_s=0.05, rounds=1,
+                     min_queries=2)
+    assert list(frame["format"]) == ["savedmodel", "tflite", "tflite"]
+    assert frame["ok"].all() and (frame["cosine"] > 0.99).all() and frame["p50_ms"].notna().all()
