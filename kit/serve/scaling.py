@@ -49,8 +49,10 @@ class ScalingConfig:
     nothing changes. A scale-down also needs the remaining workers to stay at most
     ``down_utilization`` busy (from the measured busy workers), so a pool that keeps up
     only thanks to its size is not shrunk into overload. ``cpu_high_percent``/``memory_high_percent`` of ``None`` switch
-    those guards off. ``cpu_source`` says whose CPU counts: this process's share of the
-    machine (``process``), or the whole machine's (``system``).
+    those guards off. ``cpu_source`` says whose CPU counts: the whole machine's (``system``,
+    right for compute-bound models: a saturated machine gains nothing from more workers,
+    whoever saturates it), or this process's share of its cores (``process``, for models
+    whose workers mostly wait on a remote server or an accelerator).
     """
 
     min_workers: int = 1
@@ -68,7 +70,7 @@ class ScalingConfig:
     step_up: int = 1
     step_down: int = 1
     max_queue: int = 1000
-    cpu_source: str = "process"
+    cpu_source: str = "system"
     down_utilization: float = 0.7
 
     def __post_init__(self) -> None:
@@ -207,7 +209,7 @@ def decide(readings: Readings, state: ScalerState, config: ScalingConfig) -> Dec
                 + (f", p95 {lat:.1f} ms" if lat is not None else "") + ")")
 
 
-def machine_readings(cpu_source: str = "process") -> Callable[[], tuple[float, float]]:
+def machine_readings(cpu_source: str = "system") -> Callable[[], tuple[float, float]]:
     """A reader of (CPU %, memory %) with psutil; process CPU is this process's share of its cores."""
     import os
 
