@@ -147,6 +147,7 @@ def test_threads_after_tensorflow_started_are_refused(engine, two_io_savedmodel)
         TensorFlowEngine(two_io_savedmodel, intra_op_threads=current + 3)
 
 
+@pytest.mark.slow
 def test_threads_before_first_use_are_applied(two_io_savedmodel):
     """A fresh process: TensorFlow's thread pools are process-wide and fixed at first use."""
     code = textwrap.dedent(f"""
