@@ -219,3 +219,41 @@ def test_freeze_copies_object_arrays_read_only():
     out = freeze({"s": np.array(["a", "b"], dtype=object), "f": [1.0, 2.0]})
     assert not out["s"].flags.writeable and not out["f"].flags.writeable
     assert feeds_key({"s": np.array(["a", "b"], dtype=object)}) != feeds_key({"s": np.array(["ab", ""], dtype=object)})
+
+
+def test_store_matches_a_reference_lru_on_random_operations():
+    from collections import OrderedDict
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ops = st.lists(st.tuples(st.sampled_from(["get", "put"]), st.integers(0, 9), st.integers(1, 4)), max_size=60)
+
+    @settings(max_examples=150, deadline=None)
+    @given(ops=ops, max_entries=st.integers(1, 5), max_rows=st.integers(4, 12))
+    def check(ops, max_entries, max_rows):
+        row_bytes = 8
+        store = LRUStore(CacheConfig(max_entries=max_entries, max_bytes=max_rows * row_bytes + 16 * max_entries))
+        model: OrderedDict[bytes, int] = OrderedDict()
+        for op, k, rows in ops:
+            key = bytes([k]) * 16
+            if op == "get":
+                got = store.get(key)
+                assert (got is None) == (key not in model)
+                if key in model:
+                    model.move_to_end(key)
+            else:
+                value = freeze({"y": np.zeros((rows, 2), np.float32)})
+                size = 16 + rows * row_bytes
+                if size > store.config.max_bytes:
+                    assert not store.put(key, value)
+                    continue
+                store.put(key, value)
+                model.pop(key, None)
+                model[key] = size
+                while len(model) > max_entries or sum(model.values()) > store.config.max_bytes:
+                    model.popitem(last=False)
+            assert store.keys() == list(model)
+            assert store.stats()["bytes"] == sum(model.values())
+
+    check()
