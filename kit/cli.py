@@ -74,6 +74,15 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_providers(args: argparse.Namespace) -> int:
+    from kit.engines.providers import discover_providers
+
+    statuses = discover_providers(args.providers or None)
+    for s in statuses:
+        print(f"{s.name:<28} {'runs' if s.works else 'does not run'}: {s.reason}")
+    return 0 if all(s.works for s in statuses) or not args.strict else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Deploy ML models and make their inference fast.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -110,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     zoo = sub.add_parser("zoo", help="build (once) and list the built-in models in every format")
     zoo.add_argument("models", nargs="*", help="zoo model names (default: all)")
     zoo.set_defaults(func=_cmd_zoo)
+
+    providers = sub.add_parser("providers", help="which ONNX Runtime execution providers really run here, and why not")
+    providers.add_argument("providers", nargs="*", help="provider names (default: every one the wheel lists)")
+    providers.add_argument("--strict", action="store_true", help="exit 1 unless every provider runs")
+    providers.set_defaults(func=_cmd_providers)
     return parser
 
 
