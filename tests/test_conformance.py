@@ -121,20 +121,24 @@ def mlp_paths(mlp_onnx) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tf_mlp_paths(tmp_path_factory) -> dict[str, Path]:
     """The same MLP shape in Keras, exported as a SavedModel and a TFLite file."""
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
+    from kit._quiet import import_tensorflow
+
+    tf = import_tensorflow()
     root = tmp_path_factory.mktemp("tf_mlp")
     keras = tf.keras
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
                               keras.layers.Dense(10, activation="softmax")])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 16], tf.float32, name="features")])
     def serve(features):
         return {"probabilities": model(features)}
 
-    module = tf.Module()
-    module.model, module.serve = model, serve
-    tf.saved_model.save(module, str(root / "sm"), signatures={"serving_default": serve})
+    archive = keras.export.ExportArchive()  # freezes Keras 3 variables for the TFLite converter
+    archive.track(model)
+    archive.add_endpoint("serving_default", tf.function(
+        serve, input_signature=[tf.TensorSpec([None, 16], tf.float32, name="features")]))
+    archive.write_out(str(root / "sm"), verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(root / "sm"))
     (root / "mlp.tflite").write_bytes(converter.convert())
     return {"savedmodel": root / "sm", "tflite": root / "mlp.tflite"}

@@ -148,6 +148,8 @@ class TFLiteEngine(PredictorBase):
             for port in self._inputs:
                 shape = values[port.name].shape
                 if self._shapes.get(port.index) != shape:
+                    if not resized:  # a new shape: check it, since resizing accepts any rank
+                        check_feeds(self._input_specs, feeds)
                     interp.resize_tensor_input(port.index, list(shape), strict=False)
                     self._shapes[port.index] = shape
                     resized = True
