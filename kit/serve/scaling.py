@@ -307,11 +307,11 @@ class ScalingPool(Wrapper):
             started = self._clock()
             try:
                 result = self.inner.predict(job.feeds)
-            except BaseException as exc:  # handed to the caller through its future
-                job.future.set_exception(exc)
+            except BaseException as exc:  # handed to the caller through its future, after counting it
                 with self._lock:
                     self._failed += 1
                     self._busy_s += self._clock() - started
+                job.future.set_exception(exc)
                 continue
             now = self._clock()
             latency = now - job.submitted
