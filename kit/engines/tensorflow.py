@@ -83,7 +83,7 @@ class TensorFlowEngine(PredictorBase):
             raise ModelLoadError(f"SavedModel not found: {path}")
         if path.suffix == ".keras":
             raise ModelLoadError(f"{path} is a Keras file; the TensorFlow engine serves SavedModels: export it "
-                                 f"with keras.saving.load_model({str(path)!r}).export(dir) and load that directory")
+                                 f"with kit.optimize.keras_to_savedmodel({str(path)!r}, dir) and load that directory")
         if not path.is_dir() or not ((path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists()):
             raise ModelLoadError(f"{path} is not a SavedModel directory (no saved_model.pb); the TensorFlow "
                                  f"engine expects the directory written by model.export / tf.saved_model.save")

@@ -4,6 +4,6 @@
 TensorFlow and tf2onnx are imported only when a conversion runs.
 """
 
-from kit.optimize.convert import agreement, savedmodel_to_onnx, savedmodel_to_tflite
+from kit.optimize.convert import agreement, keras_to_savedmodel, savedmodel_to_onnx, savedmodel_to_tflite
 
-__all__ = ["agreement", "savedmodel_to_onnx", "savedmodel_to_tflite"]
+__all__ = ["agreement", "keras_to_savedmodel", "savedmodel_to_onnx", "savedmodel_to_tflite"]

@@ -31,11 +31,12 @@ DEFAULT_ATOL = 1e-3
 DEFAULT_MIN_COSINE = 0.9999
 
 
-def _source(model: ModelArtifact | str | os.PathLike[str]) -> ModelArtifact:
+def _source(model: ModelArtifact | str | os.PathLike[str], expected: str = "savedmodel") -> ModelArtifact:
     art = model if isinstance(model, ModelArtifact) else ModelArtifact.from_path(model)
-    if art.format != "savedmodel":
-        raise ConversionError(f"expected a SavedModel directory, got a {art.format} model ({art.path}); "
-                              f"export a Keras model with model.export(dir) first")
+    if art.format != expected:
+        hint = ("export a .keras file with kit.optimize.keras_to_savedmodel first" if expected == "savedmodel"
+                else f"expects a .{expected} file")
+        raise ConversionError(f"expected a {expected} model, got a {art.format} model ({art.path}); {hint}")
     return art
 
 
@@ -180,3 +181,44 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "unknown"
+
+
+def keras_to_savedmodel(model: ModelArtifact | str | os.PathLike[str], output: str | os.PathLike[str],
+                        batch_size: int = 2) -> ModelArtifact:
+    """Export a ``.keras`` file as a SavedModel, the format every other route starts from.
+
+    The export is checked by loading it with the TensorFlow engine and comparing its
+    answer with the Keras model's on synthetic inputs (single-output models), so a user's
+    own ``.keras`` file enters the kit with the same guarantees as the zoo's models.
+    """
+    source = _source(model, expected="keras")
+    from kit.engines.tensorflow import TensorFlowEngine, import_tensorflow
+    from kit.specs import synthetic_feeds
+
+    import_tensorflow()
+    import keras
+
+    try:
+        keras_model = keras.saving.load_model(str(source.path), compile=False)
+    except Exception as exc:
+        raise ConversionError(f"Keras could not load {source.path}: {_first_line(exc)}; custom layers must be "
+                              f"registered with keras.saving.register_keras_serializable") from exc
+    output = Path(output)
+    with atomic_output(output) as tmp:
+        try:
+            keras_model.export(str(tmp), verbose=False)
+        except Exception as exc:
+            raise ConversionError(f"Keras could not export {source.path} as a SavedModel: {_first_line(exc)}") from exc
+        with TensorFlowEngine(tmp) as engine:
+            feeds = synthetic_feeds(engine.input_specs, batch_size=batch_size)
+            exported = engine.predict(feeds)
+        metrics: dict[str, float] = {}
+        if len(exported) == 1:
+            reference = keras_model([feeds[s.name] for s in engine.input_specs]
+                                    if len(feeds) > 1 else next(iter(feeds.values())), training=False)
+            metrics = agreement({"out": np.asarray(reference)}, {"out": next(iter(exported.values()))})
+            if metrics["max_abs_error"] > DEFAULT_ATOL or not np.isfinite(metrics["max_abs_error"]):
+                raise ConversionError(f"the SavedModel exported from {source.path} disagrees with the Keras model "
+                                      f"(max abs error {metrics['max_abs_error']:.3g})")
+    return source.derive(output, "to_savedmodel", name=f"{source.name}-savedmodel", format="savedmodel",
+                         params={"keras": keras.__version__}, metrics=metrics)

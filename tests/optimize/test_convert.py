@@ -102,7 +102,7 @@ def test_unknown_signature_is_a_conversion_error(savedmodels, tmp_path):
 
 
 def test_source_must_be_a_savedmodel(add_onnx, tmp_path):
-    with pytest.raises(ConversionError, match="model.export"):
+    with pytest.raises(ConversionError, match="expected a savedmodel model.*keras_to_savedmodel"):
         savedmodel_to_onnx(add_onnx, tmp_path / "x.onnx")
 
 
