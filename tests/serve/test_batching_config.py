@@ -47,3 +47,10 @@ def test_a_hand_written_tf_serving_file_is_read_and_validated(tmp_path):
         batching_config.parse_text("max_batch_sise { value: 16 }")
     with pytest.raises(ConfigError, match="not found"):
         batching_config.read(tmp_path / "missing.txt")
+
+
+def test_a_zero_timeout_survives_the_round_trip():
+    config = BatchingConfig(max_batch_size=4, batch_timeout_micros=0)
+    text = batching_config.to_text(config)
+    assert "batch_timeout_micros {\n}" in text  # the wrapper is present with its default value 0
+    assert batching_config.parse_text(text) == config
