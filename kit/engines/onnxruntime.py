@@ -50,7 +50,7 @@ def import_onnxruntime():
 
 
 _CPP_LOCATION = re.compile(r"/[^\s:]*(?:onnxruntime_src|/core/)[^\s:]*:\d+\s*")
-_CPP_SIGNATURE = re.compile(r"(?:[\w~<>]+::)+[\w~<>]+\([^()]*\)\s*")
+_CPP_SIGNATURE = re.compile(r"(?:\b[\w&*<>]+ )?(?:[\w~<>]+::)+[\w~<>]+\([^()]*\)\s*")
 
 
 def first_line(exc: BaseException) -> str:
@@ -180,15 +180,18 @@ class OnnxRuntimeEngine(PredictorBase):
             warnings.simplefilter("ignore")  # ORT warns about fallback on stderr; we report it below
             try:
                 self._session = ort.InferenceSession(source, sess_options=options.session_options(),
-                                                     providers=providers)
+                                                     providers=providers, enable_fallback=0)
             except Exception as exc:
-                raise ModelLoadError(f"ONNX Runtime could not load {self.path or 'the model bytes'}: "
-                                     f"{first_line(exc)}") from exc
+                self._session = self._cpu_session_after_provider_failure(ort, source, options, exc)
         self.active_providers: list[str] = list(self._session.get_providers())
         self.fallback: list[str] = [p for p in options.provider_names if p not in self.active_providers]
         if self.fallback:
+            from kit.engines.providers import library_problem
+
+            reasons = [f"{p}: {library_problem(p)}" for p in self.fallback if library_problem(p)]
             message = (f"requested execution provider(s) {self.fallback} did not load for {self.name}; "
-                       f"the session runs on {self.active_providers}")
+                       f"the session runs on {self.active_providers}"
+                       + (f" ({'; '.join(reasons)})" if reasons else ""))
             if not options.allow_fallback:
                 self._session = None
                 raise ProviderUnavailableError(message + " (pass allow_fallback=True to accept that)")
@@ -197,6 +200,26 @@ class OnnxRuntimeEngine(PredictorBase):
         self._input_specs = _specs(self._session.get_inputs())
         self._output_specs = _specs(self._session.get_outputs())
         self._output_names = [s.name for s in self._output_specs]
+
+    def _cpu_session_after_provider_failure(self, ort, source, options: OrtOptions, exc: Exception):
+        """Tell a provider that cannot start (TensorRT libraries missing...) from a bad model.
+
+        If the model loads on CPU alone, the requested providers were at fault: that is a
+        ``ProviderUnavailableError``, or with ``allow_fallback`` a recorded CPU session.
+        """
+        where = self.path or "the model bytes"
+        if options.provider_names == ["CPUExecutionProvider"]:
+            raise ModelLoadError(f"ONNX Runtime could not load {where}: {first_line(exc)}") from exc
+        try:
+            session = ort.InferenceSession(source, sess_options=options.session_options(),
+                                           providers=["CPUExecutionProvider"], enable_fallback=0)
+        except Exception:
+            raise ModelLoadError(f"ONNX Runtime could not load {where}: {first_line(exc)}") from exc
+        if not options.allow_fallback:
+            raise ProviderUnavailableError(
+                f"execution provider(s) {options.provider_names} failed to start for {self.name}: "
+                f"{first_line(exc)} (pass allow_fallback=True to run on CPU instead)") from exc
+        return session
 
     @property
     def session(self):

@@ -117,3 +117,16 @@ def test_multi_input_model_with_odd_names(tmp_path):
         assert set(out) == {"sum", "mask_out"} and out["sum"][0, 0] == 2.0
         with pytest.raises(InputError, match="mask:0: int64"):
             engine.predict({"gpu_0/data_0": np.ones((2, 4), np.float32)})
+
+
+def test_tensorrt_that_cannot_start_is_a_provider_error(add_onnx):
+    from kit.testing import gpu_provider_loads
+
+    if gpu_provider_loads():
+        pytest.skip("a GPU provider really loads here")
+    with pytest.raises(ProviderUnavailableError, match="TensorrtExecutionProvider"):
+        OnnxRuntimeEngine(add_onnx, providers=("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    with pytest.warns(RuntimeWarning):
+        engine = OnnxRuntimeEngine(add_onnx, providers=("TensorrtExecutionProvider", "CPUExecutionProvider"),
+                                   allow_fallback=True)
+    assert engine.fallback == ["TensorrtExecutionProvider"]
