@@ -204,6 +204,26 @@ def _runtime_weights(model) -> list[str]:
     return found
 
 
+def runtime_specific_ops(model) -> list[str]:
+    """Op types outside the standard ONNX domains (e.g. ``com.microsoft`` ops from ORT's offline levels)."""
+    return sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx", "ai.onnx.ml")})
+
+
+def _hint(path: Path, default: str) -> str:
+    """What to do when quantizing ``path`` failed: undo ORT-specific fusions, or ``default``."""
+    contrib = runtime_specific_ops(_onnx().load(str(path), load_external_data=False))
+    if contrib:
+        return (f"the model holds ONNX Runtime-specific ops {contrib[:5]} (from offline optimization at level "
+                f"'extended' or 'all') that the quantizer cannot type: quantize the original model, or one "
+                f"optimized at level 'basic', and let ONNX Runtime optimize the quantized model when it loads")
+    return default
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
 def _cpu_note() -> dict[str, Any]:
     from kit.profile.sysinfo import environment
 
@@ -295,9 +315,9 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
         with quiet_ort_quantization():
             quant_pre_process(str(prepared), str(processed))
     except Exception as exc:
+        hint = _hint(prepared, "pass preprocess=False to quantize the model as given")
         raise QuantizationError(f"ORT pre-processing (shape inference + optimization) failed on {artifact.name}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; pass "
-                                f"preprocess=False to quantize the model as given") from exc
+                                f"{_first(exc)}; {hint}") from exc
     notes["preprocessed"] = True
     return processed, notes
 
@@ -363,9 +383,9 @@ def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None 
                                          op_types_to_quantize=list(config.op_types) or None,
                                          nodes_to_exclude=exclude or None)
             except Exception as exc:
-                raise QuantizationError(f"dynamic quantization of {artifact.name} failed: "
-                                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-                                        f"try preprocess=True, or exclude the op types named") from exc
+                hint = _hint(source, "try preprocess=True, or exclude the op types named")
+                raise QuantizationError(f"dynamic quantization of {artifact.name} failed: {_first(exc)}; "
+                                        f"{hint}") from exc
             _finish(artifact, tmp, source, name)
     return artifact.derive(target, "quantize_dynamic", name=name, params={**asdict(config), **notes},
                            metrics=_cpu_note())
@@ -457,9 +477,9 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
             except KitError:
                 raise
             except Exception as exc:
-                raise QuantizationError(f"static quantization of {artifact.name} failed: "
-                                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-                                        f"try preprocess=True, or exclude the op types named") from exc
+                hint = _hint(source, "try preprocess=True, or exclude the op types named")
+                raise QuantizationError(f"static quantization of {artifact.name} failed: {_first(exc)}; "
+                                        f"{hint}") from exc
             _finish(artifact, tmp, source, name, feeds=reader.batches[0])
     params = {**asdict(config), **notes, "calibration_samples_used": reader.samples}
     return artifact.derive(target, "quantize_static", name=name, params=params, metrics=_cpu_note())

@@ -187,3 +187,13 @@ def test_standard_variants_are_all_distinct_and_run(conv_onnx, tmp_path):
     assert len({a.name for a in arts}) == len(arts) == 6
     assert {a.transform for a in arts} == {"quantize_dynamic", "quantize_static", "to_float16"}
     assert len(standard_variants(ModelArtifact.from_path(conv_onnx), None, tmp_path, float16=False)) == 1
+
+
+@pytest.mark.parametrize("preprocess", [True, False])
+def test_ort_fused_model_cannot_be_quantized_and_says_why(conv_onnx, tmp_path, preprocess):
+    from kit.optimize.graph import ort_optimize
+
+    fused = ort_optimize(ModelArtifact.from_path(conv_onnx), "extended", out=tmp_path / "fused.onnx")
+    with pytest.raises(QuantizationError, match="ONNX Runtime-specific ops.*FusedConv.*quantize the original"):
+        quantize_dynamic(fused, preprocess=preprocess, out=tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists() and not _leftovers(tmp_path)
