@@ -49,6 +49,17 @@ def _tuple(value: Any, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _scope_tag(op_types: tuple[str, ...], exclude_nodes: tuple[str, ...], exclude_op_types: tuple[str, ...],
+               default_excluded: tuple[str, ...] = ()) -> str:
+    """Tag suffix naming a non-default choice of what is quantized, so variant names stay unique."""
+    tag = ("-only-" + "+".join(o.lower() for o in op_types)) if op_types else ""
+    if exclude_op_types != default_excluded:
+        tag += "-keep-" + ("+".join(o.lower() for o in exclude_op_types) or "none")
+    if exclude_nodes:
+        tag += f"-keep{len(exclude_nodes)}nodes"
+    return tag
+
+
 def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
@@ -80,7 +91,8 @@ class DynamicQuantConfig:
     @property
     def tag(self) -> str:
         return ("dyn-" + _SHORT[self.weight_type] + ("-pc" if self.per_channel else "")
-                + ("-rr" if self.reduce_range else "") + ("" if self.preprocess else "-nopre"))
+                + ("-rr" if self.reduce_range else "") + ("" if self.preprocess else "-nopre")
+                + _scope_tag(self.op_types, self.exclude_nodes, self.exclude_op_types))
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,8 @@ class StaticQuantConfig:
     def tag(self) -> str:
         return (f"{self.format}-{_SHORT[self.activation_type]}{_SHORT[self.weight_type]}-{self.calibration}"
                 + ("-pc" if self.per_channel else "") + ("-rr" if self.reduce_range else "")
-                + ("" if self.preprocess else "-nopre"))
+                + ("" if self.preprocess else "-nopre")
+                + _scope_tag(self.op_types, self.exclude_nodes, self.exclude_op_types, ("Softmax",)))
 
 
 @dataclass(frozen=True)

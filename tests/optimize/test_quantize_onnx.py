@@ -197,3 +197,10 @@ def test_ort_fused_model_cannot_be_quantized_and_says_why(conv_onnx, tmp_path, p
     with pytest.raises(QuantizationError, match="ONNX Runtime-specific ops.*FusedConv.*quantize the original"):
         quantize_dynamic(fused, preprocess=preprocess, out=tmp_path / "q.onnx")
     assert not (tmp_path / "q.onnx").exists() and not _leftovers(tmp_path)
+
+
+def test_variant_tags_name_every_choice():
+    tags = {DynamicQuantConfig().tag, DynamicQuantConfig(op_types=("MatMul",)).tag, DynamicQuantConfig(preprocess=False).tag,
+            StaticQuantConfig().tag, StaticQuantConfig(exclude_op_types=()).tag, StaticQuantConfig(per_channel=True).tag,
+            StaticQuantConfig(exclude_nodes=("fc",)).tag, StaticQuantConfig(calibration="entropy").tag}
+    assert len(tags) == 8
