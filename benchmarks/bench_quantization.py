@@ -34,7 +34,7 @@ def bench_bert(work: Path, seconds: float) -> None:
     int8 = quantize_dynamic(source, out=work / "bert.dyn.onnx")
     data, _ = zoo_samples("bert_encoder", 16)
     frame = evaluate([int8], source, data, batch_sizes=(1, 8), output="last_hidden_state", top1=False,
-                     min_duration_s=seconds, rounds=6)
+                     min_duration_s=2 * seconds, rounds=10)
     print("\n(a) BERT-shaped encoder, dynamic int8 vs float32 (last_hidden_state)")
     print(frame[["name", "batch_size", "size_mb", "p50_ms", "p99_ms", "samples_per_s", "speedup",
                  "cosine"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
