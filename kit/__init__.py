@@ -1,26 +1,42 @@
 """kit: deploy ML models and make their inference fast, in notebooks and headless.
 
-Heavy runtimes (TensorFlow, ONNX Runtime) are imported only by the modules that use
-them, so ``import kit`` is fast and works with either engine missing.
+The subpackages hold the vocabulary: ``kit.engines``, ``kit.optimize``, ``kit.profile``,
+``kit.serve``, ``kit.tune``, ``kit.zoo``, ``kit.report``. The names below are the ones a
+notebook reaches for first. Heavy runtimes (TensorFlow, ONNX Runtime, Optuna, gRPC) are
+imported only by the functions that use them, so ``import kit`` is fast and works with
+either engine missing.
 """
 
 from kit import _quiet  # noqa: F401  (must run before TensorFlow is imported)
+from kit import engines, optimize, profile, report, serve, tune, zoo  # noqa: F401  (subpackages)
 from kit.artifacts import ModelArtifact, lineage_frame
 from kit.engines import Predictor, PredictorBase, Wrapper, create_engine
+from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
+from kit.engines.providers import choose_providers, discover_providers
+from kit.engines.tfserving import TFServingEngine
 from kit.errors import (CircuitOpen, Closed, ConfigError, ConversionError, DeadlineExceeded, InferenceError,
                         InputError, KitError, MissingDependencyError, ModelLoadError, Overloaded,
                         ProviderUnavailableError, QuantizationError, ServingError)
-from kit.profile import ProfileConfig, ProfileResult, compare, environment, profile, results_frame
+from kit.profile import Instrumented, MetricsRecorder, ProfileConfig, ProfileResult, compare, environment
+from kit.profile import profile as measure
+from kit.profile import results_frame
 from kit.report import interactive, publish
+from kit.serve import (CacheConfig, CircuitBreaker, DynamicBatcher, ModelRegistry, ModelServer, ResultCache, Retry,
+                       Router)
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
+from kit.tune import Objective, SearchSpace, Tuner
+from kit.zoo import digits_data, get_model, sample_feeds
 
 __version__ = "0.1.0"
 
 __all__ = sorted([
-    "CircuitOpen", "Closed", "ConfigError", "ConversionError", "DeadlineExceeded", "InferenceError",
-    "InputError", "KitError", "MissingDependencyError", "ModelArtifact", "ModelLoadError", "Overloaded",
-    "Predictor", "PredictorBase", "ProfileConfig", "ProfileResult", "ProviderUnavailableError",
-    "QuantizationError", "ServingError", "TensorSpec", "Wrapper", "check_feeds", "compare",
-    "create_engine", "environment", "interactive", "lineage_frame", "profile", "publish",
-    "results_frame", "synthetic_feeds", "__version__",
+    "CacheConfig", "CircuitBreaker", "CircuitOpen", "Closed", "ConfigError", "ConversionError", "DeadlineExceeded",
+    "DynamicBatcher", "InferenceError", "InputError", "Instrumented", "KitError", "MetricsRecorder",
+    "MissingDependencyError", "ModelArtifact", "ModelLoadError", "ModelRegistry", "ModelServer", "Objective",
+    "OnnxRuntimeEngine", "OrtOptions", "Overloaded", "Predictor", "PredictorBase", "ProfileConfig",
+    "ProfileResult", "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router",
+    "SearchSpace", "ServingError", "TFServingEngine", "TensorSpec", "Tuner", "Wrapper", "__version__",
+    "check_feeds", "choose_providers", "compare", "create_engine", "digits_data", "discover_providers",
+    "environment", "get_model", "interactive", "lineage_frame", "measure", "publish", "results_frame",
+    "sample_feeds", "synthetic_feeds",
 ])
