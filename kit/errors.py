@@ -22,6 +22,8 @@ trace reaches a user and callers can catch by meaning rather than by library::
 
 from __future__ import annotations
 
+import re
+
 
 class KitError(Exception):
     """Root of every error the kit raises on purpose."""
@@ -82,3 +84,22 @@ class CircuitOpen(ServingError):
 
 class Closed(ServingError):
     """The predictor has been closed and takes no more requests."""
+
+
+_CPP_LOCATION = re.compile(r"/[^\s:]*(?:onnxruntime_src|/core/)[^\s:]*:\d+\s*")
+_CPP_SIGNATURE = re.compile(r"(?:\b[\w&*<>]+ )?(?:[\w~<>]+::)+[\w~<>]+\([^()]*\)\s*")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of a third-party error, without C++ file names or signatures.
+
+    Every translation at a library boundary uses it, so no C++ trace reaches a user.
+    """
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = _CPP_SIGNATURE.sub("", _CPP_LOCATION.sub("", lines[0]))
+    if "Unsupported model IR version" in text:
+        text += (" (the file was saved by a newer onnx than this ONNX Runtime reads: save it with "
+                 "a lower ir_version, e.g. model.ir_version = 10)")
+    return text[:500]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
+from kit.errors import first_line  # noqa: F401  (re-exported: tests import it from here)
 from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError,
                         ModelLoadError, ProviderUnavailableError)
 from kit.specs import TensorSpec, check_feeds
@@ -49,20 +49,6 @@ def import_onnxruntime():
     return ort
 
 
-_CPP_LOCATION = re.compile(r"/[^\s:]*(?:onnxruntime_src|/core/)[^\s:]*:\d+\s*")
-_CPP_SIGNATURE = re.compile(r"(?:\b[\w&*<>]+ )?(?:[\w~<>]+::)+[\w~<>]+\([^()]*\)\s*")
-
-
-def first_line(exc: BaseException) -> str:
-    """The first meaningful line of a third-party error, without C++ file names or signatures."""
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    text = _CPP_SIGNATURE.sub("", _CPP_LOCATION.sub("", lines[0]))
-    if "Unsupported model IR version" in text:
-        text += (" (the file was saved by a newer onnx than this ONNX Runtime reads: save it with "
-                 "a lower ir_version, e.g. model.ir_version = 10)")
-    return text[:500]
 
 
 @dataclass(frozen=True)

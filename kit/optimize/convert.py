@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact, atomic_output
-from kit.errors import ConversionError, KitError, MissingDependencyError
+from kit.errors import ConversionError, KitError, MissingDependencyError, first_line
 from kit.specs import synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,6 @@ def check_agreement(source: ModelArtifact, target: Path, fmt: str, feeds: Mappin
     return result
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:400] if text else type(exc).__name__
-
 
 def savedmodel_to_onnx(model: ModelArtifact | str | os.PathLike[str], output: str | os.PathLike[str],
                        opset: int = DEFAULT_OPSET, signature: str = "serving_default",
@@ -135,7 +131,7 @@ def savedmodel_to_onnx(model: ModelArtifact | str | os.PathLike[str], output: st
                     initialized_tables=tables, tensors_to_rename=renames)
         except Exception as exc:
             raise ConversionError(f"tf2onnx could not convert {source.path} (signature {signature!r}, opset "
-                                  f"{opset}): {_first_line(exc)}; check that the signature exists and try "
+                                  f"{opset}): {first_line(exc)}; check that the signature exists and try "
                                   f"another opset (13-18)") from exc
         if proto.ir_version > MAX_IR_VERSION:
             proto.ir_version = MAX_IR_VERSION
@@ -165,7 +161,7 @@ def savedmodel_to_tflite(model: ModelArtifact | str | os.PathLike[str], output: 
             flatbuffer = converter.convert()
         except Exception as exc:
             raise ConversionError(f"the TFLite converter could not convert {source.path} (signature "
-                                  f"{signature!r}): {_first_line(exc)}; ops TFLite lacks must be rewritten "
+                                  f"{signature!r}): {first_line(exc)}; ops TFLite lacks must be rewritten "
                                   f"with builtin ones") from exc
         tmp.write_bytes(flatbuffer)
         metrics = check_agreement(source, tmp, "tflite", feeds, signature, atol, min_cosine)
@@ -201,14 +197,14 @@ def keras_to_savedmodel(model: ModelArtifact | str | os.PathLike[str], output: s
     try:
         keras_model = keras.saving.load_model(str(source.path), compile=False)
     except Exception as exc:
-        raise ConversionError(f"Keras could not load {source.path}: {_first_line(exc)}; custom layers must be "
+        raise ConversionError(f"Keras could not load {source.path}: {first_line(exc)}; custom layers must be "
                               f"registered with keras.saving.register_keras_serializable") from exc
     output = Path(output)
     with atomic_output(output) as tmp:
         try:
             keras_model.export(str(tmp), verbose=False)
         except Exception as exc:
-            raise ConversionError(f"Keras could not export {source.path} as a SavedModel: {_first_line(exc)}") from exc
+            raise ConversionError(f"Keras could not export {source.path} as a SavedModel: {first_line(exc)}") from exc
         with TensorFlowEngine(tmp) as engine:
             feeds = synthetic_feeds(engine.input_specs, batch_size=batch_size)
             exported = engine.predict(feeds)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact, atomic_output
-from kit.errors import ConfigError, InputError, KitError, QuantizationError
+from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -232,10 +232,6 @@ def _hint(path: Path, default: str) -> str:
     return default
 
 
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:400] if text else type(exc).__name__
-
 
 def _cpu_note() -> dict[str, Any]:
     from kit.profile.sysinfo import environment
@@ -330,7 +326,7 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
     except Exception as exc:
         hint = _hint(prepared, "pass preprocess=False to quantize the model as given")
         raise QuantizationError(f"ORT pre-processing (shape inference + optimization) failed on {artifact.name}: "
-                                f"{_first(exc)}; {hint}") from exc
+                                f"{first_line(exc)}; {hint}") from exc
     notes["preprocessed"] = True
     return processed, notes
 
@@ -397,7 +393,7 @@ def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None 
                                          nodes_to_exclude=exclude or None)
             except Exception as exc:
                 hint = _hint(source, "try preprocess=True, or exclude the op types named")
-                raise QuantizationError(f"dynamic quantization of {artifact.name} failed: {_first(exc)}; "
+                raise QuantizationError(f"dynamic quantization of {artifact.name} failed: {first_line(exc)}; "
                                         f"{hint}") from exc
             _finish(artifact, tmp, source, name)
     return artifact.derive(target, "quantize_dynamic", name=name, params={**asdict(config), **notes},
@@ -491,7 +487,7 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
                 raise
             except Exception as exc:
                 hint = _hint(source, "try preprocess=True, or exclude the op types named")
-                raise QuantizationError(f"static quantization of {artifact.name} failed: {_first(exc)}; "
+                raise QuantizationError(f"static quantization of {artifact.name} failed: {first_line(exc)}; "
                                         f"{hint}") from exc
             _finish(artifact, tmp, source, name, feeds=reader.batches[0])
     params = {**asdict(config), **notes, "calibration_samples_used": reader.samples}
