@@ -14,7 +14,8 @@ from kit.serve.resilience import BreakerConfig, CircuitBreaker, Retry, RetryPoli
 from kit.serve.routing import Fixed, LatencyAware, Router, Rules, Shadow, WeightedSplit
 from kit.serve.scaling import ScalingConfig, ScalingPool
 from kit.serve.server import ModelServer, ServerConfig
-from kit.serve.sessions import EnginePool, OptimizedModelCache, load_breakdown
+from kit.serve.pool import EnginePool
+from kit.serve.sessions import OptimizedModelCache, load_breakdown
 from kit.serve.versions import ModelRegistry, VersionPolicy
 from kit.serve.warmup import first_request_penalty, read_tfserving_warmup, warm_up, write_tfserving_warmup
 
