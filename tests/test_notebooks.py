@@ -32,3 +32,11 @@ def test_notebooks_are_committed_clean_with_a_parameters_cell():
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert "parameters" in code[0].metadata.get("tags", []), f"{path.name}: first code cell not tagged"
         assert not any(c.get("outputs") for c in code), f"{path.name}: outputs committed"
+
+
+def test_every_parameter_has_a_type_and_a_help_comment():
+    import papermill as pm
+
+    for path in NOTEBOOKS:
+        for name, info in pm.inspect_notebook(str(path)).items():
+            assert info["inferred_type_name"] != "None" and info["help"], f"{path.name}: {name}"

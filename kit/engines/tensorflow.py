@@ -16,22 +16,12 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
-from kit.errors import Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError
+from kit.errors import Closed, ConfigError, InferenceError, InputError, ModelLoadError
 from kit.specs import TensorSpec, check_feeds
 
+from kit._quiet import import_tensorflow  # noqa: E402,F401  (re-exported for callers)
+
 log = logging.getLogger(__name__)
-
-
-def import_tensorflow():
-    """Import TensorFlow with its C++ logging quietened, or say what to install."""
-    from kit import _quiet  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before the import)
-
-    try:
-        import tensorflow as tf
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("tensorflow", "The TensorFlow engine") from exc
-    tf.get_logger().setLevel(logging.ERROR)
-    return tf
 
 
 def configure_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> None:

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kit.errors import ConfigError, MissingDependencyError
+from kit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,9 @@ class TFDeviceConfig:
 
 
 def _import_tf():
-    from kit import _quiet  # noqa: F401  (quiet TF's C++ log before the import)
+    from kit._quiet import import_tensorflow
 
-    try:
-        import tensorflow as tf
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("tensorflow", "TensorFlow device configuration") from exc
-    return tf
+    return import_tensorflow()
 
 
 def tensorflow_initialised() -> bool:

@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 
 def interpreter_class() -> tuple[type, str]:
     """LiteRT's interpreter, or TensorFlow's deprecated one (with a warning) if LiteRT is missing."""
+    from kit._quiet import silenced_stderr
+
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        with silenced_stderr():
+            from ai_edge_litert.interpreter import Interpreter
         return Interpreter, "ai_edge_litert"
     except ImportError:
         pass

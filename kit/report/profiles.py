@@ -39,3 +39,27 @@ def profile_parameters(notebook: str | Path, profile: str, profile_dir: Path = P
     if not isinstance(params, dict):
         raise ConfigError(f"profile {profile!r} in {path} must be an object of parameter values")
     return params
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,),
+                                        "list": (list, tuple), "dict": (dict,), "tuple": (tuple, list)}
+
+
+def check_parameters(notebook: str | Path, params: dict[str, Any]) -> None:
+    """Refuse, before any kernel starts, a parameter the notebook lacks or one of the wrong type.
+
+    Types come from the annotations in the notebook's ``parameters`` cell, as papermill
+    reads them; papermill itself would inject an unknown name silently.
+    """
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    for name, value in params.items():
+        if name not in declared:
+            raise ConfigError(f"{Path(notebook).stem} has no parameter {name!r}; its parameters are "
+                              f"{sorted(declared)}")
+        expected = _TYPES.get(declared[name]["inferred_type_name"])
+        if expected and (not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected)):
+            raise ConfigError(f"{Path(notebook).stem} parameter {name!r} must be a "
+                              f"{declared[name]['inferred_type_name']} ({declared[name]['help']}), "
+                              f"got {value!r}")

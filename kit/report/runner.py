@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kit._quiet import silenced_stderr
 from kit.errors import ConfigError
 from kit.report.index import write_index
-from kit.report.profiles import NOTEBOOK_DIR, PROFILES, list_notebooks, profile_parameters
+from kit.report.profiles import NOTEBOOK_DIR, PROFILES, check_parameters, list_notebooks, profile_parameters
 from kit.report.publish import HEADLESS_ENV, RESULTS_ENV
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def export_html(executed: Path, target: Path, hide_code: bool = False) -> None:
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code)
+    exporter.log.setLevel(logging.ERROR)  # e.g. "alternative text is missing" for every plot
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     target.write_text(body, encoding="utf-8")
 
@@ -79,6 +81,11 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
     params = {**profile_parameters(notebook, profile), **(extra_parameters or {})}
     run = NotebookRun(notebook=notebook.stem, parameters=params)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        check_parameters(notebook, params)
+    except ConfigError as exc:
+        run.status, run.error = "failed", f"ConfigError: {exc}"
+        return run
     executed = out_dir / f"{notebook.stem}.ipynb"
     results = out_dir / f"{notebook.stem}.results.json"
     results.unlink(missing_ok=True)
@@ -87,9 +94,10 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
     os.environ.update({RESULTS_ENV: str(results.resolve()), HEADLESS_ENV: "1", **QUIET_ENV})
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
-                            progress_bar=False, cwd=str(notebook.parent), execution_timeout=timeout_s,
-                            log_output=False)
+        with silenced_stderr():  # the kernel's own start-up chatter; failures are recorded below
+            pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
+                                progress_bar=False, cwd=str(notebook.parent), execution_timeout=timeout_s,
+                                log_output=False)
         run.status = "ok"
     except PapermillExecutionError as exc:
         run.status, run.failed_cell = "failed", exc.exec_count
@@ -126,7 +134,7 @@ def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,
         raise ConfigError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     paths = resolve_notebooks(notebooks)
     for path in paths:
-        profile_parameters(path, profile)  # fail fast on a bad profile before running anything
+        check_parameters(path, profile_parameters(path, profile))  # fail fast, before any kernel starts
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "environment.json").write_text(json.dumps(environment(), indent=2, default=str))

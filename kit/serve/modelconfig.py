@@ -30,7 +30,10 @@ class HasModelConfig(Protocol):
 
 
 def import_config_pb2():
+    from kit._quiet import import_tensorflow
+
     try:
+        import_tensorflow()  # the protos import TensorFlow; load it without its log noise
         from tensorflow_serving.config import model_server_config_pb2
     except ImportError as exc:  # pragma: no cover - depends on the environment
         from kit.errors import MissingDependencyError

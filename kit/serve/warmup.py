@@ -108,8 +108,10 @@ def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_re
 
 
 def _tf():
+    from kit._quiet import import_tensorflow
+
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
         from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
     except ImportError as exc:
         raise MissingDependencyError("tensorflow-serving-api", "Writing TF Serving warm-up files") from exc

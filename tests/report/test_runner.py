@@ -73,3 +73,20 @@ def test_cli_env_prints_the_environment(capsys):
     assert main(["env"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert {"cpu_model", "int8_flags", "libraries", "git_commit"} <= set(record)
+
+
+def test_wrong_parameter_type_or_name_fails_before_a_kernel_starts(notebooks, tmp_path):
+    good, _ = notebooks
+    run = run_notebook(good, tmp_path, "quick", extra_parameters={"size": "three"})
+    assert run.status == "failed" and "parameter 'size' must be a int (how many), got 'three'" in run.error
+    run = run_notebook(good, tmp_path, "quick", extra_parameters={"sizes": 3})
+    assert run.status == "failed" and "has no parameter 'sizes'" in run.error
+    assert not (tmp_path / "10_good.ipynb").exists()
+
+
+def test_every_profile_matches_its_notebook_parameters():
+    from kit.report.profiles import PROFILES, check_parameters, list_notebooks, profile_parameters
+
+    for notebook in list_notebooks():
+        for profile in PROFILES:
+            check_parameters(notebook, profile_parameters(notebook, profile))
