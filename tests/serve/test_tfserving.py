@@ -15,7 +15,8 @@ from kit.engines.base import Wrapper
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.engines.tfserving import TFServingEngine, parse_url
 from kit.errors import ConfigError, DeadlineExceeded, InputError, ModelLoadError, Overloaded
-from kit.serve.server import ModelServer, ServerConfig, StaticModels, server_for_paths
+from kit.serve.server import ModelServer, ServerConfig, server_for_paths
+from kit.serve.sources import StaticModels
 from kit.testing import make_mlp_model
 
 PROTOCOLS = ("grpc", "rest")
