@@ -86,14 +86,17 @@ def check_agreement(source: ModelArtifact, target: Path, fmt: str, feeds: Mappin
     result["agreement_batch"] = int(next(iter(feeds.values())).shape[0])
     ok = result["max_abs_error"] <= atol and result["cosine"] >= min_cosine
     if not ok:
+        # unfrozen Keras 3 variables make the TFLite file read uninitialised memory: NaN on
+        # some runs, garbage on others; either way the cure is the same
+        hint = ("; for TFLite this often means variables the converter did not freeze: export Keras models "
+                "with model.export(dir) / keras.export.ExportArchive" if fmt == "tflite" else
+                "; try another opset")
         if not np.isfinite(result["max_abs_error"]):
             raise ConversionError(f"the {fmt} conversion of {source.name} returns NaN or inf where its source "
-                                  f"does not; for TFLite this often means variables the converter did not "
-                                  f"freeze: export Keras models with model.export(dir) / keras.export.ExportArchive")
+                                  f"does not{hint}")
         raise ConversionError(f"the {fmt} conversion of {source.name} disagrees with its source: max abs error "
                               f"{result['max_abs_error']:.3g} (tolerance {atol:g}), cosine {result['cosine']:.6f} "
-                              f"(minimum {min_cosine}); try another opset, or pass atol/min_cosine if the "
-                              f"difference is expected")
+                              f"(minimum {min_cosine}){hint}; pass atol/min_cosine if the difference is expected")
     return result
 
 

@@ -91,7 +91,8 @@ def test_a_model_onnx_runtime_cannot_run_is_a_conversion_error(savedmodels, tmp_
 
 @pytest.mark.tensorflow
 def test_nan_from_a_conversion_is_caught_with_a_hint(savedmodels, tmp_path):
-    with pytest.raises(ConversionError, match="NaN or inf.*model.export"):
+    # unfrozen variables give NaN on some runs and garbage on others: both must be caught, with the cure
+    with pytest.raises(ConversionError, match="(NaN or inf|disagrees).*model.export"):
         savedmodel_to_tflite(savedmodels["in_module"], tmp_path / "m.tflite")
 
 
