@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -255,7 +256,13 @@ def warn_if_slow_int8(reduce_range: bool) -> None:
 
 @contextmanager
 def quiet_ort_quantization() -> Iterator[None]:
-    """Silence ORT quantization's prints and root-logger warnings (kit logs what matters)."""
+    """Silence ORT quantization's prints and root-logger warnings (kit logs what matters).
+
+    It also runs ORT in a scratch working directory: when symbolic shape inference gives up,
+    ORT dumps ``sym_shape_infer_temp.onnx`` plus uuid-named ``.data`` files into the current
+    directory, which would litter a user's (or the repository's) folder. Callers pass absolute
+    paths for that reason.
+    """
     class _DropOrt(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             return "onnxruntime" not in record.pathname
@@ -264,13 +271,15 @@ def quiet_ort_quantization() -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)  # stops logging.warning() from calling basicConfig
     root.addFilter(drop)
+    scratch = tempfile.mkdtemp(prefix="kit-ortq-")
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), contextlib.chdir(scratch):
             warnings.simplefilter("ignore", DeprecationWarning)
             yield
     finally:
         root.removeFilter(drop)
         root.removeHandler(handler)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _default_out(artifact: ModelArtifact, tag: str, out: str | Path | None) -> Path:
@@ -322,7 +331,7 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
     processed = workdir / "preprocessed.onnx"
     try:
         with quiet_ort_quantization():
-            quant_pre_process(str(prepared), str(processed))
+            quant_pre_process(str(prepared.resolve()), str(processed.resolve()))
     except Exception as exc:
         hint = _hint(prepared, "pass preprocess=False to quantize the model as given")
         raise QuantizationError(f"ORT pre-processing (shape inference + optimization) failed on {artifact.name}: "
@@ -387,7 +396,7 @@ def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None 
         with atomic_output(target) as tmp:
             try:
                 with quiet_ort_quantization():
-                    ort_quantize_dynamic(str(source), str(tmp), weight_type=qtype[config.weight_type],
+                    ort_quantize_dynamic(str(Path(source).resolve()), str(Path(tmp).resolve()), weight_type=qtype[config.weight_type],
                                          per_channel=config.per_channel, reduce_range=config.reduce_range,
                                          op_types_to_quantize=list(config.op_types) or None,
                                          nodes_to_exclude=exclude or None)
@@ -477,7 +486,7 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
             fmt = QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator
             try:
                 with quiet_ort_quantization():
-                    ort_quantize_static(str(source), str(tmp), reader, quant_format=fmt,
+                    ort_quantize_static(str(Path(source).resolve()), str(Path(tmp).resolve()), reader, quant_format=fmt,
                                         activation_type=qtype[config.activation_type],
                                         weight_type=qtype[config.weight_type], calibrate_method=method,
                                         per_channel=config.per_channel, reduce_range=config.reduce_range,
