@@ -35,6 +35,7 @@ import numpy as np
 
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError
+from kit.profile.profiler import check_run_bounds
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of, synthetic_feeds
 
@@ -64,14 +65,8 @@ class LoadConfig:
     switch_interval_s: float | None = 0.0005
 
     def __post_init__(self) -> None:
-        if self.warmup_queries < 0:
-            raise ConfigError(f"warmup_queries must be >= 0, got {self.warmup_queries}")
-        if self.min_duration_s < 0:
-            raise ConfigError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
-        if self.min_queries < 1:
-            raise ConfigError(f"min_queries must be >= 1, got {self.min_queries}")
-        if self.max_queries is not None and self.max_queries < self.min_queries:
-            raise ConfigError(f"max_queries ({self.max_queries}) must be >= min_queries ({self.min_queries})")
+        check_run_bounds(self.warmup_queries, self.min_duration_s, self.min_queries, self.max_queries,
+                         warmup_name="warmup_queries")
         if self.drain_timeout_s <= 0:
             raise ConfigError(f"drain_timeout_s must be > 0, got {self.drain_timeout_s}")
         if self.switch_interval_s is not None and not 0 < self.switch_interval_s <= 0.1:

@@ -33,14 +33,20 @@ class ProfileConfig:
     max_queries: int | None = None
 
     def __post_init__(self) -> None:
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
-        if self.min_duration_s < 0:
-            raise ConfigError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
-        if self.min_queries < 1:
-            raise ConfigError(f"min_queries must be >= 1, got {self.min_queries}")
-        if self.max_queries is not None and self.max_queries < self.min_queries:
-            raise ConfigError(f"max_queries ({self.max_queries}) must be >= min_queries ({self.min_queries})")
+        check_run_bounds(self.warmup, self.min_duration_s, self.min_queries, self.max_queries)
+
+
+def check_run_bounds(warmup: int, min_duration_s: float, min_queries: int, max_queries: int | None,
+                     warmup_name: str = "warmup") -> None:
+    """The stopping rules every measuring run shares (the profiler's and the load generator's)."""
+    if warmup < 0:
+        raise ConfigError(f"{warmup_name} must be >= 0, got {warmup}")
+    if min_duration_s < 0:
+        raise ConfigError(f"min_duration_s must be >= 0, got {min_duration_s}")
+    if min_queries < 1:
+        raise ConfigError(f"min_queries must be >= 1, got {min_queries}")
+    if max_queries is not None and max_queries < min_queries:
+        raise ConfigError(f"max_queries ({max_queries}) must be >= min_queries ({min_queries})")
 
 
 @dataclass
