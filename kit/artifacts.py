@@ -142,3 +142,24 @@ def atomic_output(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], *chunks: bytes) -> None:
+    """Write ``chunks`` to ``path`` through a synced temporary file and one ``os.replace``.
+
+    Concurrent writers (two processes filling one cache) never leave a torn file: a reader
+    sees the old content or the new, whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from kit.artifacts import ModelArtifact
+from kit.artifacts import ModelArtifact, atomic_write_bytes
 from kit.errors import ConfigError, KitError, ModelLoadError
 from kit.specs import TensorSpec, synthetic_feeds
 
@@ -60,19 +60,8 @@ def write_blob(path: Path, meta: Mapping[str, Any], parts: Mapping[str, bytes]) 
     h.update(meta_bytes)
     for data in parts.values():
         h.update(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + h.digest() + len(meta_bytes).to_bytes(4, "little") + meta_bytes)
-            for data in parts.values():
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, MAGIC + h.digest() + len(meta_bytes).to_bytes(4, "little") + meta_bytes,
+                       *parts.values())
 
 
 def read_blob(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -282,16 +271,7 @@ class OptimizedModelCache:
 
     def _store(self, graph: Path, sidecar: Path, optimized: bytes, engine: Any,
                reference: Mapping[str, np.ndarray], name: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{graph.name}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(optimized)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, graph)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(graph, optimized)
         write_blob(sidecar, {"model": name, "graph_xxh3": xxhash.xxh3_128_hexdigest(optimized),
                              "graph_bytes": len(optimized), "inputs": _specs_record(engine.input_specs),
                              "outputs": list(reference)}, {"reference": _npz(reference)})
