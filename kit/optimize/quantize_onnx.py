@@ -16,7 +16,7 @@ import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -283,9 +283,25 @@ def quiet_ort_quantization() -> Iterator[None]:
 
 
 def _default_out(artifact: ModelArtifact, tag: str, out: str | Path | None) -> Path:
-    if out is not None:
-        return Path(out)
-    return artifact.path.parent / f"{artifact.name}.{tag}.onnx"
+    """Where a variant goes, made absolute: ORT runs in a scratch directory (quiet_ort_quantization)."""
+    target = Path(out) if out is not None else artifact.path.parent / f"{artifact.name}.{tag}.onnx"
+    return target.resolve()
+
+
+def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: str, kind: str,
+                   run: Callable[[str, str], None], feeds: Mapping[str, np.ndarray] | None = None) -> None:
+    """Run one ORT quantizer from ``source`` into ``target`` atomically, translating its failures."""
+    with atomic_output(target) as tmp:
+        try:
+            with quiet_ort_quantization():
+                run(str(source), str(tmp))
+        except KitError:
+            raise  # e.g. bad calibration data found while ORT reads it
+        except Exception as exc:
+            hint = _hint(source, "try preprocess=True, or exclude the op types named")
+            raise QuantizationError(f"{kind} quantization of {artifact.name} failed: {first_line(exc)}; "
+                                    f"{hint}") from exc
+        _finish(artifact, tmp, source, name, feeds=feeds)
 
 
 def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[Path, dict[str, Any]]:
@@ -322,6 +338,7 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
             model.graph.input.remove(value)
         notes["initializer_inputs_removed"] = len(listed)
     model.ir_version = min(model.ir_version, 10)
+    workdir = Path(workdir).resolve()  # ORT later runs in a scratch directory
     prepared = workdir / "prepared.onnx"
     onnx.save(model, str(prepared))
     if not preprocess:
@@ -331,7 +348,7 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
     processed = workdir / "preprocessed.onnx"
     try:
         with quiet_ort_quantization():
-            quant_pre_process(str(prepared.resolve()), str(processed.resolve()))
+            quant_pre_process(str(prepared), str(processed))
     except Exception as exc:
         hint = _hint(prepared, "pass preprocess=False to quantize the model as given")
         raise QuantizationError(f"ORT pre-processing (shape inference + optimization) failed on {artifact.name}: "
@@ -393,18 +410,10 @@ def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None 
     with tempfile.TemporaryDirectory(prefix="kit-quant-") as work:
         source, notes = prepare(artifact, Path(work), config.preprocess)
         exclude = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
-        with atomic_output(target) as tmp:
-            try:
-                with quiet_ort_quantization():
-                    ort_quantize_dynamic(str(Path(source).resolve()), str(Path(tmp).resolve()), weight_type=qtype[config.weight_type],
-                                         per_channel=config.per_channel, reduce_range=config.reduce_range,
-                                         op_types_to_quantize=list(config.op_types) or None,
-                                         nodes_to_exclude=exclude or None)
-            except Exception as exc:
-                hint = _hint(source, "try preprocess=True, or exclude the op types named")
-                raise QuantizationError(f"dynamic quantization of {artifact.name} failed: {first_line(exc)}; "
-                                        f"{hint}") from exc
-            _finish(artifact, tmp, source, name)
+        _quantize_into(target, artifact, source, name, "dynamic", lambda src, dst: ort_quantize_dynamic(
+            src, dst, weight_type=qtype[config.weight_type], per_channel=config.per_channel,
+            reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
+            nodes_to_exclude=exclude or None))
     return artifact.derive(target, "quantize_dynamic", name=name, params={**asdict(config), **notes},
                            metrics=_cpu_note())
 
@@ -482,23 +491,12 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
         source, notes = prepare(artifact, Path(work), config.preprocess)
         reader = _reader(source, calibration, config)
         exclude = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
-        with atomic_output(target) as tmp:
-            fmt = QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator
-            try:
-                with quiet_ort_quantization():
-                    ort_quantize_static(str(Path(source).resolve()), str(Path(tmp).resolve()), reader, quant_format=fmt,
-                                        activation_type=qtype[config.activation_type],
-                                        weight_type=qtype[config.weight_type], calibrate_method=method,
-                                        per_channel=config.per_channel, reduce_range=config.reduce_range,
-                                        op_types_to_quantize=list(config.op_types) or None,
-                                        nodes_to_exclude=exclude or None, extra_options=extra)
-            except KitError:
-                raise
-            except Exception as exc:
-                hint = _hint(source, "try preprocess=True, or exclude the op types named")
-                raise QuantizationError(f"static quantization of {artifact.name} failed: {first_line(exc)}; "
-                                        f"{hint}") from exc
-            _finish(artifact, tmp, source, name, feeds=reader.batches[0])
+        fmt = QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator
+        _quantize_into(target, artifact, source, name, "static", lambda src, dst: ort_quantize_static(
+            src, dst, reader, quant_format=fmt, activation_type=qtype[config.activation_type],
+            weight_type=qtype[config.weight_type], calibrate_method=method, per_channel=config.per_channel,
+            reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
+            nodes_to_exclude=exclude or None, extra_options=extra), feeds=reader.batches[0])
     params = {**asdict(config), **notes, "calibration_samples_used": reader.samples}
     return artifact.derive(target, "quantize_static", name=name, params=params, metrics=_cpu_note())
 
