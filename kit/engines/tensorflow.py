@@ -16,7 +16,7 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
-from kit.errors import Closed, ConfigError, InferenceError, InputError, ModelLoadError
+from kit.errors import Closed, ConfigError, InferenceError, InputError, ModelLoadError, first_line
 from kit.specs import TensorSpec, check_feeds
 
 from kit._quiet import import_tensorflow  # noqa: E402,F401  (re-exported for callers)
@@ -85,7 +85,7 @@ class TensorFlowEngine(PredictorBase):
             self._loaded = tf.saved_model.load(str(path))
         except Exception as exc:
             raise ModelLoadError(f"TensorFlow could not load the SavedModel {path}: "
-                                 f"{str(exc).strip().splitlines()[0][:400] if str(exc).strip() else exc!r}") from exc
+                                 f"{first_line(exc)}") from exc
         available = sorted(self._loaded.signatures.keys())
         if signature not in available:
             raise ModelLoadError(f"SavedModel {path} has no signature {signature!r}; available signatures: "
@@ -106,9 +106,9 @@ class TensorFlowEngine(PredictorBase):
         try:
             result = fn(**arrays)
         except self._tf.errors.OpError as exc:
-            raise InferenceError(f"TensorFlow failed on {self.name!r}: {exc.message.splitlines()[0][:400]}") from exc
+            raise InferenceError(f"TensorFlow failed on {self.name!r}: {first_line(exc)}") from exc
         except (TypeError, ValueError) as exc:
-            raise InputError(f"TensorFlow refused the inputs of {self.name!r}: {str(exc).splitlines()[0][:300]}; "
+            raise InputError(f"TensorFlow refused the inputs of {self.name!r}: {first_line(exc)}; "
                              f"the model expects {'; '.join(map(str, self._input_specs))}") from exc
         return {k: v.numpy() for k, v in result.items()}
 

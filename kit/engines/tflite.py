@@ -23,7 +23,8 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
-from kit.errors import Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError
+from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError,
+                        first_line)
 from kit.specs import TensorSpec, check_feeds
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class TFLiteEngine(PredictorBase):
             arrays = check_feeds(self._input_specs, feeds)
             if not all(isinstance(feeds[k], np.ndarray) for k in arrays):
                 return self.predict(arrays)
-            message = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else repr(exc)
+            message = first_line(exc)
             if isinstance(exc, (ValueError, KeyError)):
                 raise InputError(f"{self.runtime} refused the inputs of {self.name!r}: {message}; the model "
                                  f"expects {'; '.join(map(str, self._input_specs))}") from exc

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact, atomic_output
-from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError
+from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError, first_line
 from kit.optimize.quantize_onnx import input_specs, op_types
 from kit.specs import synthetic_feeds
 
@@ -108,7 +108,7 @@ def apply_passes(artifact: ModelArtifact, config: PassConfig | None = None, out:
     try:
         optimized = onnxoptimizer.optimize(model, list(config.passes), fixed_point=config.fixed_point)
     except Exception as exc:
-        raise ModelLoadError(f"onnxoptimizer failed on {artifact.name}: {str(exc).splitlines()[0]}") from exc
+        raise ModelLoadError(f"onnxoptimizer failed on {artifact.name}: {first_line(exc)}") from exc
     optimized.ir_version = min(optimized.ir_version, 10)
     target = Path(out) if out else artifact.path.parent / f"{artifact.name}.onnxopt.onnx"
     with atomic_output(target) as tmp:

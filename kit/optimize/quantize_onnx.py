@@ -328,7 +328,7 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
             model = version_converter.convert_version(model, MIN_OPSET)
         except Exception as exc:
             raise QuantizationError(f"{artifact.name} uses opset {opset}, below the {MIN_OPSET} that quantization "
-                                    f"needs, and onnx could not upgrade it ({str(exc).splitlines()[0]}); "
+                                    f"needs, and onnx could not upgrade it ({first_line(exc)}); "
                                     f"re-export the model at opset >= {MIN_OPSET}") from exc
         notes["opset_upgraded_from"] = opset
     inits = {i.name for i in model.graph.initializer}

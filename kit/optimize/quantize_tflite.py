@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact, atomic_output
-from kit.errors import ConfigError, InputError, KitError, QuantizationError
+from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
 from kit.specs import TensorSpec, check_feeds
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def quantize_tflite(artifact: ModelArtifact, representative: Mapping[str, np.nda
         except Exception as exc:
             hint = ("some op has no int8 kernel: use mode='integer_float_fallback'" if config.mode == "full_integer"
                     else "check the signature and that its ops are TFLite builtins")
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise QuantizationError(f"TFLite {config.mode} conversion of {artifact.name} failed: {first}; "
                                     f"{hint}") from exc
         _verify(tmp, artifact.name, samples[0] if samples else None)

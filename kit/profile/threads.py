@@ -32,7 +32,7 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds
-from kit.errors import ConfigError, KitError, ModelLoadError
+from kit.errors import ConfigError, KitError, ModelLoadError, first_line
 from kit.profile.profiler import ProfileConfig, compare
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of
@@ -226,7 +226,7 @@ def _tf_worker(spec: dict[str, Any]) -> None:
             engine.predict(feeds)
         info = engine.describe()
     except Exception as exc:  # reported to the parent, which records the point as failed
-        say({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
+        say({"error": f"{type(exc).__name__}: {first_line(exc)}"})
         return
     say({"ready": True, "intra": info.get("intra_op_threads"), "inter": info.get("inter_op_threads")})
     for line in sys.stdin:

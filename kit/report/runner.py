@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kit._quiet import silenced_stderr
-from kit.errors import ConfigError
+from kit.errors import ConfigError, first_line
 from kit.report.index import write_index
 from kit.report.profiles import NOTEBOOK_DIR, PROFILES, check_parameters, list_notebooks, profile_parameters
 from kit.report.publish import HEADLESS_ENV, RESULTS_ENV
@@ -103,7 +103,7 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
         run.status, run.failed_cell = "failed", exc.exec_count
         run.error = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, timeout, bad notebook: record and go on
-        run.status, run.error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        run.status, run.error = "failed", f"{type(exc).__name__}: {first_line(exc)}"
     finally:
         run.seconds = time.perf_counter() - start
         for key, value in saved_env.items():
