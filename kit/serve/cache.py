@@ -151,7 +151,8 @@ class LRUStore:
         self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._bytes = 0
-        self._counts = dict.fromkeys(("hits", "misses", "inserts", "evictions", "expirations", "too_large"), 0)
+        self._counts = dict.fromkeys(("hits", "misses", "inserts", "replacements", "evictions", "expirations",
+                                      "cleared", "too_large"), 0)
 
     def get(self, key: bytes) -> dict[str, np.ndarray] | None:
         with self._lock:
@@ -174,12 +175,15 @@ class LRUStore:
             if nbytes > self.config.max_bytes:
                 self._counts["too_large"] += 1
                 return False
-            if key in self._entries:
+            # Two threads that missed on the same key both store it; the second is a
+            # replacement, not a new entry, so inserts - evictions - expirations - cleared == entries.
+            replacing = key in self._entries
+            if replacing:
                 self._remove(key)
             ttl = self.config.ttl_s
             self._entries[key] = _Entry(value, nbytes, None if ttl is None else self._clock() + ttl)
             self._bytes += nbytes
-            self._counts["inserts"] += 1
+            self._counts["replacements" if replacing else "inserts"] += 1
             while len(self._entries) > self.config.max_entries or self._bytes > self.config.max_bytes:
                 oldest = next(iter(self._entries))
                 self._remove(oldest)
@@ -203,6 +207,7 @@ class LRUStore:
 
     def clear(self) -> None:
         with self._lock:
+            self._counts["cleared"] += len(self._entries)
             self._entries.clear()
             self._bytes = 0
 

@@ -212,7 +212,21 @@ def test_thread_safety_under_concurrent_use():
     stats = cache.stats()
     assert stats["hits"] + stats["misses"] == 8 * 400
     assert stats["entries"] <= 16 and stats["inserts"] - stats["evictions"] == stats["entries"]
+    assert stats["inserts"] + stats["replacements"] == stats["misses"]
     assert stats["inner_calls"] == inner.calls == stats["misses"]
+
+
+def test_storing_a_key_twice_is_a_replacement_and_clear_is_counted():
+    store = LRUStore(CacheConfig(max_entries=4))
+    value = freeze({"y": np.zeros((1, 2), np.float32)})
+    store.put(b"k" * 16, value)
+    store.put(b"k" * 16, value)
+    store.put(b"j" * 16, value)
+    stats = store.stats()
+    assert (stats["inserts"], stats["replacements"], stats["entries"]) == (2, 1, 2)
+    store.clear()
+    stats = store.stats()
+    assert (stats["cleared"], stats["entries"], stats["bytes"]) == (2, 0, 0)
 
 
 def test_freeze_copies_object_arrays_read_only():
@@ -254,6 +268,8 @@ def test_store_matches_a_reference_lru_on_random_operations():
                 while len(model) > max_entries or sum(model.values()) > store.config.max_bytes:
                     model.popitem(last=False)
             assert store.keys() == list(model)
-            assert store.stats()["bytes"] == sum(model.values())
+            stats = store.stats()
+            assert stats["bytes"] == sum(model.values())
+            assert stats["inserts"] - stats["evictions"] == stats["entries"]
 
     check()
