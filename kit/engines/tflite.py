@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError,
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 
 def interpreter_class() -> tuple[type, str]:
     """LiteRT's interpreter, or TensorFlow's deprecated one (with a warning) if LiteRT is missing."""
-    from kit._quiet import silenced_stderr
-
     try:
         with silenced_stderr():
             from ai_edge_litert.interpreter import Interpreter
@@ -102,9 +101,11 @@ class TFLiteEngine(PredictorBase):
         self.num_threads = num_threads
         cls, self.runtime = interpreter_class()
         try:
-            self._interp = cls(model_path=str(path), num_threads=num_threads)
+            with silenced_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2
+                self._interp = cls(model_path=str(path), num_threads=num_threads)
+                self._interp.allocate_tensors()
         except Exception as exc:
-            raise ModelLoadError(f"{self.runtime} could not load {path}: {str(exc).strip()[:400]}") from exc
+            raise ModelLoadError(f"{self.runtime} could not load {path}: {first_line(exc)}") from exc
         signatures = self._interp.get_signature_list()
         if signature is None and len(signatures) > 1:
             raise ConfigError(f"{path} has several signatures {sorted(signatures)}; pass signature=...")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.errors import ConversionError, KitError, MissingDependencyError, first_line
 from kit.specs import synthetic_feeds
@@ -161,7 +162,8 @@ def savedmodel_to_tflite(model: ModelArtifact | str | os.PathLike[str], output: 
     with atomic_output(output) as tmp:
         try:
             converter = tf.lite.TFLiteConverter.from_saved_model(str(source.path), signature_keys=[signature])
-            flatbuffer = converter.convert()
+            with silenced_stderr():  # MLIR converter chatter goes to fd 2
+                flatbuffer = converter.convert()
         except Exception as exc:
             raise ConversionError(f"the TFLite converter could not convert {source.path} (signature "
                                   f"{signature!r}): {first_line(exc)}; ops TFLite lacks must be rewritten "

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
 from kit.specs import TensorSpec, check_feeds
@@ -117,7 +118,8 @@ def quantize_tflite(artifact: ModelArtifact, representative: Mapping[str, np.nda
                 converter.inference_output_type = tf.int8
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # calibration uses the deprecated tf.lite.Interpreter internally
-                tmp.write_bytes(converter.convert())
+                with silenced_stderr():  # the converter prints calibration chatter to fd 2
+                    tmp.write_bytes(converter.convert())
         except Exception as exc:
             hint = ("some op has no int8 kernel: use mode='integer_float_fallback'" if config.mode == "full_integer"
                     else "check the signature and that its ops are TFLite builtins")

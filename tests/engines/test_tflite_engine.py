@@ -142,3 +142,14 @@ def test_close_is_idempotent_and_predict_after_close_fails(tflite_models):
     eng.close()
     with pytest.raises(Closed):
         eng.predict({"features": _x(1)})
+
+
+def test_loading_and_running_print_nothing_to_stderr(tflite_models, capfd):
+    """LiteRT announces its XNNPACK delegate on fd 2; reports must not show it."""
+    from kit.engines.tflite import TFLiteEngine
+
+    capfd.readouterr()
+    engine = TFLiteEngine(tflite_models["float"])
+    engine.predict({"features": np.ones((2, 8), np.float32)})
+    engine.close()
+    assert capfd.readouterr().err == ""
