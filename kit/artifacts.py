@@ -6,6 +6,7 @@ exactly how each was produced: parent, transform and parameters, all the way bac
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -163,3 +164,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], *chunks: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``lock_path`` (blocks while another process holds it).
+
+    Disk caches check-then-build under it, so a second process waits for the first
+    one's entry instead of finding it half written.
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from kit.artifacts import ModelArtifact, atomic_write_bytes
+from kit.artifacts import ModelArtifact, atomic_write_bytes, locked
 from kit.errors import ConfigError, KitError, ModelLoadError
 from kit.specs import TensorSpec, synthetic_feeds
 
@@ -229,45 +229,48 @@ class OptimizedModelCache:
         key = optimized_cache_key(digest, options)
         graph, sidecar = self.paths_for(key)
         stages["cache_key"] = clock() - start
-        status = "miss"
-        if sidecar.exists() or graph.exists():
+        # One process at a time checks and fills an entry: the graph and its sidecar are two
+        # renames, and a reader between them would take a half-written entry for a damaged one.
+        with locked(self.directory / f"{key}.lock"):
+            status = "miss"
+            if sidecar.exists() or graph.exists():
+                try:
+                    engine, seconds = self._open_cached(graph, sidecar, options, name)
+                    stages.update(seconds)
+                    return engine, LoadReport(name, "hit", stages, key, str(graph))
+                except (CorruptCacheFile, KitError, OSError) as exc:
+                    warnings.warn(f"ignoring bad optimized-model cache entry {graph.name} ({exc}); rebuilding it",
+                                  RuntimeWarning, stacklevel=2)
+                    log.warning("bad optimized-model cache entry %s: %s", graph, exc)
+                    status = "rebuilt"
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx", dir=self.directory)
+            os.close(fd)
             try:
-                engine, seconds = self._open_cached(graph, sidecar, options, name)
-                stages.update(seconds)
-                return engine, LoadReport(name, "hit", stages, key, str(graph))
-            except (CorruptCacheFile, KitError, OSError) as exc:
-                warnings.warn(f"ignoring bad optimized-model cache entry {graph.name} ({exc}); rebuilding it",
-                              RuntimeWarning, stacklevel=2)
-                log.warning("bad optimized-model cache entry %s: %s", graph, exc)
-                status = "rebuilt"
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx", dir=self.directory)
-        os.close(fd)
-        try:
-            start = clock()
-            engine = OnnxRuntimeEngine(source, dataclasses.replace(options, optimized_model_filepath=tmp),
-                                       name=name)
-            stages["session_creation"] = clock() - start
-            start = clock()
-            try:
-                reference = _probe(engine)
-                problem = None
-            except KitError as exc:
-                reference, problem = {}, f"the model does not run on synthetic inputs: {exc}"
-            stages["first_inference"] = clock() - start
-            start = clock()
-            if problem is None:
-                problem = self._check_optimized(tmp, options, name, reference)
-            if problem is None:
-                optimized = Path(tmp).read_bytes()
-                self._store(graph, sidecar, optimized, engine, reference, name)
-            stages["cache_write"] = clock() - start
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        if problem is not None:
-            warnings.warn(f"ONNX Runtime's optimized graph of {name} failed its check ({problem}); not caching "
-                          f"it, the session runs from the original model", RuntimeWarning, stacklevel=2)
-            return engine, LoadReport(name, "rejected", stages, key, None, problem)
-        return engine, LoadReport(name, status, stages, key, str(graph))
+                start = clock()
+                engine = OnnxRuntimeEngine(source, dataclasses.replace(options, optimized_model_filepath=tmp),
+                                           name=name)
+                stages["session_creation"] = clock() - start
+                start = clock()
+                try:
+                    reference = _probe(engine)
+                    problem = None
+                except KitError as exc:
+                    reference, problem = {}, f"the model does not run on synthetic inputs: {exc}"
+                stages["first_inference"] = clock() - start
+                start = clock()
+                if problem is None:
+                    problem = self._check_optimized(tmp, options, name, reference)
+                if problem is None:
+                    optimized = Path(tmp).read_bytes()
+                    self._store(graph, sidecar, optimized, engine, reference, name)
+                stages["cache_write"] = clock() - start
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            if problem is not None:
+                warnings.warn(f"ONNX Runtime's optimized graph of {name} failed its check ({problem}); not caching "
+                              f"it, the session runs from the original model", RuntimeWarning, stacklevel=2)
+                return engine, LoadReport(name, "rejected", stages, key, None, problem)
+            return engine, LoadReport(name, status, stages, key, str(graph))
 
     def _store(self, graph: Path, sidecar: Path, optimized: bytes, engine: Any,
                reference: Mapping[str, np.ndarray], name: str) -> None:

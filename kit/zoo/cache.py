@@ -9,19 +9,17 @@ and a ``fcntl`` lock per entry keeps two processes from building the same one.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from kit.artifacts import atomic_output
+from kit.artifacts import atomic_output, locked
 from kit.errors import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -90,18 +88,6 @@ def read_entry(entry: Path, required: tuple[str, ...]) -> dict[str, Any] | None:
                     entry, missing, changed[:5])
         return None
     return manifest
-
-
-@contextlib.contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``lock_path`` (blocks while another process holds it)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def get_or_build(entry: Path, required: tuple[str, ...], build: Callable[[Path], Mapping[str, Any]]) -> dict[str, Any]:
