@@ -259,11 +259,16 @@ class _Recorder:
     the first one is kept in ``fatal``, every sender stops, and ``run`` re-raises it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, warmup: int = 0) -> None:
         self.rows: list[tuple[int, float, float, float, bool]] = []
         self.messages: list[str] = []
         self.samples = 0
         self.fatal: BaseException | None = None
+        # What a closed loop's stop rule reads: the reported duration (latest answer minus
+        # earliest measured send) is never shorter than ``last_done - first_sent``.
+        self.warmup = warmup
+        self.first_sent: float | None = None
+        self.last_done = float("-inf")
 
     def call(self, predict: Callable[[Feeds], object], source: Callable[[int], Feeds], qid: int,
              scheduled: float | None, clock: Callable[[], float]) -> None:
@@ -272,6 +277,8 @@ class _Recorder:
         if not self.samples:
             self.samples = batch_size_of(feeds)
         sent = clock()
+        if qid == self.warmup:
+            self.first_sent = sent
         scheduled = sent if scheduled is None else scheduled
         try:
             predict(feeds)
@@ -283,7 +290,10 @@ class _Recorder:
         except Exception as exc:
             self.fatal = self.fatal or exc
             return
-        self.rows.append((qid, scheduled, sent, clock(), ok))
+        done = clock()
+        self.rows.append((qid, scheduled, sent, done, ok))
+        if qid >= self.warmup and done > self.last_done:
+            self.last_done = done
 
 
 def _result(scenario: Scenario, rec: _Recorder, warmup: int, dropped: int, label: str) -> LoadResult:
@@ -311,25 +321,22 @@ def _run_closed(predictor: Predictor, source: Callable[[int], Feeds], threads: i
     would let some clients slip in a last query each, and a batcher would then run a
     small, slow tail batch that is no part of the steady state being measured.
     """
-    rec = _Recorder()
+    warmup, limit = config.warmup_queries, config.max_queries
+    rec = _Recorder(warmup)
     clock = time.perf_counter
     counter = itertools.count()
     stop = threading.Event()
-    first_measured: list[float] = []
-    warmup, limit = config.warmup_queries, config.max_queries
 
     def client() -> None:
         while not stop.is_set() and rec.fatal is None:
             qid = next(counter)
             sent = qid - warmup  # measured queries sent before this one
-            if sent == 0:
-                first_measured.append(clock())
             if sent >= 0:
                 if limit is not None and sent >= limit:
                     stop.set()
                     return
-                if (sent >= config.min_queries and first_measured
-                        and clock() - first_measured[0] >= config.min_duration_s):
+                if (sent >= config.min_queries and rec.first_sent is not None
+                        and rec.last_done - rec.first_sent >= config.min_duration_s):
                     stop.set()
                     return
             rec.call(predictor.predict, source, qid, None, clock)
