@@ -232,6 +232,8 @@ class DynamicBatcher(Wrapper):
 
     def _run(self, batch: _Batch) -> None:
         padded = self.config.padded_size(batch.rows)
+        results: list[dict[str, np.ndarray]] = []
+        error: BaseException | None = None
         try:
             merged = _merge(batch.tasks, padded, self.config.pad_variable_length_inputs)
             outputs = self.inner.predict(merged)
@@ -242,20 +244,21 @@ class DynamicBatcher(Wrapper):
                 f"{type(exc).__name__}: {exc}")
             if error is not exc:
                 error.__cause__ = exc
-            with self._cond:
-                self._counts["failed_batches"] += 1
-            for task in batch.tasks:
-                self._settle(task.future, error=error)
-        else:
-            for task, result in zip(batch.tasks, results):
-                self._settle(task.future, result=result)
+        # Counted before any caller wakes, so stats() read after a result already includes its batch.
         with self._cond:
+            self._counts["failed_batches"] += int(error is not None)
             self._counts["batches"] += 1
             self._counts["rows"] += batch.rows
             self._counts["padding_rows"] += padded - batch.rows
             self._rows_hist[batch.rows] += 1
             self._padded_hist[padded] += 1
             self._in_flight.difference_update(t.future for t in batch.tasks)
+        if error is not None:
+            for task in batch.tasks:
+                self._settle(task.future, error=error)
+        else:
+            for task, result in zip(batch.tasks, results):
+                self._settle(task.future, result=result)
 
     @staticmethod
     def _split(outputs: Outputs, batch: _Batch, padded: int) -> list[dict[str, np.ndarray]]:
