@@ -159,17 +159,30 @@ def test_pool_answers_like_its_inner_predictor(mlp_onnx):
         pool.predict(_feeds())
 
 
+class _Gated(Wrapper):
+    """Holds every call until the test opens the gate: a sync point that no stall can outrun."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def predict(self, feeds):
+        self.entered.set()
+        self.gate.wait(10)
+        return self.inner.predict(feeds)
+
+
 def test_pool_rejects_when_its_queue_is_full(mlp_onnx):
-    slow = _Sleepy(OnnxRuntimeEngine(mlp_onnx), 0.2)
-    with ScalingPool(slow, ScalingConfig(min_workers=1, max_workers=1, max_queue=2), autoscale=False) as pool:
+    held = _Gated(OnnxRuntimeEngine(mlp_onnx))
+    with ScalingPool(held, ScalingConfig(min_workers=1, max_workers=1, max_queue=2), autoscale=False) as pool:
         running = pool.submit(_feeds())
-        deadline = time.time() + 5
-        while slow.active == 0 and time.time() < deadline:
-            time.sleep(0.01)
+        assert held.entered.wait(5)  # the only worker is busy with it
         queued = [pool.submit(_feeds()) for _ in range(2)]
         with pytest.raises(Overloaded, match="queue is full"):
             pool.submit(_feeds())
         assert pool.stats()["rejected"] == 1
+        held.gate.set()
         for future in (running, *queued):
             future.result(timeout=5)
 

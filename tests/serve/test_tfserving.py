@@ -46,7 +46,7 @@ def engines(mlp_onnx, add_onnx, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(engines):
     models = {"mlp": {1: engines["v1"], 2: engines["v2"]}, "add": engines["add"],
-              "slow": Slow(engines["add"], 0.5)}
+              "slow": Slow(engines["add"], 1.5)}
     with ModelServer(models, labels={"mlp": {"stable": 1, "canary": 2}}) as srv:
         yield srv
 
@@ -122,7 +122,7 @@ def test_deadline_exceeded_then_next_call_is_clean(server, protocol):
         start = time.perf_counter()
         with pytest.raises(DeadlineExceeded):
             remote.predict({"x": x})
-        assert time.perf_counter() - start < 0.45  # gave up at the deadline, not when the answer came
+        assert time.perf_counter() - start < 1.2  # gave up at the deadline, not when the 1.5 s answer came
         remote.timeout_s = 5.0
         np.testing.assert_array_equal(remote.predict({"x": x})["y"], x + 1)  # no stale answer read
 
