@@ -8,6 +8,9 @@
     throughput at batch 32 (target >= 90 %), and as a multiple of unbatched throughput
     at the same concurrency (target >= 1.6x for TF SavedModel; ONNX Runtime is reported,
     since on 2 CPU cores its batch-32 throughput is about its batch-1 throughput).
+    It also prints the headroom for that multiple (offline batch-32 throughput over
+    unbatched throughput at the same concurrency: a batcher runs at about its engine's
+    own batch throughput) and offline batch 32 over one single-stream batch-1 client.
 
 The three variants of (b) are measured interleaved in rounds (offline, batched,
 unbatched, offline, ...) and each ratio is the median of per-round ratios, because this
@@ -39,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from kit.engines.base import PredictorBase  # noqa: E402
-from kit.profile.loadgen import Concurrency, LoadConfig, Offline, Server, run  # noqa: E402
+from kit.profile.loadgen import Concurrency, LoadConfig, Offline, Server, SingleStream, run  # noqa: E402
 from kit.profile.stats import median_spread  # noqa: E402
 from kit.serve.batching import BatchingConfig, DynamicBatcher  # noqa: E402
 from kit.specs import TensorSpec  # noqa: E402
@@ -105,6 +108,7 @@ def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching
                                                            config),
         f"batched c{clients}": lambda: run(batcher, Concurrency(clients), one, closed),
         f"unbatched c{clients}": lambda: run(engine, Concurrency(clients), one, closed),
+        "single b1": lambda: run(engine, SingleStream(), one, config),
     }
     names = list(variants)
     per_round: dict[str, list[float]] = {n: [] for n in names}
@@ -118,7 +122,7 @@ def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching
             cpu[name].append(s["cpu_ms_per_sample"])
     stats = batcher.stats()
     batcher.close()
-    offline, batched, unbatched = (np.asarray(per_round[n]) for n in names)
+    offline, batched, unbatched, single = (np.asarray(per_round[n]) for n in names)
     fraction, f_spread = median_spread(batched / offline)
     multiple, m_spread = median_spread(batched / unbatched)
     print(f"\n(b) {kind} MobileNetV2, {clients} single-sample clients, batcher {batching.max_batch_size} rows / "
@@ -139,6 +143,12 @@ def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching
         ok_multiple = True
         print(f"  batched / unbatched at concurrency {clients}: {multiple:5.2f}x +/- {m_spread:.2f} "
               f"(reported; no target: batching is not expected to pay here)")
+    headroom, c_spread = median_spread(offline / unbatched)
+    premise, p_spread = median_spread(offline / single)
+    print(f"  headroom: engine offline at batch {batching.max_batch_size} / unbatched at concurrency {clients} = "
+          f"{headroom:5.2f}x +/- {c_spread:.2f} (what batching itself has to offer here, since the batcher runs at "
+          f"about its engine's batch throughput); engine offline / one single-stream client at batch 1 = "
+          f"{premise:5.2f}x +/- {p_spread:.2f}")
     efficiency, e_spread = median_spread(np.asarray(cpu[names[2]]) / np.asarray(cpu[names[1]]))
     print(f"  samples per CPU-second, batched / unbatched: {efficiency:5.2f}x +/- {e_spread:.2f} (wall-clock figures "
           f"on a shared machine also reflect how much CPU each variant's threads won from other processes)")
