@@ -341,10 +341,11 @@ def load_breakdown(model: ModelSource, options: Any = None, repeats: int = 3, st
 
     ``file_read`` is reading (and hashing) the file; sessions are made from the path (ONNX
     Runtime loads a path several times faster than bytes), so ``session_creation`` includes
-    ONNX Runtime's own read of the file, by then in the page cache. Graph optimization is not reported by ONNX Runtime on its own, so it is measured as
-    creating the session at the requested level minus creating it with optimization
-    disabled, the two interleaved ``repeats`` times. ``steady_inference`` is the median
-    of ``steady_runs`` later calls, so the first-request penalty is visible beside it.
+    ONNX Runtime's own read of the file, by then in the page cache. ONNX Runtime does not
+    report graph optimization on its own, so it is measured as creating the session at the
+    requested level minus creating it with optimization disabled, the two interleaved
+    ``repeats`` times. ``steady_inference`` is the median of ``steady_runs`` later calls, so
+    the first-request penalty is visible beside it.
     """
     from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
 
