@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from kit.errors import ModelLoadError
 
 FORMATS = ("onnx", "savedmodel", "tflite", "keras", "tfserving")
@@ -103,8 +105,9 @@ class ModelArtifact:
 
     def describe(self) -> str:
         """``root -> transform(params) -> ...`` in one line."""
-        steps = [self.lineage()[0].name]
-        for node in self.lineage()[1:]:
+        root, *rest = self.lineage()
+        steps = [root.name]
+        for node in rest:
             args = ", ".join(f"{k}={v}" for k, v in node.params.items())
             steps.append(f"{node.transform}({args})")
         return " -> ".join(steps)
@@ -180,3 +183,12 @@ def locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def file_digest(path: str | os.PathLike[str]) -> bytes:
+    """xxh3-128 of a file, read in blocks (no whole-file buffer: a 60 MB read_bytes costs more than the hash)."""
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.digest()

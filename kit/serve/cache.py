@@ -23,13 +23,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xxhash
 
+from kit.artifacts import file_digest
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import ConfigError, InferenceError
 from kit.specs import batch_size_of
@@ -103,9 +104,7 @@ def model_identity(predictor: Predictor) -> bytes:
     h = xxhash.xxh3_128()
     path = getattr(node, "path", None)
     if path is not None and Path(path).is_file():
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        h.update(file_digest(path))
     else:
         h.update(f"{type(node).__name__}@{id(node)}".encode())
     describe = node.describe() if hasattr(node, "describe") else {"name": getattr(node, "name", "")}
@@ -232,9 +231,9 @@ class ResultCache(Wrapper):
                  **overrides: Any) -> None:
         super().__init__(inner, name=name)
         if config is None:
-            config = store.config if store is not None and not overrides else CacheConfig(**overrides)
-        elif overrides:
-            config = CacheConfig(**{**config.__dict__, **overrides})
+            config = store.config if store is not None and not overrides else CacheConfig()
+        if overrides:
+            config = replace(config, **overrides)
         self.config = config
         self.store = store if store is not None else LRUStore(config, clock=clock)
         if isinstance(identity, str):

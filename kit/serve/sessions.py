@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from kit.artifacts import ModelArtifact, atomic_write_bytes, locked
+from kit.artifacts import ModelArtifact, atomic_write_bytes, file_digest, locked
 from kit.errors import ConfigError, KitError, ModelLoadError
 from kit.specs import TensorSpec, synthetic_feeds
 
@@ -97,15 +97,6 @@ def cpu_fingerprint() -> str:
 def _options_record(options: Any) -> str:
     record = {k: v for k, v in dataclasses.asdict(options).items() if k != "optimized_model_filepath"}
     return json.dumps(record, sort_keys=True, default=str)
-
-
-def file_digest(path: str | os.PathLike[str]) -> bytes:
-    """xxh3-128 of a file, read in blocks (no whole-file buffer: a 60 MB read_bytes costs more than the hash)."""
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.digest()
 
 
 def optimized_cache_key(model_digest: bytes, options: Any, cpu: str | None = None) -> str:
@@ -214,12 +205,9 @@ class OptimizedModelCache:
         ``options``/``overrides`` are ``OrtOptions``; the returned engine always answers
         like a session made from the original model with those options.
         """
-        from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
+        from kit.engines.onnxruntime import OnnxRuntimeEngine
 
-        if options is None:
-            options = OrtOptions(**overrides)
-        elif overrides:
-            options = dataclasses.replace(options, **overrides)
+        options = _options(options, overrides)
         clock = time.perf_counter
         source, name = _source(model)
         start = clock()
@@ -331,6 +319,15 @@ class OptimizedModelCache:
                 path.unlink(missing_ok=True)
 
 
+def _options(options: Any, overrides: Mapping[str, Any]) -> Any:
+    """``OrtOptions`` from ``options`` (default ones when None) with ``overrides`` applied."""
+    from kit.engines.onnxruntime import OrtOptions
+
+    if options is None:
+        return OrtOptions(**overrides)
+    return dataclasses.replace(options, **overrides) if overrides else options
+
+
 def _no_optimization(options: Any) -> Any:
     return dataclasses.replace(options, graph_optimization_level="disable", optimized_model_filepath=None)
 
@@ -347,14 +344,11 @@ def load_breakdown(model: ModelSource, options: Any = None, repeats: int = 3, st
     ``repeats`` times. ``steady_inference`` is the median of ``steady_runs`` later calls, so
     the first-request penalty is visible beside it.
     """
-    from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
 
     if repeats < 1 or steady_runs < 1:
         raise ConfigError(f"repeats and steady_runs must be >= 1, got {repeats} and {steady_runs}")
-    if options is None:
-        options = OrtOptions(**overrides)
-    elif overrides:
-        options = dataclasses.replace(options, **overrides)
+    options = _options(options, overrides)
     clock = time.perf_counter
     samples: dict[str, list[float]] = {k: [] for k in ("file_read", "graph_optimization", "session_creation",
                                                        "first_inference", "steady_inference")}

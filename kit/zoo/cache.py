@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from kit.artifacts import atomic_output, locked
+from kit.artifacts import atomic_output, file_digest, locked
 from kit.errors import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -53,19 +53,9 @@ def entry_key(name: str, params: Mapping[str, Any], seed: int, builder_version: 
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def file_hash(path: Path) -> str:
-    import xxhash
-
-    digest = xxhash.xxh3_64()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hash_tree(root: Path) -> dict[str, str]:
     """Hash of every file under ``root`` except the manifest, by relative path."""
-    return {str(p.relative_to(root)): file_hash(p) for p in sorted(root.rglob("*"))
+    return {str(p.relative_to(root)): file_digest(p).hex() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name != MANIFEST}
 
 
