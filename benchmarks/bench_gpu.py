@@ -18,15 +18,13 @@ for each provider, and exits 0: there is nothing to measure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kit._quiet sets the runtimes' log levels
 
 from kit.engines.providers import CPU, CUDA, CudaOptions, discover_providers  # noqa: E402
 

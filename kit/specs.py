@@ -30,12 +30,11 @@ class TensorSpec:
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
         object.__setattr__(self, "shape", tuple(self.shape))
 
-    def __str__(self) -> str:
-        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: {self.dtype.name}[{dims}]"
+    def _dims(self) -> str:
+        return ", ".join("?" if d is None else str(d) for d in self.shape)
 
-    def is_dynamic(self, axis: int) -> bool:
-        return not isinstance(self.shape[axis], int) or self.shape[axis] < 0
+    def __str__(self) -> str:
+        return f"{self.name}: {self.dtype.name}[{self._dims()}]"
 
     def concrete_shape(self, batch_size: int = 1, symbols: Mapping[str, int] | None = None) -> tuple[int, ...]:
         """The shape with the leading dynamic dim set to ``batch_size`` and others resolved.
@@ -68,7 +67,7 @@ class TensorSpec:
         return None
 
     def shape_str(self) -> str:
-        return "(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")"
+        return f"({self._dims()})"
 
 
 def describe(specs: Sequence[TensorSpec]) -> str:

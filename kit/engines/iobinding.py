@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from kit.engines.base import Feeds, Outputs, PredictorBase
-from kit.engines.onnxruntime import OnnxRuntimeEngine, first_line, import_onnxruntime
-from kit.errors import Closed, ConfigError, InferenceError, InputError
+from kit.engines.onnxruntime import OnnxRuntimeEngine, import_onnxruntime
+from kit.errors import Closed, ConfigError, InferenceError, InputError, first_line
 from kit.specs import check_feeds
 
 _DEVICE_OF_PROVIDER = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda",

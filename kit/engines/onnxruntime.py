@@ -7,6 +7,7 @@ the kit's per-call overhead well under a microsecond (``benchmarks/bench_engine_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -19,10 +20,9 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
-from kit.errors import first_line  # noqa: F401  (re-exported: tests import it from here)
 from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError,
-                        ModelLoadError, ProviderUnavailableError)
-from kit.specs import TensorSpec, check_feeds
+                        ModelLoadError, ProviderUnavailableError, first_line)
+from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,14 @@ def import_onnxruntime():
     return ort
 
 
-
-
 @dataclass(frozen=True)
 class OrtOptions:
     """Session options for ONNX Runtime; names mirror ``onnxruntime.SessionOptions``.
 
-    ``providers`` are names or ``(name, options)`` pairs in priority order. A requested
-    provider that does not really load raises ``ProviderUnavailableError`` unless
-    ``allow_fallback`` is set, in which case the fallback is warned about and recorded.
+    ``providers`` are names, ``(name, options)`` pairs or ``CudaOptions``/``TensorRTOptions``
+    in priority order. A requested provider that does not really load raises
+    ``ProviderUnavailableError`` unless ``allow_fallback`` is set, in which case the fallback
+    is warned about and recorded.
     """
 
     providers: tuple[ProviderArg, ...] = ("CPUExecutionProvider",)
@@ -71,13 +70,13 @@ class OrtOptions:
     enable_profiling: bool = False
 
     def __post_init__(self) -> None:
+        from kit.engines.providers import provider_arg  # that module imports this one
+
         providers = self.providers
-        if isinstance(providers, (str, tuple)) and providers and isinstance(providers[0], str) \
-                and len(providers) == 2 and isinstance(providers[1], Mapping):
-            providers = (providers,)  # a single (name, options) pair
-        elif isinstance(providers, str):
-            providers = (providers,)
-        object.__setattr__(self, "providers", tuple(providers))
+        if isinstance(providers, str) or not isinstance(providers, Sequence) or (
+                len(providers) == 2 and isinstance(providers[0], str) and isinstance(providers[1], Mapping)):
+            providers = (providers,)  # one name, options object or (name, options) pair
+        object.__setattr__(self, "providers", tuple(provider_arg(p) for p in providers))
         if not self.providers:
             raise ConfigError("providers must name at least one execution provider")
         if self.graph_optimization_level not in GRAPH_LEVELS:
@@ -139,17 +138,15 @@ class OnnxRuntimeEngine(PredictorBase):
 
     def __init__(self, model: str | os.PathLike[str] | ModelArtifact | bytes,
                  options: OrtOptions | None = None, name: str | None = None, **overrides: Any) -> None:
+        from kit.engines.providers import library_problem, validate_provider_names
+
         ort = import_onnxruntime()
         if options is None:
             options = OrtOptions(**overrides)
         elif overrides:
-            options = OrtOptions(**{**options.__dict__, **overrides})
+            options = dataclasses.replace(options, **overrides)
         self.options = options
-        known = set(ort.get_all_providers())
-        unknown = [p for p in options.provider_names if p not in known]
-        if unknown:
-            raise ConfigError(f"unknown execution provider(s) {unknown}; ONNX Runtime knows "
-                              f"{sorted(known)} (available here: {ort.get_available_providers()})")
+        validate_provider_names(options.provider_names)
         source: bytes | str
         if isinstance(model, bytes):
             source, self.path, default_name = model, None, "model"
@@ -161,7 +158,7 @@ class OnnxRuntimeEngine(PredictorBase):
                 raise ModelLoadError(f"{path} is a directory; the ONNX Runtime engine expects a .onnx file")
             source, self.path, default_name = str(path), path, path.stem
         self.name = name or (model.name if isinstance(model, ModelArtifact) else default_name)
-        providers = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in options.providers]
+        providers = list(options.providers)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ORT warns about fallback on stderr; we report it below
             try:
@@ -172,9 +169,7 @@ class OnnxRuntimeEngine(PredictorBase):
         self.active_providers: list[str] = list(self._session.get_providers())
         self.fallback: list[str] = [p for p in options.provider_names if p not in self.active_providers]
         if self.fallback:
-            from kit.engines.providers import library_problem
-
-            reasons = [f"{p}: {library_problem(p)}" for p in self.fallback if library_problem(p)]
+            reasons = [f"{p}: {problem}" for p in self.fallback if (problem := library_problem(p))]
             message = (f"requested execution provider(s) {self.fallback} did not load for {self.name}; "
                        f"the session runs on {self.active_providers}"
                        + (f" ({'; '.join(reasons)})" if reasons else ""))
@@ -230,7 +225,7 @@ class OnnxRuntimeEngine(PredictorBase):
         arrays = check_feeds(self._input_specs, feeds)  # raises InputError naming the expectation
         if all(isinstance(feeds[k], np.ndarray) for k in arrays):
             raise InputError(f"ONNX Runtime refused the inputs of {self.name!r}: {first_line(exc)}; "
-                             f"the model expects {'; '.join(map(str, self._input_specs))}") from exc
+                             f"the model expects {describe(self._input_specs)}") from exc
         return arrays  # lists or scalars converted: run again
 
     def _close(self) -> None:

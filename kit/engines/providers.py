@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact
-from kit.errors import ConfigError, KitError, ProviderUnavailableError
-from kit.engines.onnxruntime import ProviderArg, first_line, import_onnxruntime
+from kit.engines.onnxruntime import OnnxRuntimeEngine, ProviderArg, import_onnxruntime
+from kit.errors import ConfigError, KitError, ProviderUnavailableError, first_line
+from kit.specs import synthetic_feeds
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +320,7 @@ class ProviderChoice:
 
     @property
     def best(self) -> str:
-        first = self.order[0]
-        return first if isinstance(first, str) else first[0]
+        return provider_name(self.order[0])
 
     @property
     def unavailable(self) -> dict[str, str]:
@@ -337,9 +337,7 @@ class ProviderChoice:
 
 def _measure(model: str | os.PathLike[str] | ModelArtifact, providers: Mapping[str, ProviderArg],
              batch_sizes: Sequence[int], config: Any, rounds: int, feeds_fn: Any) -> list[dict[str, Any]]:
-    from kit.engines.onnxruntime import OnnxRuntimeEngine
     from kit.profile.profiler import compare
-    from kit.specs import synthetic_feeds
 
     engines = {}
     rows: list[dict[str, Any]] = []
@@ -390,7 +388,7 @@ def choose_providers(model: str | os.PathLike[str] | ModelArtifact,
     if candidates is None:
         candidates = import_onnxruntime().get_available_providers()
     args = [provider_arg(c) for c in candidates]
-    names = [a if isinstance(a, str) else a[0] for a in args]
+    names = [provider_name(a) for a in args]
     if len(set(names)) != len(names):
         raise ConfigError(f"candidates name a provider twice: {names}")
     statuses = discover_providers(args)

@@ -9,11 +9,11 @@ from kit.artifacts import ModelArtifact, detect_format
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError
 
-ENGINES = ("onnxruntime", "tensorflow", "tflite", "tfserving")
+# model format -> the engine that runs it; each engine takes exactly the formats that map to it
 _DEFAULT_ENGINE = {"onnx": "onnxruntime", "savedmodel": "tensorflow", "keras": "tensorflow",
                    "tflite": "tflite", "tfserving": "tfserving"}
-_ENGINE_FORMATS = {"onnxruntime": {"onnx"}, "tensorflow": {"savedmodel", "keras"},
-                   "tflite": {"tflite"}, "tfserving": {"tfserving"}}
+ENGINES = tuple(dict.fromkeys(_DEFAULT_ENGINE.values()))
+_ENGINE_FORMATS = {e: {f for f, d in _DEFAULT_ENGINE.items() if d == e} for e in ENGINES}
 
 
 def create_engine(model: str | os.PathLike[str] | ModelArtifact, engine: str | None = None,

@@ -17,7 +17,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.errors import Closed, ConfigError, InferenceError, InputError, ModelLoadError, first_line
-from kit.specs import TensorSpec, check_feeds
+from kit.specs import TensorSpec, check_feeds, describe
 
 from kit._quiet import import_tensorflow  # noqa: E402,F401  (re-exported for callers)
 
@@ -109,7 +109,7 @@ class TensorFlowEngine(PredictorBase):
             raise InferenceError(f"TensorFlow failed on {self.name!r}: {first_line(exc)}") from exc
         except (TypeError, ValueError) as exc:
             raise InputError(f"TensorFlow refused the inputs of {self.name!r}: {first_line(exc)}; "
-                             f"the model expects {'; '.join(map(str, self._input_specs))}") from exc
+                             f"the model expects {describe(self._input_specs)}") from exc
         return {k: v.numpy() for k, v in result.items()}
 
     def _close(self) -> None:

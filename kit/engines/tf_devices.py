@@ -55,12 +55,6 @@ class TFDeviceConfig:
                 raise ConfigError(f"{name} must be an int >= 0 (0 lets TensorFlow choose), got {value!r}")
 
 
-def _import_tf():
-    from kit._quiet import import_tensorflow
-
-    return import_tensorflow()
-
-
 def tensorflow_initialised() -> bool:
     """Whether TensorFlow's runtime has started in this process (settings are then frozen)."""
     import sys
@@ -79,7 +73,9 @@ def configure_tensorflow(config: TFDeviceConfig) -> dict[str, Any]:
     let ``kit.profile.threads`` run the setting in a fresh process) or a GPU index does
     not exist.
     """
-    tf = _import_tf()
+    from kit._quiet import import_tensorflow
+
+    tf = import_tensorflow()
     if tensorflow_initialised():
         raise ConfigError("TensorFlow is already initialised in this process, so devices, memory and threads "
                           "can no longer change: call configure_tensorflow before loading any TensorFlow model "

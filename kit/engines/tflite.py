@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from kit._quiet import silenced_stderr
+from kit._quiet import import_tensorflow, silenced_stderr
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError,
                         first_line)
-from kit.specs import TensorSpec, check_feeds
+from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,6 @@ def interpreter_class() -> tuple[type, str]:
     except ImportError:
         pass
     try:
-        from kit.engines.tensorflow import import_tensorflow
-
         tf = import_tensorflow()
     except MissingDependencyError as exc:
         raise MissingDependencyError("ai-edge-litert", "The TFLite engine") from exc
@@ -113,32 +111,24 @@ class TFLiteEngine(PredictorBase):
             raise ModelLoadError(f"{path} has no signature {signature!r}; available signatures: "
                                  f"{sorted(signatures) or 'none'}")
         self.signature = signature or (next(iter(signatures)) if signatures else None)
+        runner = None
         if self.signature is None:  # a model without signatures: use the tensors' own names
             ins = {d["name"]: d for d in self._interp.get_input_details()}
             outs = {d["name"]: d for d in self._interp.get_output_details()}
-            self._runner = None
         else:
-            self._runner = self._interp.get_signature_runner(self.signature)
-            ins, outs = self._runner.get_input_details(), self._runner.get_output_details()
-            if len(signatures) > 1:
-                log.debug("%s: several signatures, running %s through its signature runner", path, self.signature)
+            runner = self._interp.get_signature_runner(self.signature)
+            ins, outs = runner.get_input_details(), runner.get_output_details()
         self._inputs = [_Port(n, d) for n, d in ins.items()]
         self._outputs = [_Port(n, d) for n, d in outs.items()]
         # Single-signature models keep their signature in subgraph 0, where the index API applies;
-        # a live signature runner holds the interpreter's internals, which blocks that API.
+        # a live signature runner holds the interpreter's internals, which blocks that API, so only
+        # several-signature models keep theirs.
         self._index_api = len(signatures) <= 1
-        if self._index_api:
-            self._runner = None
+        self._runner = None if self._index_api else runner
         self._input_specs = tuple(p.spec for p in self._inputs)
         self._output_specs = tuple(p.spec for p in self._outputs)
         self._shapes: dict[int, tuple[int, ...]] = {}
         self._lock = threading.Lock()
-        if self._index_api:
-            try:
-                self._interp.allocate_tensors()
-            except Exception as exc:
-                raise ModelLoadError(f"{self.runtime} could not allocate tensors for {path}: "
-                                     f"{str(exc).strip()[:400]}") from exc
 
     def _run(self, feeds: Feeds) -> Outputs:
         interp = self._interp
@@ -179,7 +169,7 @@ class TFLiteEngine(PredictorBase):
             message = first_line(exc)
             if isinstance(exc, (ValueError, KeyError)):
                 raise InputError(f"{self.runtime} refused the inputs of {self.name!r}: {message}; the model "
-                                 f"expects {'; '.join(map(str, self._input_specs))}") from exc
+                                 f"expects {describe(self._input_specs)}") from exc
             raise InferenceError(f"{self.runtime} failed on {self.name!r}: {message}") from exc
 
     def _close(self) -> None:

@@ -3,8 +3,8 @@ import pytest
 
 from kit import create_engine
 from kit.artifacts import ModelArtifact
-from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions, first_line
-from kit.errors import ConfigError, InputError, ModelLoadError, ProviderUnavailableError
+from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
+from kit.errors import ConfigError, InputError, ModelLoadError, ProviderUnavailableError, first_line
 
 
 def test_loads_path_artifact_and_bytes(add_onnx):
