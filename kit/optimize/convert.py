@@ -101,7 +101,6 @@ def check_agreement(source: ModelArtifact, target: Path, fmt: str, feeds: Mappin
     return result
 
 
-
 def savedmodel_to_onnx(model: ModelArtifact | str | os.PathLike[str], output: str | os.PathLike[str],
                        opset: int = DEFAULT_OPSET, signature: str = "serving_default",
                        feeds: Mapping[str, np.ndarray] | None = None, atol: float = DEFAULT_ATOL,
@@ -194,7 +193,6 @@ def keras_to_savedmodel(model: ModelArtifact | str | os.PathLike[str], output: s
     """
     source = _source(model, expected="keras")
     from kit.engines.tensorflow import TensorFlowEngine, import_tensorflow
-    from kit.specs import synthetic_feeds
 
     import_tensorflow()
     import keras

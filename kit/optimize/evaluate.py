@@ -18,13 +18,14 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError, InputError, KitError
+from kit.profile.profiler import check_run_bounds
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ class EvalConfig:
         object.__setattr__(self, "batch_sizes", tuple(dict.fromkeys(sizes)))
         if not isinstance(self.rounds, int) or self.rounds < 1:
             raise ConfigError(f"rounds must be an int >= 1, got {self.rounds!r}")
-        if self.min_duration_s < 0 or self.min_queries < 1 or self.warmup < 0:
-            raise ConfigError("min_duration_s and warmup must be >= 0 and min_queries >= 1, got "
-                              f"{self.min_duration_s}, {self.warmup}, {self.min_queries}")
+        check_run_bounds(self.warmup, self.min_duration_s, self.min_queries, None)
         if not isinstance(self.quality_batch_size, int) or self.quality_batch_size < 1:
             raise ConfigError(f"quality_batch_size must be an int >= 1, got {self.quality_batch_size!r}")
 
@@ -85,12 +84,13 @@ def _take(data: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 def run_all(predictor, data: Mapping[str, np.ndarray], output: str, batch_size: int) -> np.ndarray:
     """``output`` over every sample of ``data``, in chunks the model accepts."""
     count = next(iter(data.values())).shape[0]
-    step = _fixed_batch(predictor) or batch_size
+    fixed = _fixed_batch(predictor)
+    step = fixed or batch_size
     parts = []
     for start in range(0, count, step):
         chunk = _rows(data, start, start + step)
-        got = chunk[next(iter(chunk))].shape[0]
-        if got < step and _fixed_batch(predictor):
+        got = min(step, count - start)
+        if got < step and fixed:
             chunk = _take(chunk, step)
         parts.append(np.asarray(predictor.predict(chunk)[output])[:got])
     return np.concatenate(parts)
@@ -140,14 +140,15 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     from kit.engines.registry import create_engine
     from kit.profile.profiler import ProfileConfig, compare
 
-    config = config or EvalConfig(**overrides)
+    config = replace(config, **overrides) if config else EvalConfig(**overrides)
     data = {k: np.asarray(v) for k, v in data.items()}
     counts = {v.shape[0] if v.ndim else 0 for v in data.values()}
     if not data or counts == {0} or len(counts) != 1:
         raise InputError(f"evaluation data must map each input to the same number (>= 1) of samples, got "
                          f"{ {k: v.shape for k, v in data.items()} }")
-    if labels is not None and len(labels) != counts.copy().pop():
-        raise InputError(f"labels has {len(labels)} entries for {counts.pop()} samples")
+    count = next(iter(counts))
+    if labels is not None and len(labels) != count:
+        raise InputError(f"labels has {len(labels)} entries for {count} samples")
     env = _environment()
     arts = [reference] + [v for v in variants if v is not reference and v.path != reference.path]
     if not env["fast_int8"] and any(a.transform in INT8_TRANSFORMS for a in arts):

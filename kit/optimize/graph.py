@@ -11,7 +11,7 @@ its parent before it is returned (DESIGN.md §6).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def apply_passes(artifact: ModelArtifact, config: PassConfig | None = None, out:
     import onnx
     import onnxoptimizer
 
-    config = config or PassConfig(**overrides)
+    config = replace(config, **overrides) if config else PassConfig(**overrides)
     model = _load(artifact)
     try:
         optimized = onnxoptimizer.optimize(model, list(config.passes), fixed_point=config.fixed_point)

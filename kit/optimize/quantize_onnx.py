@@ -18,7 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
-from kit.specs import TensorSpec, check_feeds, synthetic_feeds
+from kit.specs import TensorSpec, check_feeds, describe, synthetic_feeds
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,6 @@ def _hint(path: Path, default: str) -> str:
     return default
 
 
-
 def _cpu_note() -> dict[str, Any]:
     from kit.profile.sysinfo import environment
 
@@ -357,8 +356,8 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
     return processed, notes
 
 
-def _exclusions(path: Path, exclude_nodes: tuple[str, ...], exclude_op_types: tuple[str, ...]) -> list[str]:
-    model = _onnx().load(str(path), load_external_data=False)
+def _exclusions(model, exclude_nodes: tuple[str, ...], exclude_op_types: tuple[str, ...]) -> list[str]:
+    """Nodes to keep in float: ``exclude_nodes`` (checked to exist) and every node of ``exclude_op_types``."""
     names = {n.name for n in model.graph.node}
     missing = [n for n in exclude_nodes if n not in names]
     if missing:
@@ -402,14 +401,15 @@ def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None 
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    config = config or DynamicQuantConfig(**overrides)
+    config = replace(config, **overrides) if config else DynamicQuantConfig(**overrides)
     warn_if_slow_int8(config.reduce_range)
     target = _default_out(artifact, config.tag, out)
     name = f"{artifact.name}-{config.tag}"
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     with tempfile.TemporaryDirectory(prefix="kit-quant-") as work:
         source, notes = prepare(artifact, Path(work), config.preprocess)
-        exclude = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
+        exclude = _exclusions(_onnx().load(str(source), load_external_data=False), config.exclude_nodes,
+                              config.exclude_op_types)
         _quantize_into(target, artifact, source, name, "dynamic", lambda src, dst: ort_quantize_dynamic(
             src, dst, weight_type=qtype[config.weight_type], per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
@@ -430,7 +430,7 @@ class FeedsReader:
         batches = list(self._batches(data, max_samples, batch_size))
         if not batches:
             raise InputError(f"calibration data is empty; pass at least one real sample for each input "
-                             f"({'; '.join(map(str, self.specs))})")
+                             f"({describe(self.specs)})")
         self.batches = batches
         self.samples = sum(next(iter(b.values())).shape[0] if b else 0 for b in batches)
         self._iter: Iterator[dict[str, np.ndarray]] = iter(self.batches)
@@ -460,14 +460,10 @@ class FeedsReader:
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._iter, None)
 
-    def rewind(self) -> None:
-        self._iter = iter(self.batches)
 
-
-def _reader(source: Path, data: Calibration, config: StaticQuantConfig):
-    specs = input_specs(_onnx().load(str(source), load_external_data=False))
+def _reader(model, data: Calibration, config: StaticQuantConfig):
     try:
-        reader = FeedsReader(specs, data, config.calibration_samples, config.calibration_batch_size)
+        reader = FeedsReader(input_specs(model), data, config.calibration_samples, config.calibration_batch_size)
     except InputError as exc:
         raise InputError(f"bad calibration data: {exc}") from exc
     return reader  # a CalibrationDataReader by its get_next (the ABC's subclass hook)
@@ -479,7 +475,7 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
-    config = config or StaticQuantConfig(**overrides)
+    config = replace(config, **overrides) if config else StaticQuantConfig(**overrides)
     warn_if_slow_int8(config.reduce_range)
     target = _default_out(artifact, config.tag, out)
     name = f"{artifact.name}-{config.tag}"
@@ -489,8 +485,9 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
     extra = {"CalibPercentile": config.percentile} if config.calibration == "percentile" else {}
     with tempfile.TemporaryDirectory(prefix="kit-quant-") as work:
         source, notes = prepare(artifact, Path(work), config.preprocess)
-        reader = _reader(source, calibration, config)
-        exclude = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
+        model = _onnx().load(str(source), load_external_data=False)
+        reader = _reader(model, calibration, config)
+        exclude = _exclusions(model, config.exclude_nodes, config.exclude_op_types)
         fmt = QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator
         _quantize_into(target, artifact, source, name, "static", lambda src, dst: ort_quantize_static(
             src, dst, reader, quant_format=fmt, activation_type=qtype[config.activation_type],
@@ -538,16 +535,16 @@ def to_float16(artifact: ModelArtifact, config: Float16Config | None = None, out
         from kit.errors import MissingDependencyError
 
         raise MissingDependencyError("onnxconverter-common", "float16 conversion") from exc
-    config = config or Float16Config(**overrides)
+    config = replace(config, **overrides) if config else Float16Config(**overrides)
     target = _default_out(artifact, config.tag, out)
     name = f"{artifact.name}-{config.tag}"
     with tempfile.TemporaryDirectory(prefix="kit-fp16-") as work:
         source, notes = prepare(artifact, Path(work), preprocess=False)
         onnx = _onnx()
         model = onnx.load(str(source))
+        nodes = _exclusions(model, config.exclude_nodes, config.exclude_op_types)  # before the added Identities
         if _split_consumed_outputs(model):
             notes["outputs_split"] = True
-        nodes = _exclusions(source, config.exclude_nodes, config.exclude_op_types)
         with atomic_output(target) as tmp:
             try:
                 with warnings.catch_warnings():

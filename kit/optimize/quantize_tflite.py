@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
-from kit.specs import TensorSpec, check_feeds
+from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def signature_specs(tf, path: Path, signature: str) -> tuple[TensorSpec, ...]:
 def _samples(specs: tuple[TensorSpec, ...], data: Mapping[str, np.ndarray] | None,
              limit: int) -> list[dict[str, np.ndarray]]:
     """One feed dict per sample (batch 1), checked against ``specs``."""
-    expected = "; ".join(map(str, specs))
+    expected = describe(specs)
     if data is None:
         raise InputError(f"this mode needs representative data: real samples for {expected}")
     arrays = {k: np.asarray(v) for k, v in data.items()}
@@ -89,7 +89,7 @@ def quantize_tflite(artifact: ModelArtifact, representative: Mapping[str, np.nda
     """Post-training quantization of a SavedModel signature to ``.tflite`` in ``config.mode``."""
     from kit.engines.tensorflow import import_tensorflow
 
-    config = config or TFLiteQuantConfig(**overrides)
+    config = replace(config, **overrides) if config else TFLiteQuantConfig(**overrides)
     if artifact.format != "savedmodel":
         raise QuantizationError(f"{artifact.name} is a {artifact.format} model; TFLite quantization converts a "
                                 f"SavedModel (use kit.zoo.get_model(..., format='savedmodel') or export one)")

@@ -50,6 +50,13 @@ def test_dynamic_options_are_recorded(mlp_onnx, tmp_path, options):
     assert _run(art.path)[1]["probabilities"].shape == (3, 10)
 
 
+def test_keyword_overrides_apply_on_top_of_a_config(mlp_onnx, tmp_path):
+    art = quantize_dynamic(ModelArtifact.from_path(mlp_onnx), DynamicQuantConfig(weight_type="uint8"),
+                           out=tmp_path / "q.onnx", per_channel=True)
+    assert art.params["weight_type"] == "uint8" and art.params["per_channel"] is True
+    assert art.name.endswith(DynamicQuantConfig(weight_type="uint8", per_channel=True).tag)
+
+
 @pytest.mark.parametrize("config", [
     StaticQuantConfig(),  # QDQ U8S8 MinMax
     StaticQuantConfig(activation_type="int8", weight_type="int8", calibration="entropy"),  # QDQ S8S8
