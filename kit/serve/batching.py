@@ -33,7 +33,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,6 @@ class _Task:
     feeds: Feeds
     rows: int
     future: Future
-    enqueued: float
 
 
 @dataclass
@@ -140,14 +139,13 @@ class DynamicBatcher(Wrapper):
         if config is None:
             config = BatchingConfig(**overrides)
         elif overrides:
-            config = BatchingConfig(**{**asdict(config), **overrides})
+            config = replace(config, **overrides)
         super().__init__(inner, name)
         self.config = config
         self._timeout_s = config.batch_timeout_micros / 1e6
         self._cond = threading.Condition()
         self._queue: deque[_Batch] = deque()
         self._closing = False
-        self._draining = True
         self._in_flight: set[Future] = set()
         self._rows_hist: Counter[int] = Counter()
         self._padded_hist: Counter[int] = Counter()
@@ -187,7 +185,7 @@ class DynamicBatcher(Wrapper):
                 notify = True
             else:
                 notify = False
-            batch.tasks.append(_Task(feeds, rows, future, now))
+            batch.tasks.append(_Task(feeds, rows, future))
             batch.rows += rows
             self._counts["requests"] += 1
             if notify or batch.rows == self.config.max_batch_size:

@@ -51,17 +51,16 @@ class _Route:
         self.error_types: dict[str, int] = {}
 
     def stats(self) -> dict[str, Any]:
+        from kit.profile.stats import latency_summary  # here: kit.profile imports kit.serve
+
         with self.lock:
-            lat = np.asarray(self.latencies) * 1e3
+            lat = np.asarray(self.latencies)
             calls, errors = self.calls, self.errors
             out = {"calls": calls, "errors": errors, "error_rate": errors / calls if calls else 0.0,
                    "in_flight": self.in_flight, "answered_as_fallback": self.answered_as_fallback,
                    "errors_by_type": dict(self.error_types)}
-        if lat.size:
-            p50, p99 = np.percentile(lat, [50, 99])
-            out.update(p50_ms=float(p50), p99_ms=float(p99), mean_ms=float(lat.mean()))
-        else:
-            out.update(p50_ms=float("nan"), p99_ms=float("nan"), mean_ms=float("nan"))
+        summary = latency_summary(lat)
+        out.update({key: summary[key] for key in ("p50_ms", "p99_ms", "mean_ms")})
         return out
 
 
@@ -167,6 +166,7 @@ class WeightedSplit:
     def __init__(self, weights: Mapping[str, float], seed: int = 0) -> None:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._router: Router | None = None  # set by bind; set_weights checks names against it
         self.set_weights(weights)
 
     @classmethod
@@ -183,7 +183,7 @@ class WeightedSplit:
         for name in names:
             total += float(weights[name])
             cumulative.append(total)
-        if getattr(self, "_router", None) is not None:
+        if self._router is not None:
             _require(self._router, names, "WeightedSplit")
         self.weights = dict(weights)
         self._table = (names, cumulative, total)  # swapped in one assignment: readers see old or new

@@ -33,10 +33,17 @@ import numpy as np
 
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, Overloaded
+from kit.profile.stats import latency_summary
 
 log = logging.getLogger(__name__)
 
 CPU_SOURCES = ("process", "system")
+
+
+def _percentiles_ms(latencies_s: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """p50/p95/p99 in ms (NaN when there are none), as ``latency_summary`` computes them."""
+    summary = latency_summary(latencies_s)
+    return {key: summary[key] for key in ("p50_ms", "p95_ms", "p99_ms")}
 
 
 @dataclass(frozen=True)
@@ -375,19 +382,15 @@ class ScalingPool(Wrapper):
     def stats(self) -> dict[str, Any]:
         """Counters, current size, queue and latency percentiles over the pool's life."""
         with self._lock:
-            lat = np.asarray(self._latencies) * 1e3
+            latencies = list(self._latencies)
             completed, failed, rejected = self._completed, self._failed, self._rejected
         actions = [d.action for d in self.decisions]
-        out: dict[str, Any] = {"workers": self.workers, "threads": len(self._threads),
-                               "queue_length": self._queue.qsize(), "completed": completed, "failed": failed,
-                               "rejected": rejected, "decisions": len(actions), "scale_ups": actions.count("up"),
-                               "scale_downs": actions.count("down"),
-                               "min_workers": self.config.min_workers, "max_workers": self.config.max_workers,
-                               "max_workers_used": max([d.workers_after for d in self.decisions],
-                                                       default=self.workers)}
-        for p in (50, 95, 99):
-            out[f"p{p}_ms"] = float(np.percentile(lat, p)) if lat.size else float("nan")
-        return out
+        return {"workers": self.workers, "threads": len(self._threads), "queue_length": self._queue.qsize(),
+                "completed": completed, "failed": failed, "rejected": rejected, "decisions": len(actions),
+                "scale_ups": actions.count("up"), "scale_downs": actions.count("down"),
+                "min_workers": self.config.min_workers, "max_workers": self.config.max_workers,
+                "max_workers_used": max([d.workers_after for d in self.decisions], default=self.workers),
+                **_percentiles_ms(latencies)}
 
     def trace_frame(self):  # -> pandas.DataFrame
         """Every decision with its readings: time, CPU, memory, queue, p95, action, workers, reason."""
@@ -432,12 +435,9 @@ class StepLoadResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
-        ok = self.latency_s[np.isfinite(self.latency_s)] * 1e3
-        out = {"requests": float(self.latency_s.size), "rejected": float(self.rejected),
-               "failed_or_rejected": float(np.sum(~np.isfinite(self.latency_s)))}
-        for p in (50, 95, 99):
-            out[f"p{p}_ms"] = float(np.percentile(ok, p)) if ok.size else float("nan")
-        return out
+        ok = self.latency_s[np.isfinite(self.latency_s)]
+        return {"requests": float(self.latency_s.size), "rejected": float(self.rejected),
+                "failed_or_rejected": float(np.sum(~np.isfinite(self.latency_s))), **_percentiles_ms(ok)}
 
     def timeline(self, bin_s: float = 0.5):  # -> pandas.DataFrame
         """Offered load (qps) and p95 latency (ms) per time bin."""

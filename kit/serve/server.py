@@ -355,10 +355,10 @@ def _rest_predict(server: ModelServer, name: str, version: int | None, label: st
             feeds = wire.rows_to_arrays(request["instances"], predictor.input_specs)
         else:
             feeds = wire.columns_to_arrays(request["inputs"], predictor.input_specs)
-        outputs = server.run(predictor, feeds)
+        outputs = {k: np.asarray(v) for k, v in server.run(predictor, feeds).items()}
     if "instances" in request:
-        return {"predictions": wire.arrays_to_rows({k: np.asarray(v) for k, v in outputs.items()})}
-    return {"outputs": wire.arrays_to_columns({k: np.asarray(v) for k, v in outputs.items()})}
+        return {"predictions": wire.arrays_to_rows(outputs)}
+    return {"outputs": wire.arrays_to_columns(outputs)}
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -15,6 +15,18 @@ from typing import Any, ContextManager, Protocol, runtime_checkable
 
 from kit.engines.base import Predictor
 from kit.errors import ConfigError, InputError, ModelLoadError
+
+
+def _servable_not_found(name: str, version: int | None) -> ModelLoadError:
+    """TF Serving's error for an unknown model, or a version of it that is not served."""
+    which = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+    return ModelLoadError(f"Servable not found for request: {which}")
+
+
+def _no_versions(name: str) -> ModelLoadError:
+    return ModelLoadError(f"Could not find any versions of model {name}")
+
+
 @runtime_checkable
 class ModelSource(Protocol):
     """What the server needs from its models; errors follow TF Serving's (see ``StaticModels``)."""
@@ -64,7 +76,7 @@ class StaticModels:
 
     def versions(self, name: str) -> dict[int, str]:
         if name not in self._models:
-            raise ModelLoadError(f"Could not find any versions of model {name}")
+            raise _no_versions(name)
         return {v: "AVAILABLE" for v in sorted(self._models[name])}
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> int:
@@ -73,15 +85,9 @@ class StaticModels:
             if versions is None or label not in self._labels.get(name, {}):
                 raise InputError(f"Unrecognized servable version label: {label}")
             return self._labels[name][label]
-        if versions is None:
-            raise ModelLoadError(f"Servable not found for request: "
-                                 f"{'Latest' if version is None else 'Specific'}({name}"
-                                 f"{'' if version is None else f', {version}'})")
-        if version is None:
-            return max(versions)
-        if version not in versions:
-            raise ModelLoadError(f"Servable not found for request: Specific({name}, {version})")
-        return version
+        if versions is None or (version is not None and version not in versions):
+            raise _servable_not_found(name, version)
+        return max(versions) if version is None else version
 
     @contextlib.contextmanager
     def acquire(self, name: str, version: int) -> Iterator[Predictor]:
@@ -116,9 +122,7 @@ class RegistrySource:
 
     def _get(self, name: str, version: int | None = None) -> Any:
         if name not in self._registries:
-            raise ModelLoadError(f"Servable not found for request: "
-                                 f"{'Latest' if version is None else 'Specific'}({name}"
-                                 f"{'' if version is None else f', {version}'})")
+            raise _servable_not_found(name, version)
         return self._registries[name]
 
     def model_names(self) -> list[str]:
@@ -126,7 +130,7 @@ class RegistrySource:
 
     def versions(self, name: str) -> dict[int, str]:
         if name not in self._registries:
-            raise ModelLoadError(f"Could not find any versions of model {name}")
+            raise _no_versions(name)
         return {v: "AVAILABLE" for v in self._registries[name].served_versions}
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> int:

@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from serve_fakes import FakeClock
 
 from kit.engines.base import PredictorBase, Wrapper
 from kit.errors import ConfigError, InferenceError
@@ -27,14 +28,6 @@ class Doubler(PredictorBase):
             self.calls += 1
             self.rows += feeds["x"].shape[0]
         return {"y": feeds["x"] * 2}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def row(value: float, width: int = 4) -> dict[str, np.ndarray]:
@@ -122,7 +115,7 @@ def test_byte_bound_holds_and_oversized_entries_are_not_stored():
 
 
 def test_ttl_expiry_with_an_injected_clock():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     inner = Doubler()
     cache = ResultCache(inner, ttl_s=10.0, clock=clock)
     cache.predict(row(1))

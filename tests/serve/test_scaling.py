@@ -10,7 +10,7 @@ import pytest
 
 from kit.engines.base import Wrapper
 from kit.engines.onnxruntime import OnnxRuntimeEngine
-from kit.errors import Closed, ConfigError, Overloaded
+from kit.errors import Closed, ConfigError, InputError, Overloaded
 from kit.serve.scaling import Readings, ScalerState, ScalingConfig, ScalingPool, decide, step_load
 
 CFG = ScalingConfig(min_workers=1, max_workers=4, queue_high=2.0, queue_low=0.25, latency_target_ms=50.0,
@@ -151,7 +151,7 @@ def test_pool_answers_like_its_inner_predictor(mlp_onnx):
     with ScalingPool(engine, ScalingConfig(min_workers=2, max_workers=2), autoscale=False) as pool:
         np.testing.assert_allclose(pool.predict(_feeds())["probabilities"], expected)
         assert pool.input_specs == engine.input_specs
-        with pytest.raises(Exception):
+        with pytest.raises(InputError):  # the engine's own error reaches the caller through the pool
             pool.predict({"features": np.ones((1, 3), np.float32)})
         stats = pool.stats()
         assert stats["completed"] == 1 and stats["failed"] == 1 and stats["workers"] == 2

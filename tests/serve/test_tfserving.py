@@ -17,6 +17,7 @@ from kit.engines.tfserving import TFServingEngine, parse_url
 from kit.errors import ConfigError, DeadlineExceeded, InputError, ModelLoadError, Overloaded
 from kit.serve.server import ModelServer, ServerConfig, server_for_paths
 from kit.serve.sources import StaticModels
+from kit.serve.versions import ModelRegistry, VersionPolicy
 from kit.testing import make_mlp_model
 
 PROTOCOLS = ("grpc", "rest")
@@ -205,8 +206,7 @@ def test_configs_are_checked_before_anything_runs(engines):
 
 
 def test_registry_models_are_served_with_their_labels(mlp_onnx, engines, features, tmp_path):
-    versions = pytest.importorskip("kit.serve.versions")
-    registry = versions.ModelRegistry(tmp_path / "mlp", "mlp", versions.VersionPolicy.all())
+    registry = ModelRegistry(tmp_path / "mlp", "mlp", VersionPolicy.all())
     registry.register(mlp_onnx, version=1)
     registry.register(make_mlp_model(tmp_path / "v2.onnx", seed=1), version=2)
     registry.poll()
