@@ -93,7 +93,7 @@ def main() -> int:
               f"needs all {space.size} trials to know its best (first met at trial {grid.trials_to_best()} "
               f"in its seeded random order); {seconds:.1f} s")
         print(f"   TPE  : worse-ratio to grid best per seed {[round(r, 4) for r in ratios]}; trials to its best "
-              f"{needed} (of {math.ceil(TPE_SHARE * space.size)})")
+              f"{needed} (of {budget})")
         print(f"   ratio TPE/grid (median over seeds): {median_ratio:.4f}   target <= {1 + TARGET_GAP:.2f}   "
               f"{'MET' if met else 'NOT MET'}\n")
     print(f"measured engine configurations: {evaluate.measurements} (variant x threads x level x formed batch); "

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -78,19 +78,24 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be > 0, got {value!r}")
 
 
+class _Scenario:
+    """Every field of a scenario is a count, a rate or a bound: each must be > 0."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _positive(f.name, getattr(self, f.name))
+
+
 @dataclass(frozen=True)
-class SingleStream:
+class SingleStream(_Scenario):
     """One query at a time; judged by p90 latency."""
 
     batch_size: int = 1
     name = "single_stream"
 
-    def __post_init__(self) -> None:
-        _positive("batch_size", self.batch_size)
-
 
 @dataclass(frozen=True)
-class Server:
+class Server(_Scenario):
     """Open loop: Poisson arrivals at ``target_qps``, served by up to ``workers`` in flight.
 
     ``latency_target_ms`` is the p99 bound the run must meet. ``workers`` are the
@@ -104,37 +109,23 @@ class Server:
     batch_size: int = 1
     name = "server"
 
-    def __post_init__(self) -> None:
-        _positive("target_qps", self.target_qps)
-        _positive("latency_target_ms", self.latency_target_ms)
-        _positive("workers", self.workers)
-        _positive("batch_size", self.batch_size)
-
 
 @dataclass(frozen=True)
-class Offline:
+class Offline(_Scenario):
     """Everything available at once: ``workers`` threads send ``batch_size``-sample queries back to back."""
 
     batch_size: int = 32
     workers: int = 1
     name = "offline"
 
-    def __post_init__(self) -> None:
-        _positive("batch_size", self.batch_size)
-        _positive("workers", self.workers)
-
 
 @dataclass(frozen=True)
-class Concurrency:
+class Concurrency(_Scenario):
     """Closed loop: ``concurrency`` clients, each sending its next query when the last returns."""
 
     concurrency: int
     batch_size: int = 1
     name = "concurrency"
-
-    def __post_init__(self) -> None:
-        _positive("concurrency", self.concurrency)
-        _positive("batch_size", self.batch_size)
 
 
 Scenario = SingleStream | Server | Offline | Concurrency
@@ -299,7 +290,7 @@ class _Recorder:
 def _result(scenario: Scenario, rec: _Recorder, warmup: int, dropped: int, label: str) -> LoadResult:
     rows = sorted(r for r in rec.rows if r[0] >= warmup)
     samples = rec.samples or scenario.batch_size
-    params = {k: v for k, v in asdict(scenario).items()}
+    params = asdict(scenario)
     if not rows:
         empty = np.zeros(0)
         return LoadResult(scenario.name, params, empty, empty, empty, np.zeros(0, bool), samples, 0.0,

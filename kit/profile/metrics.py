@@ -59,6 +59,9 @@ class _Series:
     queue_depth: float = float("nan")
     error_types: dict[str, int] = field(default_factory=dict)
     latencies_s: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    # this label set's Prometheus children (requests, latency, batch): ``Metric.labels`` takes a
+    # lock and validates the labels, half of ``record``'s cost if looked up on every request
+    children: tuple = ()
 
 
 class MetricsRecorder:
@@ -104,7 +107,8 @@ class MetricsRecorder:
     def _get(self, key: LabelKey) -> _Series:
         series = self._series.get(key)
         if series is None:
-            series = self._series[key] = _Series(latencies_s=deque(maxlen=self.window))
+            children = (self._requests.labels(*key), self._latency.labels(*key), self._batch.labels(*key))
+            series = self._series[key] = _Series(latencies_s=deque(maxlen=self.window), children=children)
         return series
 
     def record(self, latency_s: float, batch_size: int = 1, error: BaseException | str | None = None,
@@ -121,10 +125,11 @@ class MetricsRecorder:
             else:
                 series.errors += 1
                 series.error_types[error_name] = series.error_types.get(error_name, 0) + 1
-        self._requests.labels(*key).inc()
+        requests, latency, batch = series.children
+        requests.inc()
         if error_name is None:
-            self._latency.labels(*key).observe(latency_s)
-            self._batch.labels(*key).observe(batch_size)
+            latency.observe(latency_s)
+            batch.observe(batch_size)
         else:
             self._errors.labels(*key, error_name).inc()
 

@@ -130,17 +130,17 @@ class ThreadSweepResult:
 def _row(runtime: str, intra: int, inter: int, mode: str, latencies: np.ndarray, batch: int,
          errors: Sequence[str] = (), is_default: bool = False) -> dict[str, Any]:
     s = latency_summary(latencies, samples_per_query=batch, errors=len(errors))
-    status = "ok" if latencies.size else ("failed: " + (errors[0] if errors else "no measurement"))
+    ok = bool(latencies.size)
+    status = "ok" if ok else ("failed: " + (errors[0] if errors else "no measurement"))
     return {"runtime": runtime, "intra_op_threads": intra, "inter_op_threads": inter, "execution_mode": mode,
             "is_default": is_default, "batch_size": batch, "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"],
-            "samples_per_s": s["samples_per_s"], "queries": int(s["queries"]), "status": status}
+            "samples_per_s": s["samples_per_s"] if ok else float("nan"), "queries": int(s["queries"]),
+            "status": status}
 
 
 def _failed(runtime: str, intra: int, inter: int, mode: str, batch: int, error: str,
             is_default: bool = False) -> dict[str, Any]:
-    return {"runtime": runtime, "intra_op_threads": intra, "inter_op_threads": inter, "execution_mode": mode,
-            "is_default": is_default, "batch_size": batch, "p50_ms": float("nan"), "p99_ms": float("nan"),
-            "samples_per_s": float("nan"), "queries": 0, "status": f"failed: {error}"}
+    return _row(runtime, intra, inter, mode, np.zeros(0), batch, [error], is_default)
 
 
 def _measure_in_process(runtime: str, engines: Mapping[tuple[int, int, str], Any], feeds: Feeds,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kit.artifacts import atomic_write_bytes
 from kit.errors import ConfigError
 
 _SETTING = re.compile(r"(batch_size$|threads$|timeout_(ms|s|micros)$|_level$|variant$|^trials$|seed$)", re.I)
@@ -236,10 +237,7 @@ least {comparison.noise_pct:g} % of the older value. {html.escape(gate)}.</p>
 <table><tr><th></th><th>older</th><th>newer</th></tr>{env_rows}</table>
 </body></html>
 """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_bytes(target, page.encode("utf-8"))
     if target.parent == comparison.newer.folder and (comparison.newer.folder / "run.json").is_file():
         write_index(comparison.newer.folder, load_summary(comparison.newer.folder))
     return target

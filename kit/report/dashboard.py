@@ -23,12 +23,16 @@ def _series_name(row: Any) -> str:
     return "/".join(parts) or "all"
 
 
-def plot_metrics(recorder: MetricsRecorder, fig: Any = None):  # -> matplotlib.figure.Figure
-    """Latency percentiles, requests and errors, and recent latency per label set, in one figure."""
+def plot_metrics(recorder: MetricsRecorder, fig: Any = None, frame: Any = None):  # -> matplotlib.figure.Figure
+    """Latency percentiles, requests and errors, and recent latency per label set, in one figure.
+
+    ``frame`` is ``recorder.to_frame()`` when the caller already has it (reading one polls every
+    watched ``stats()``).
+    """
     import matplotlib.pyplot as plt
     import numpy as np
 
-    frame = recorder.to_frame()
+    frame = recorder.to_frame() if frame is None else frame
     if fig is None:
         fig = plt.figure(figsize=(13, 3.8))
         plt.close(fig)  # returned for display; not shown a second time by the inline backend
@@ -111,10 +115,11 @@ class Dashboard:
         if self._widgets is None:
             return
         table, plot = self._widgets
-        frame = self.recorder.to_frame().drop(columns=["error_types"])
-        table.value = frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
+        frame = self.recorder.to_frame()
+        table.value = frame.drop(columns=["error_types"]).to_html(index=False, float_format=lambda v: f"{v:.3g}",
+                                                                  na_rep="")
         plot.clear_output(wait=True)
-        plot.append_display_data(plot_metrics(self.recorder))
+        plot.append_display_data(plot_metrics(self.recorder, frame=frame))
 
     def _loop(self) -> None:
         deadline = None if self.duration_s is None else time.monotonic() + self.duration_s

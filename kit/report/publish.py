@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kit.artifacts import atomic_write_bytes
+
 RESULTS_ENV = "KIT_RESULTS_PATH"
 HEADLESS_ENV = "KIT_HEADLESS"
 
@@ -44,9 +46,7 @@ def publish(headline: Mapping[str, Any] | None = None, **tables: Any) -> dict[st
         existing = json.loads(target.read_text()) if target.exists() else {"headline": {}, "tables": {}}
         existing["headline"].update(record["headline"])
         existing["tables"].update(record["tables"])
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(existing, indent=2))
-        os.replace(tmp, target)
+        atomic_write_bytes(target, json.dumps(existing, indent=2).encode("utf-8"))
     return record
 
 

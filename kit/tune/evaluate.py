@@ -26,7 +26,7 @@ import numpy as np
 
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Predictor
-from kit.errors import ConfigError
+from kit.errors import ConfigError, InferenceError
 from kit.profile.profiler import ProfileConfig, profile
 from kit.profile.stats import latency_summary
 from kit.tune.space import TrialConfig
@@ -105,7 +105,6 @@ class OrtEvaluator:
         if key not in self._latency:
             result = profile(self.engine(config), self.feeds(batch), self.profile_config)
             if result.errors and not len(result.latencies_s):
-                from kit.errors import InferenceError
                 raise InferenceError(f"every query of {config.variant} at batch {batch} failed: "
                                      f"{result.error_messages[:1]}")
             self._latency[key] = result.latencies_s

@@ -159,7 +159,8 @@ def test_rate_search_brackets_the_capacity_of_a_single_sender():
     lambda: LoadConfig(min_queries=0), lambda: LoadConfig(warmup_queries=-1), lambda: LoadConfig(min_duration_s=-1),
     lambda: LoadConfig(min_queries=10, max_queries=5), lambda: LoadConfig(switch_interval_s=0),
     lambda: Server(target_qps=0), lambda: Server(target_qps=10, latency_target_ms=-1), lambda: Concurrency(0),
-    lambda: Offline(batch_size=0), lambda: SingleStream(batch_size=0),
+    lambda: Offline(batch_size=0), lambda: SingleStream(batch_size=0), lambda: Server(target_qps=10, workers=0),
+    lambda: Offline(workers=0), lambda: Concurrency(2, batch_size=0),
 ])
 def test_invalid_settings_raise_config_error(make):
     with pytest.raises(ConfigError):

@@ -106,3 +106,6 @@ def test_feed_pool_skips_repeated_inputs():
     assert sorted(float(p["x"][0, 0]) for p in pool) == [0.0, 1.0, 2.0, 3.0]
     with pytest.raises(ConfigError, match="distinct"):
         feed_pool(lambda s: {"x": np.full((1, 3), s % 4, np.float32)}, size=5)
+    # text inputs: equal strings are one input however many objects hold them (as the cache keys them)
+    with pytest.raises(ConfigError, match="distinct"):
+        feed_pool(lambda s: {"x": np.array([f"item-{s % 2}"], dtype=object)}, size=3)
