@@ -33,11 +33,11 @@ from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError, ModelLoadError
 from kit.specs import TensorSpec
 from kit.zoo.cache import cache_root, entry_key, get_or_build, library_versions
-from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, input_specs, resolve_params
+from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, check_name, input_specs, resolve_params
 from kit.zoo.data import DigitsData, digits_data, sample_feeds
 
-__all__ = ["MODELS", "ZOO_FORMATS", "DigitsData", "cache_root", "digits_data", "get_model", "model_inputs",
-           "sample_feeds"]
+__all__ = ["MODELS", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name", "digits_data", "get_model",
+           "model_inputs", "sample_feeds"]
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ ZOO_FORMATS = ("savedmodel", "onnx", "tflite")
 
 
 def check_name(name: str) -> None:
+    """Raise ``ConfigError`` unless ``name`` is a zoo model."""
     if name not in DEFAULTS:
         raise ConfigError(f"unknown zoo model {name!r}; the zoo has {list(MODELS)}")
 
@@ -64,9 +65,3 @@ def input_specs(name: str, params: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
         return (TensorSpec("image", np.float32, (None, size, size, 3)),)
     seq = params["seq_len"]
     return (TensorSpec("input_ids", np.int32, (None, seq)), TensorSpec("attention_mask", np.int32, (None, seq)))
-
-
-def output_names(name: str) -> tuple[str, ...]:
-    if name == "bert_encoder":
-        return ("last_hidden_state", "pooled_output")
-    return ("probabilities",)
