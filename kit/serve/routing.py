@@ -114,10 +114,6 @@ def batch_size_at_least(n: int) -> Callable[[Feeds], bool]:
     return lambda feeds: _batch(feeds) >= n
 
 
-def batch_size_at_most(n: int) -> Callable[[Feeds], bool]:
-    return lambda feeds: _batch(feeds) <= n
-
-
 def dim_at_least(input_name: str, axis: int, n: int) -> Callable[[Feeds], bool]:
     """True when ``feeds[input_name].shape[axis] >= n`` (e.g. long sequences)."""
     def when(feeds: Feeds) -> bool:

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
+from kit.artifacts import file_digest
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError
 from kit.serve.pool import EnginePool
-from kit.artifacts import file_digest
 from kit.serve.sessions import (OptimizedModelCache, load_breakdown, optimized_cache_key, read_blob,
                                 write_blob)
 from kit.specs import synthetic_feeds
@@ -65,6 +65,8 @@ def test_changed_options_invalidate(tmp_path, mlp_onnx):
     assert cache.load(mlp_onnx, graph_optimization_level="basic")[1].cache == "miss"
     assert cache.load(mlp_onnx, graph_optimization_level="basic")[1].cache == "hit"
     assert len(cache.entries()) == 2
+    cache.clear()
+    assert cache.entries() == [] and cache.load(mlp_onnx)[1].cache == "miss"
 
 
 @pytest.mark.parametrize("part", ["graph", "sidecar"])
