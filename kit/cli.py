@@ -66,11 +66,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
     from kit.zoo import MODELS, get_model
+    from kit.zoo.cache import MANIFEST
 
     for name in args.models or MODELS:
         art = get_model(name, format="savedmodel")  # builds every format on first use
         metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in art.metrics.items())
-        print(f"{name}: {art.path.parent} ({metrics})")
+        built_in = json.loads((art.path.parent / MANIFEST).read_text()).get("build_seconds")
+        print(f"{name}: {art.path.parent} ({metrics}; built in {built_in} s, all formats)")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -47,6 +48,15 @@ def test_digits_cnn_reaches_95_percent_on_every_format(cache_dir):
             probabilities = eng.predict({"image": data.x_test})["probabilities"]
         accuracy = float(np.mean(probabilities.argmax(axis=1) == data.y_test))
         assert accuracy >= 0.95, (fmt, accuracy)
+
+
+def test_cli_zoo_reports_accuracy_and_build_time(cache_dir, capsys):
+    from kit.cli import main
+
+    get_model("digits_cnn")  # built by the test above when run together
+    assert main(["zoo", "digits_cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "test_accuracy=0.9" in out and re.search(r"built in \d+(\.\d+)? s", out)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "bert_encoder"])
