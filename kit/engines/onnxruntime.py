@@ -7,7 +7,6 @@ the kit's per-call overhead well under a microsecond (``benchmarks/bench_engine_
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import warnings
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact
+from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError,
                         ModelLoadError, ProviderUnavailableError, first_line)
@@ -85,9 +85,7 @@ class OrtOptions:
         if self.execution_mode not in EXECUTION_MODES:
             raise ConfigError(f"execution_mode must be one of {EXECUTION_MODES}, got {self.execution_mode!r}")
         for name in ("intra_op_num_threads", "inter_op_num_threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an int >= 0 (0 lets ONNX Runtime choose), got {value!r}")
+            require_int(name, getattr(self, name), 0, hint=" (0 lets ONNX Runtime choose)")
 
     @property
     def provider_names(self) -> list[str]:
@@ -141,11 +139,7 @@ class OnnxRuntimeEngine(PredictorBase):
         from kit.engines.providers import library_problem, validate_provider_names
 
         ort = import_onnxruntime()
-        if options is None:
-            options = OrtOptions(**overrides)
-        elif overrides:
-            options = dataclasses.replace(options, **overrides)
-        self.options = options
+        self.options = options = resolve(OrtOptions, options, overrides)
         validate_provider_names(options.provider_names)
         source: bytes | str
         if isinstance(model, bytes):

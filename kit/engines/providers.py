@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact
+from kit.config import require_int
 from kit.engines.onnxruntime import OnnxRuntimeEngine, ProviderArg, import_onnxruntime
 from kit.errors import ConfigError, KitError, ProviderUnavailableError, first_line
 from kit.specs import synthetic_feeds
@@ -80,11 +81,8 @@ class CudaOptions:
     CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.device_id, int) or isinstance(self.device_id, bool) or self.device_id < 0:
-            raise ConfigError(f"device_id must be an int >= 0, got {self.device_id!r}")
-        if self.gpu_mem_limit_bytes is not None and (not isinstance(self.gpu_mem_limit_bytes, int)
-                                                     or self.gpu_mem_limit_bytes <= 0):
-            raise ConfigError(f"gpu_mem_limit_bytes must be a positive int or None, got {self.gpu_mem_limit_bytes!r}")
+        require_int("device_id", self.device_id, 0)
+        require_int("gpu_mem_limit_bytes", self.gpu_mem_limit_bytes, allow_none=True)
         if self.arena_extend_strategy not in self.ARENA_STRATEGIES:
             raise ConfigError(f"arena_extend_strategy must be one of {self.ARENA_STRATEGIES}, "
                               f"got {self.arena_extend_strategy!r}")
@@ -122,12 +120,8 @@ class TensorRTOptions:
     max_workspace_size_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.device_id, int) or isinstance(self.device_id, bool) or self.device_id < 0:
-            raise ConfigError(f"device_id must be an int >= 0, got {self.device_id!r}")
-        if self.max_workspace_size_bytes is not None and (not isinstance(self.max_workspace_size_bytes, int)
-                                                          or self.max_workspace_size_bytes <= 0):
-            raise ConfigError(f"max_workspace_size_bytes must be a positive int or None, "
-                              f"got {self.max_workspace_size_bytes!r}")
+        require_int("device_id", self.device_id, 0)
+        require_int("max_workspace_size_bytes", self.max_workspace_size_bytes, allow_none=True)
         if self.engine_cache_dir is not None:
             if not str(self.engine_cache_dir).strip():
                 raise ConfigError("engine_cache_dir must be a directory path or None, got an empty string")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact
+from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.errors import Closed, ConfigError, InferenceError, InputError, ModelLoadError, first_line
 from kit.specs import TensorSpec, check_feeds, describe
@@ -27,8 +28,7 @@ log = logging.getLogger(__name__)
 def configure_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> None:
     """Set TensorFlow's thread pools, or raise ``ConfigError`` if TF already started others."""
     for label, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ConfigError(f"{label} must be an int >= 0 (0 lets TensorFlow choose) or None, got {value!r}")
+        require_int(label, value, 0, hint=" (0 lets TensorFlow choose)", allow_none=True)
     if intra_op_threads is None and inter_op_threads is None:
         return
     tf = import_tensorflow()

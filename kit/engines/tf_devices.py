@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from kit.config import require_int
 from kit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,12 @@ class TFDeviceConfig:
             if len(set(gpus)) != len(gpus):
                 raise ConfigError(f"visible_gpus lists a GPU twice: {gpus}")
             object.__setattr__(self, "visible_gpus", gpus)
-        if self.memory_limit_mb is not None and (not isinstance(self.memory_limit_mb, int)
-                                                 or self.memory_limit_mb <= 0):
-            raise ConfigError(f"memory_limit_mb must be a positive int or None, got {self.memory_limit_mb!r}")
+        require_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
         if self.memory_limit_mb is not None and self.memory_growth:
             raise ConfigError("memory_growth and memory_limit_mb exclude each other in TensorFlow; "
                               "set memory_growth=False to cap memory")
         for name in ("intra_op_threads", "inter_op_threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name} must be an int >= 0 (0 lets TensorFlow choose), got {value!r}")
+            require_int(name, getattr(self, name), 0, hint=" (0 lets TensorFlow choose)")
 
 
 def tensorflow_initialised() -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 
 from kit._quiet import import_tensorflow, silenced_stderr
 from kit.artifacts import ModelArtifact
+from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError,
                         first_line)
@@ -87,9 +88,7 @@ class TFLiteEngine(PredictorBase):
 
     def __init__(self, model: str | os.PathLike[str] | ModelArtifact, num_threads: int | None = None,
                  signature: str | None = None, name: str | None = None) -> None:
-        if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
-                                        or num_threads < 1):
-            raise ConfigError(f"num_threads must be an int >= 1 or None (runtime default), got {num_threads!r}")
+        require_int("num_threads", num_threads, allow_none=True)
         path = model.path if isinstance(model, ModelArtifact) else Path(model)
         if not path.is_file():
             raise ModelLoadError(f"TFLite model not found: {path}" if not path.exists() else

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
+from kit.config import require_int
 from kit.engines import tfserving_wire as wire
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.errors import (Closed, ConfigError, DeadlineExceeded, InferenceError, InputError, KitError, ModelLoadError,
@@ -83,8 +84,7 @@ class TFServingEngine(PredictorBase):
             raise ConfigError(f"no model name: pass model_name= or put it in the URL ({url!r})")
         if self.version is not None and self.label is not None:
             raise ConfigError(f"pass a version ({self.version}) or a label ({self.label!r}), not both")
-        if self.version is not None and (not isinstance(self.version, int) or self.version < 0):
-            raise ConfigError(f"version must be an int >= 0, got {self.version!r}")
+        require_int("version", self.version, 0, allow_none=True)
         if not timeout_s or timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
         if rest_format not in REST_FORMATS:

@@ -18,12 +18,13 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from kit.artifacts import ModelArtifact
+from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError
 from kit.profile.profiler import check_run_bounds
 
@@ -59,11 +60,9 @@ class EvalConfig:
         if not sizes or not all(isinstance(b, int) and b >= 1 for b in sizes):
             raise ConfigError(f"batch_sizes must be ints >= 1, got {self.batch_sizes!r}")
         object.__setattr__(self, "batch_sizes", tuple(dict.fromkeys(sizes)))
-        if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigError(f"rounds must be an int >= 1, got {self.rounds!r}")
+        require_int("rounds", self.rounds)
         check_run_bounds(self.warmup, self.min_duration_s, self.min_queries, None)
-        if not isinstance(self.quality_batch_size, int) or self.quality_batch_size < 1:
-            raise ConfigError(f"quality_batch_size must be an int >= 1, got {self.quality_batch_size!r}")
+        require_int("quality_batch_size", self.quality_batch_size)
 
 
 def _fixed_batch(predictor) -> int | None:
@@ -140,7 +139,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     from kit.engines.registry import create_engine
     from kit.profile.profiler import ProfileConfig, compare
 
-    config = replace(config, **overrides) if config else EvalConfig(**overrides)
+    config = resolve(EvalConfig, config, overrides)
     data = {k: np.asarray(v) for k, v in data.items()}
     counts = {v.shape[0] if v.ndim else 0 for v in data.values()}
     if not data or counts == {0} or len(counts) != 1:
@@ -320,8 +319,7 @@ def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
 
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    if not isinstance(samples, int) or samples < 1:
-        raise ConfigError(f"samples must be an int >= 1, got {samples!r}")
+    require_int("samples", samples)
     if name == "digits_cnn":
         digits = digits_data(seed=seed)
         x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)

@@ -11,13 +11,14 @@ its parent before it is returned (DESIGN.md §6).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kit.artifacts import ModelArtifact, atomic_output
+from kit.config import require_int, resolve
 from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError, first_line
 from kit.optimize.quantize_onnx import input_specs, op_types
 from kit.specs import synthetic_feeds
@@ -103,7 +104,7 @@ def apply_passes(artifact: ModelArtifact, config: PassConfig | None = None, out:
     import onnx
     import onnxoptimizer
 
-    config = replace(config, **overrides) if config else PassConfig(**overrides)
+    config = resolve(PassConfig, config, overrides)
     model = _load(artifact)
     try:
         optimized = onnxoptimizer.optimize(model, list(config.passes), fixed_point=config.fixed_point)
@@ -196,8 +197,7 @@ def load_times(artifacts: list[ModelArtifact], level: str = "disable", repeats: 
 
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ConfigError(f"repeats must be an int >= 1, got {repeats!r}")
+    require_int("repeats", repeats)
     samples: dict[str, list[float]] = {a.name: [] for a in artifacts}
     for art in artifacts:  # one untimed load each, so no variant pays for a cold file cache
         OnnxRuntimeEngine(art, graph_optimization_level=level).close()

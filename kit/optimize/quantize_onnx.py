@@ -18,13 +18,14 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kit.artifacts import ModelArtifact, atomic_output
+from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
 from kit.specs import TensorSpec, check_feeds, describe, synthetic_feeds
 
@@ -128,10 +129,8 @@ class StaticQuantConfig:
         _check_choice(self.activation_type, QUANT_TYPES, "activation_type")
         _check_choice(self.weight_type, QUANT_TYPES, "weight_type")
         _check_choice(self.calibration, CALIBRATION_METHODS, "calibration")
-        if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
-            raise ConfigError(f"calibration_samples must be an int >= 1, got {self.calibration_samples!r}")
-        if not isinstance(self.calibration_batch_size, int) or self.calibration_batch_size < 1:
-            raise ConfigError(f"calibration_batch_size must be an int >= 1, got {self.calibration_batch_size!r}")
+        require_int("calibration_samples", self.calibration_samples)
+        require_int("calibration_batch_size", self.calibration_batch_size)
         if not 50.0 < self.percentile <= 100.0:
             raise ConfigError(f"percentile must be in (50, 100], got {self.percentile!r}")
         for name in ("op_types", "exclude_nodes", "exclude_op_types"):
@@ -401,7 +400,7 @@ def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None 
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    config = replace(config, **overrides) if config else DynamicQuantConfig(**overrides)
+    config = resolve(DynamicQuantConfig, config, overrides)
     warn_if_slow_int8(config.reduce_range)
     target = _default_out(artifact, config.tag, out)
     name = f"{artifact.name}-{config.tag}"
@@ -475,7 +474,7 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
-    config = replace(config, **overrides) if config else StaticQuantConfig(**overrides)
+    config = resolve(StaticQuantConfig, config, overrides)
     warn_if_slow_int8(config.reduce_range)
     target = _default_out(artifact, config.tag, out)
     name = f"{artifact.name}-{config.tag}"
@@ -535,7 +534,7 @@ def to_float16(artifact: ModelArtifact, config: Float16Config | None = None, out
         from kit.errors import MissingDependencyError
 
         raise MissingDependencyError("onnxconverter-common", "float16 conversion") from exc
-    config = replace(config, **overrides) if config else Float16Config(**overrides)
+    config = resolve(Float16Config, config, overrides)
     target = _default_out(artifact, config.tag, out)
     name = f"{artifact.name}-{config.tag}"
     with tempfile.TemporaryDirectory(prefix="kit-fp16-") as work:

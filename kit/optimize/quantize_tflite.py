@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact, atomic_output
+from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
 from kit.specs import TensorSpec, check_feeds, describe
 
@@ -46,8 +47,7 @@ class TFLiteQuantConfig:
     def __post_init__(self) -> None:
         if self.mode not in TFLITE_MODES:
             raise ConfigError(f"mode must be one of {TFLITE_MODES}, got {self.mode!r}")
-        if not isinstance(self.representative_samples, int) or self.representative_samples < 1:
-            raise ConfigError(f"representative_samples must be an int >= 1, got {self.representative_samples!r}")
+        require_int("representative_samples", self.representative_samples)
 
 
 def signature_specs(tf, path: Path, signature: str) -> tuple[TensorSpec, ...]:
@@ -89,7 +89,7 @@ def quantize_tflite(artifact: ModelArtifact, representative: Mapping[str, np.nda
     """Post-training quantization of a SavedModel signature to ``.tflite`` in ``config.mode``."""
     from kit.engines.tensorflow import import_tensorflow
 
-    config = replace(config, **overrides) if config else TFLiteQuantConfig(**overrides)
+    config = resolve(TFLiteQuantConfig, config, overrides)
     if artifact.format != "savedmodel":
         raise QuantizationError(f"{artifact.name} is a {artifact.format} model; TFLite quantization converts a "
                                 f"SavedModel (use kit.zoo.get_model(..., format='savedmodel') or export one)")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import ModelArtifact
+from kit.config import require_int
 from kit.engines.base import Feeds
 from kit.errors import ConfigError, KitError, ModelLoadError, first_line
 from kit.profile.profiler import ProfileConfig, compare
@@ -72,14 +73,11 @@ class ThreadSweepConfig:
         if not modes or any(m not in EXECUTION_MODES for m in modes):
             raise ConfigError(f"execution_modes must be taken from {EXECUTION_MODES}, got {list(modes)!r}")
         object.__setattr__(self, "execution_modes", tuple(dict.fromkeys(modes)))
-        if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigError(f"rounds must be an int >= 1, got {self.rounds!r}")
+        require_int("rounds", self.rounds)
         if not self.min_duration_s > 0:
             raise ConfigError(f"min_duration_s must be > 0, got {self.min_duration_s!r}")
-        if not isinstance(self.min_queries, int) or self.min_queries < 1:
-            raise ConfigError(f"min_queries must be an int >= 1, got {self.min_queries!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ConfigError(f"warmup must be an int >= 0, got {self.warmup!r}")
+        require_int("min_queries", self.min_queries)
+        require_int("warmup", self.warmup, 0)
 
     def profile_config(self) -> ProfileConfig:
         return ProfileConfig(warmup=self.warmup, min_duration_s=self.min_duration_s, min_queries=self.min_queries)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from kit.config import require_int
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError
 from kit.profile.profiler import ProfileResult
@@ -43,9 +44,7 @@ class Workload:
         if self.kind not in KINDS:
             raise ConfigError(f"kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("n_requests", "pool_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            require_int(name, getattr(self, name))
         if isinstance(self.skew, bool) or not isinstance(self.skew, (int, float)) or not self.skew >= 0:
             raise ConfigError(f"skew must be a number >= 0 (0 is uniform), got {self.skew!r}")
         if self.kind == "unique" and self.pool_size < self.n_requests:
@@ -109,8 +108,7 @@ def feed_pool(sample: Callable[[int], Feeds], size: int, seed: int = 0,
     finite data set can repeat an input; repeats are skipped, because a pool with
     duplicates would turn an "all-unique" stream into one a cache can hit.
     """
-    if not isinstance(size, int) or size < 1:
-        raise ConfigError(f"pool size must be an int >= 1, got {size!r}")
+    require_int("pool size", size)
     max_tries = max_tries or 10 * size
     pool: list[dict[str, np.ndarray]] = []
     seen: set[bytes] = set()

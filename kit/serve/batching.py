@@ -33,11 +33,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, InferenceError, InputError, KitError, Overloaded
 from kit.specs import batch_size_of, check_feeds
@@ -61,12 +62,10 @@ class BatchingConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_batch_sizes", tuple(int(s) for s in self.allowed_batch_sizes))
-        for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
+        for name, minimum in (("max_batch_size", 1), ("max_enqueued_batches", 1), ("num_batch_threads", 1),
+                              ("batch_timeout_micros", 0)):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.batch_timeout_micros, (int, np.integer)) or self.batch_timeout_micros < 0:
-            raise ConfigError(f"batch_timeout_micros must be an int >= 0, got {self.batch_timeout_micros!r}")
+            require_int(name, int(value) if isinstance(value, np.integer) else value, minimum)  # NumPy ints welcome
         sizes = self.allowed_batch_sizes
         if sizes:
             if any(s < 1 for s in sizes) or any(b <= a for a, b in zip(sizes, sizes[1:])):
@@ -136,10 +135,7 @@ class DynamicBatcher(Wrapper):
 
     def __init__(self, inner: Predictor, config: BatchingConfig | None = None, name: str | None = None,
                  **overrides: Any) -> None:
-        if config is None:
-            config = BatchingConfig(**overrides)
-        elif overrides:
-            config = replace(config, **overrides)
+        config = resolve(BatchingConfig, config, overrides)
         super().__init__(inner, name)
         self.config = config
         self._timeout_s = config.batch_timeout_micros / 1e6

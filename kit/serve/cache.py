@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,12 @@ import numpy as np
 import xxhash
 
 from kit.artifacts import file_digest
+from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import ConfigError, InferenceError
 from kit.specs import batch_size_of
 
 Clock = Callable[[], float]
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name} must be an int > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -56,8 +52,8 @@ class CacheConfig:
     per_sample: bool = False
 
     def __post_init__(self) -> None:
-        _positive_int("max_entries", self.max_entries)
-        _positive_int("max_bytes", self.max_bytes)
+        require_int("max_entries", self.max_entries)
+        require_int("max_bytes", self.max_bytes)
         if self.ttl_s is not None:
             if isinstance(self.ttl_s, bool) or not isinstance(self.ttl_s, (int, float)) or not self.ttl_s > 0:
                 raise ConfigError(f"ttl_s must be a number of seconds > 0, or None for no expiry; got {self.ttl_s!r}")
@@ -230,11 +226,9 @@ class ResultCache(Wrapper):
                  identity: bytes | str | None = None, clock: Clock = time.monotonic, name: str | None = None,
                  **overrides: Any) -> None:
         super().__init__(inner, name=name)
-        if config is None:
-            config = store.config if store is not None and not overrides else CacheConfig()
-        if overrides:
-            config = replace(config, **overrides)
-        self.config = config
+        if config is None and store is not None and not overrides:
+            config = store.config
+        self.config = config = resolve(CacheConfig, config, overrides)
         self.store = store if store is not None else LRUStore(config, clock=clock)
         if isinstance(identity, str):
             identity = identity.encode()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kit.config import resolve
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, InferenceError, KitError
 
@@ -58,8 +59,7 @@ class FaultInjector(Wrapper):
     def __init__(self, inner: Predictor, config: FaultConfig | None = None, *,
                  sleep: Callable[[float], None] = time.sleep, name: str | None = None, **overrides: Any) -> None:
         super().__init__(inner, name or f"faults({getattr(inner, 'name', 'predictor')})")
-        config = config or FaultConfig()
-        self.config = replace(config, **overrides) if overrides else config
+        self.config = resolve(FaultConfig, config, overrides)
         self._rng = random.Random(self.config.seed)
         self._sleep = sleep
         self._lock = threading.Lock()

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kit.config import require_int
 from kit.engines.base import Predictor
 from kit.errors import ConfigError
 
@@ -43,10 +44,8 @@ class EnginePool:
 
     def __init__(self, loader: Callable[[str], Predictor], max_engines: int = 4, max_bytes: int | None = None,
                  size_of: Callable[[Predictor], int] | None = None) -> None:
-        if not isinstance(max_engines, int) or isinstance(max_engines, bool) or max_engines <= 0:
-            raise ConfigError(f"max_engines must be an int > 0, got {max_engines!r}")
-        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
-            raise ConfigError(f"max_bytes must be an int > 0 or None, got {max_bytes!r}")
+        require_int("max_engines", max_engines)
+        require_int("max_bytes", max_bytes, allow_none=True)
         self._loader = loader
         self.max_engines = max_engines
         self.max_bytes = max_bytes

@@ -22,6 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import (CircuitOpen, Closed, ConfigError, DeadlineExceeded, InferenceError, InputError, KitError,
                         ModelLoadError, ServingError)
@@ -75,8 +76,7 @@ class RetryPolicy:
     deadline_s: float | None = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ConfigError(f"max_attempts must be an int >= 1 (1 means no retry), got {self.max_attempts!r}")
+        require_int("max_attempts", self.max_attempts, hint=" (1 means no retry)")
         if self.base_delay_s < 0 or self.max_delay_s < 0:
             raise ConfigError(f"base_delay_s and max_delay_s must be >= 0, got {self.base_delay_s}, "
                               f"{self.max_delay_s}")
@@ -180,9 +180,7 @@ class BreakerConfig:
 
     def __post_init__(self) -> None:
         for name in ("failure_threshold", "half_open_max_calls", "success_threshold"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            require_int(name, getattr(self, name))
         if self.cool_down_s < 0:
             raise ConfigError(f"cool_down_s must be >= 0, got {self.cool_down_s}")
         if self.success_threshold > self.half_open_max_calls:

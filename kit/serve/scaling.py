@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, Overloaded
 from kit.profile.stats import latency_summary
@@ -82,9 +83,7 @@ class ScalingConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_workers", "max_workers", "up_after", "down_after", "step_up", "step_down", "max_queue"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            require_int(name, getattr(self, name))
         if self.max_workers < self.min_workers:
             raise ConfigError(f"max_workers ({self.max_workers}) must be >= min_workers ({self.min_workers})")
         if not self.interval_s > 0:

@@ -35,6 +35,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
+from kit.config import require_int, resolve
 from kit.engines import tfserving_wire as wire
 from kit.engines.base import Outputs, Predictor
 from kit.errors import ConfigError, DeadlineExceeded, InputError, KitError, ModelLoadError, ServingError
@@ -63,8 +64,7 @@ class ServerConfig:
                 raise ConfigError(f"{key} must be an int in [0, 65535] (0 = any free port) or None, got {port!r}")
         if self.grpc_port is None and self.rest_port is None:
             raise ConfigError("turn on at least one protocol: grpc_port and rest_port are both None")
-        if not isinstance(self.max_workers, int) or self.max_workers < 1:
-            raise ConfigError(f"max_workers must be an int >= 1, got {self.max_workers!r}")
+        require_int("max_workers", self.max_workers)
         if self.max_concurrent_rpcs is not None and self.max_concurrent_rpcs < 1:
             raise ConfigError(f"max_concurrent_rpcs must be >= 1 or None, got {self.max_concurrent_rpcs!r}")
         if self.grace_s < 0:
@@ -81,7 +81,7 @@ class ModelServer:
 
     def __init__(self, models: Any, labels: Mapping[str, Mapping[str, int]] | None = None,
                  config: ServerConfig | None = None, *, close_models: bool = False, **overrides: Any) -> None:
-        self.config = ServerConfig(**{**(config.__dict__ if config else {}), **overrides})
+        self.config = resolve(ServerConfig, config, overrides)
         self.source = as_source(models, labels)
         self.close_models = close_models
         self.grpc_port: int | None = None

@@ -38,6 +38,7 @@ import numpy as np
 import xxhash
 
 from kit.artifacts import ModelArtifact, atomic_write_bytes, file_digest, locked
+from kit.config import resolve
 from kit.errors import ConfigError, KitError, ModelLoadError
 from kit.specs import TensorSpec, synthetic_feeds
 
@@ -205,9 +206,9 @@ class OptimizedModelCache:
         ``options``/``overrides`` are ``OrtOptions``; the returned engine always answers
         like a session made from the original model with those options.
         """
-        from kit.engines.onnxruntime import OnnxRuntimeEngine
+        from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
 
-        options = _options(options, overrides)
+        options = resolve(OrtOptions, options, overrides)
         clock = time.perf_counter
         source, name = _source(model)
         start = clock()
@@ -319,15 +320,6 @@ class OptimizedModelCache:
                 path.unlink(missing_ok=True)
 
 
-def _options(options: Any, overrides: Mapping[str, Any]) -> Any:
-    """``OrtOptions`` from ``options`` (default ones when None) with ``overrides`` applied."""
-    from kit.engines.onnxruntime import OrtOptions
-
-    if options is None:
-        return OrtOptions(**overrides)
-    return dataclasses.replace(options, **overrides) if overrides else options
-
-
 def _no_optimization(options: Any) -> Any:
     return dataclasses.replace(options, graph_optimization_level="disable", optimized_model_filepath=None)
 
@@ -344,11 +336,11 @@ def load_breakdown(model: ModelSource, options: Any = None, repeats: int = 3, st
     ``repeats`` times. ``steady_inference`` is the median of ``steady_runs`` later calls, so
     the first-request penalty is visible beside it.
     """
-    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
 
     if repeats < 1 or steady_runs < 1:
         raise ConfigError(f"repeats and steady_runs must be >= 1, got {repeats} and {steady_runs}")
-    options = _options(options, overrides)
+    options = resolve(OrtOptions, options, overrides)
     clock = time.perf_counter
     samples: dict[str, list[float]] = {k: [] for k in ("file_read", "graph_optimization", "session_creation",
                                                        "first_inference", "steady_inference")}

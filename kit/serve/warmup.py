@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import atomic_output
+from kit.config import require_int
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, InputError, MissingDependencyError, ModelLoadError
 from kit.specs import batch_size_of, synthetic_feeds
@@ -40,8 +41,7 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many records
 def _requests(predictor: Predictor, requests: Sequence[Feeds] | None, n: int, batch_size: int) -> list[Feeds]:
     if requests is not None:
         return list(requests)
-    if not isinstance(n, int) or n < 0:
-        raise ConfigError(f"the number of warm-up requests must be an int >= 0, got {n!r}")
+    require_int("the number of warm-up requests", n, 0)
     # seeds far from the usual 0.. so warm-up inputs differ from the requests being measured
     return [synthetic_feeds(predictor.input_specs, batch_size=batch_size, seed=10_000 + i) for i in range(n)]
 
@@ -78,8 +78,7 @@ def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_re
     (median of ``steady_runs`` later requests) seconds, and ``penalty_s`` = first - steady.
     """
     for name, value in (("warmup_requests", warmup_requests), ("repeats", repeats), ("steady_runs", steady_runs)):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        require_int(name, value)
     batch = batch_size_of(feeds)  # warm up at the shape that will be measured
     clock = time.perf_counter
     rows = []

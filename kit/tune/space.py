@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from kit.config import require_int
 from kit.errors import ConfigError
 
 GRAPH_LEVELS = ("disable", "basic", "extended", "layout", "all")
@@ -38,10 +39,8 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.graph_level not in GRAPH_LEVELS:
             raise ConfigError(f"graph_level must be one of {GRAPH_LEVELS}, got {self.graph_level!r}")
-        if not isinstance(self.threads, int) or self.threads < 0:
-            raise ConfigError(f"threads must be an int >= 0 (0: the runtime chooses), got {self.threads!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        require_int("threads", self.threads, 0, hint=" (0: the runtime chooses)")
+        require_int("batch_size", self.batch_size)
         if not (self.batch_timeout_ms >= 0 and math.isfinite(self.batch_timeout_ms)):
             raise ConfigError(f"batch_timeout_ms must be a finite number >= 0, got {self.batch_timeout_ms!r}")
 

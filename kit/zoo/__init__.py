@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.artifacts import ModelArtifact
+from kit.config import require_int
 from kit.errors import ConfigError, ModelLoadError
 from kit.specs import TensorSpec
 from kit.zoo.cache import cache_root, entry_key, get_or_build, library_versions
@@ -101,8 +102,7 @@ def get_model(name: str, format: str = "onnx", seed: int = 0, **params: Any) -> 
     """
     if format not in ZOO_FORMATS:
         raise ConfigError(f"unknown zoo format {format!r}; expected one of {ZOO_FORMATS}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be an int >= 0, got {seed!r}")
+    require_int("seed", seed, 0)
     params = resolve_params(name, params)
     key = entry_key(name, params, seed, BUILDER_VERSION)
     entry = cache_root() / f"{name}-{key}"

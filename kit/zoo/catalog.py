@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from kit.config import require_int
 from kit.errors import ConfigError
 from kit.specs import TensorSpec
 
@@ -44,8 +45,7 @@ def resolve_params(name: str, overrides: Mapping[str, Any] | None = None) -> dic
     for key, value in params.items():
         default = DEFAULTS[name][key]
         if isinstance(default, int):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} parameter {key} must be an int >= 1, got {value!r}")
+            require_int(f"{name} parameter {key}", value)
         elif not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{name} parameter {key} must be a number > 0, got {value!r}")
     if name == "bert_encoder" and params["hidden"] % params["heads"]:
