@@ -7,7 +7,6 @@ equivalent Keras model. A new engine or wrapper joins by adding one factory here
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from kit.engines.base import Predictor, Wrapper
 from kit.errors import Closed, InputError
 from kit.specs import TensorSpec
+from kit.testing import run_threads
 
 Factory = Callable[[dict[str, Path]], Predictor]
 
@@ -217,20 +217,11 @@ def test_context_manager_closes(mlp_paths):
 def test_thread_safe_under_concurrent_calls(predictor):
     inputs = [_feeds(2, seed=i) for i in range(8)]
     expected = [predictor.predict(f)["probabilities"] for f in inputs]
-    errors: list[BaseException] = []
 
     def worker(k: int) -> None:
-        try:
-            for i in range(10):
-                j = (i + k) % len(inputs)
-                np.testing.assert_allclose(predictor.predict(inputs[j])["probabilities"], expected[j],
-                                           rtol=1e-5, atol=1e-6)
-        except BaseException as exc:  # collected and re-raised in the main thread
-            errors.append(exc)
+        for i in range(10):
+            j = (i + k) % len(inputs)
+            np.testing.assert_allclose(predictor.predict(inputs[j])["probabilities"], expected[j],
+                                       rtol=1e-5, atol=1e-6)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors[0]
+    run_threads(worker, 4)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 
 from kit.errors import Closed, ConfigError, InputError, ModelLoadError
+from kit.testing import run_threads
 
 pytestmark = pytest.mark.tensorflow
 
@@ -101,21 +101,13 @@ def test_int8_model_takes_and_returns_float32_scaled(tflite_models):
 
 
 def test_concurrent_calls_are_serialized_and_correct(engine):
-    errors: list[str] = []
-
     def worker(seed: int) -> None:
         for i in range(20):
             x = _x(1 + (seed + i) % 4, seed=seed * 100 + i)
             out = engine.predict({"features": x})["scores"]
-            if not np.allclose(out, _reference(x), atol=1e-5):
-                errors.append(f"thread {seed} call {i} got a wrong answer")
+            assert np.allclose(out, _reference(x), atol=1e-5), f"thread {seed} call {i} got a wrong answer"
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
+    run_threads(worker, 4)
 
 
 def test_load_errors_and_bad_settings(tflite_models, tmp_path):

@@ -10,6 +10,7 @@ from kit.engines.base import PredictorBase, Wrapper
 from kit.errors import ConfigError, InferenceError
 from kit.serve.cache import CacheConfig, LRUStore, ResultCache, feeds_key, freeze, model_identity
 from kit.specs import TensorSpec
+from kit.testing import run_threads
 
 
 class Doubler(PredictorBase):
@@ -182,26 +183,15 @@ def test_per_sample_rejects_outputs_without_a_batch_axis():
 def test_thread_safety_under_concurrent_use():
     inner = Doubler()
     cache = ResultCache(inner, max_entries=16)
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
     def worker(seed: int) -> None:
         rng = np.random.default_rng(seed)
-        barrier.wait()
-        try:
-            for _ in range(400):
-                v = float(rng.integers(0, 40))
-                out = cache.predict(row(v))
-                assert out["y"][0, 0] == 2 * v
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
+        for _ in range(400):
+            v = float(rng.integers(0, 40))
+            out = cache.predict(row(v))
+            assert out["y"][0, 0] == 2 * v
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_threads(worker, 8)
     stats = cache.stats()
     assert stats["hits"] + stats["misses"] == 8 * 400
     assert stats["entries"] <= 16 and stats["inserts"] - stats["evictions"] == stats["entries"]

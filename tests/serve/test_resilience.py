@@ -15,6 +15,7 @@ from kit.serve.faults import FaultConfig, FaultInjector
 from kit.serve.ledger import Ledgered, RequestLedger
 from kit.serve.resilience import (BreakerConfig, CircuitBreaker, Retry, RetryPolicy, Timeout, is_retryable,
                                   remaining_deadline)
+from kit.testing import run_threads
 
 
 def test_is_retryable_classifies_errors():
@@ -255,18 +256,14 @@ def test_ledger_balances_under_concurrent_faulty_traffic():
     stack = Ledgered(Retry(FaultInjector(Scripted(), error_rate=0.3, seed=1), RetryPolicy(max_attempts=2),
                            sleep=lambda s: None), ledger, tag="demo")
 
-    def client():
+    def client(_: int) -> None:
         for _ in range(50):
             try:
                 stack.predict(feeds())
             except KitError:
                 pass
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(client, 4)
     summary = ledger.check("demo")
     assert summary["submitted"] == 200 and summary["in_flight"] == 0
     assert summary["answered"] + summary["failed"] == 200 and summary["failed"] > 0

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import threading
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ from kit.serve.pool import EnginePool
 from kit.serve.sessions import (OptimizedModelCache, load_breakdown, optimized_cache_key, read_blob,
                                 write_blob)
 from kit.specs import synthetic_feeds
+from kit.testing import run_threads
 
 
 def _outputs(engine):
@@ -201,12 +201,7 @@ def test_pool_loads_a_key_once_under_concurrency():
         return Fake(key)
 
     pool = EnginePool(slow, max_engines=4, size_of=lambda e: 1)
-    got = []
-    threads = [threading.Thread(target=lambda: got.append(pool.get("m"))) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = run_threads(lambda _: pool.get("m"), 6)
     assert loads == ["m"] and len({id(e) for e in got}) == 1
 
 

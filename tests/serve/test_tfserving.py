@@ -18,7 +18,7 @@ from kit.errors import ConfigError, DeadlineExceeded, InputError, ModelLoadError
 from kit.serve.server import ModelServer, ServerConfig, server_for_paths
 from kit.serve.sources import StaticModels
 from kit.serve.versions import ModelRegistry, VersionPolicy
-from kit.testing import make_mlp_model
+from kit.testing import make_mlp_model, run_threads
 
 PROTOCOLS = ("grpc", "rest")
 
@@ -130,23 +130,14 @@ def test_deadline_exceeded_then_next_call_is_clean(server, protocol):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_concurrent_clients_get_their_own_answers(server, engines, protocol):
-    errors: list[BaseException] = []
     with TFServingEngine(url_of(server, protocol), "mlp", version=1) as remote:
         def worker(seed: int) -> None:
             x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
             want = engines["v1"].predict({"features": x})["probabilities"]
-            try:
-                for _ in range(15):
-                    np.testing.assert_array_equal(remote.predict({"features": x})["probabilities"], want)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            for _ in range(15):
+                np.testing.assert_array_equal(remote.predict({"features": x})["probabilities"], want)
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors, errors[0]
+        run_threads(worker, 4)
 
 
 def test_rest_wire_format_matches_tf_serving(server):

@@ -13,6 +13,7 @@ from kit.errors import ConfigError, ModelLoadError
 from kit.zoo import MODELS, digits_data, get_model, model_inputs, sample_feeds
 from kit.zoo.cache import MANIFEST, cache_root, entry_key, get_or_build, read_entry
 from kit.zoo.catalog import BUILDER_VERSION, resolve_params
+from kit.testing import run_threads
 
 REQUIRED = ("model.bin", "sub")
 
@@ -70,13 +71,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
 
 def test_concurrent_callers_build_once(tmp_path):
     build = FakeBuilder(delay=0.3)
-    results: list[dict] = []
-    threads = [threading.Thread(target=lambda: results.append(get_or_build(tmp_path / "e", REQUIRED, build)))
-               for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_threads(lambda _: get_or_build(tmp_path / "e", REQUIRED, build), 3)
     assert build.calls == 1 and len(results) == 3 and all(r == results[0] for r in results)
 
 
