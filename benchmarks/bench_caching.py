@@ -25,8 +25,9 @@ import numpy as np
 
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.profile.workloads import Workload, stream_stats
-from kit.serve.cache import ResultCache, feeds_key
-from kit.serve.sessions import OptimizedModelCache, load_breakdown
+from kit.hashing import feeds_key
+from kit.serve.cache import ResultCache
+from kit.loading.optimized_cache import OptimizedModelCache, load_breakdown
 from kit.zoo import get_model, sample_feeds
 
 HIT_TARGET_PCT = 1.0

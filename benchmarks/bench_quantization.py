@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit.optimize.evaluate import evaluate, recommend, zoo_samples
+from kit.optimize.evaluate import evaluate, recommend
 from kit.optimize.quantize_onnx import quantize_dynamic, standard_variants
 from kit.profile.sysinfo import environment
-from kit.zoo import get_model
+from kit.zoo import get_model, zoo_samples
 
 
 def verdict(value: float, target: float, higher: bool = True) -> str:

@@ -1,18 +1,20 @@
 """kit: deploy ML models and make their inference fast, in notebooks and headless.
 
-The subpackages hold the vocabulary: ``kit.engines``, ``kit.optimize``, ``kit.profile``,
-``kit.serve``, ``kit.tune``, ``kit.zoo``, ``kit.report``. The names below are the ones a
+The subpackages hold the vocabulary: ``kit.engines`` (runtimes behind one Predictor interface),
+``kit.optimize`` (artifact -> artifact), ``kit.profile`` (measuring), ``kit.serve`` (request-path
+wrappers), ``kit.loading`` (loading engines fast), ``kit.tfserving`` (TF Serving's deployment side),
+``kit.tune``, ``kit.zoo`` (built-in models), ``kit.report`` (papermill, HTML). The names below are the ones a
 notebook reaches for first. Heavy runtimes (TensorFlow, ONNX Runtime, Optuna, gRPC) are
 imported only by the functions that use them, so ``import kit`` is fast and works with
 either engine missing.
 """
 
 from kit import _quiet  # noqa: F401  (must run before TensorFlow is imported)
-from kit import engines, optimize, profile, report, serve, tune, zoo  # noqa: F401  (subpackages)
+from kit import engines, loading, optimize, profile, report, serve, tfserving, tune, zoo  # noqa: F401  (subpackages)
 from kit.artifacts import ModelArtifact, lineage_frame
 from kit.engines import Predictor, PredictorBase, Wrapper, create_engine
 from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
-from kit.engines.providers import choose_providers, discover_providers
+from kit.engines.providers import discover_providers
 from kit.engines.tfserving import TFServingEngine
 from kit.errors import (CircuitOpen, Closed, ConfigError, ConversionError, DeadlineExceeded, InferenceError,
                         InputError, KitError, MissingDependencyError, ModelLoadError, Overloaded,
@@ -20,9 +22,10 @@ from kit.errors import (CircuitOpen, Closed, ConfigError, ConversionError, Deadl
 from kit.profile import Instrumented, MetricsRecorder, ProfileConfig, ProfileResult, compare, environment
 from kit.profile import profile as measure
 from kit.profile import results_frame
+from kit.profile.providers import choose_providers
 from kit.report import interactive, publish
-from kit.serve import (CacheConfig, CircuitBreaker, DynamicBatcher, ModelRegistry, ModelServer, ResultCache, Retry,
-                       Router)
+from kit.serve import CacheConfig, CircuitBreaker, DynamicBatcher, ResultCache, Retry, Router
+from kit.tfserving import ModelRegistry, ModelServer
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
 from kit.tune import Objective, SearchSpace, Tuner
 from kit.zoo import digits_data, get_model, sample_feeds

@@ -51,7 +51,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from kit.serve.server import server_for_paths
+    from kit.tfserving.server import server_for_paths
 
     server = server_for_paths(args.model_paths, name=args.name, labels=args.label, host=args.host,
                               grpc_port=None if args.grpc_port < 0 else args.grpc_port,

@@ -32,9 +32,9 @@ import numpy as np
 from kit.config import require_int
 from kit.engines import tfserving_wire as wire
 from kit.engines.base import Feeds, Outputs, PredictorBase
+from kit.engines.deadline import remaining_deadline
 from kit.errors import (Closed, ConfigError, DeadlineExceeded, InferenceError, InputError, KitError, ModelLoadError,
                         Overloaded)
-from kit.serve.resilience import remaining_deadline
 from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """TensorFlow Serving's wire formats, both ways, shared by the client engine and ``kit serve``.
 
 One module owns every byte that crosses the wire so that the client (``kit.engines.tfserving``)
-and the server (``kit.serve.server``) cannot drift apart, and both match TF Serving itself:
+and the server (``kit.tfserving.server``) cannot drift apart, and both match TF Serving itself:
 
 - ``TensorProto`` <-> numpy with numpy only (the same layout as ``tf.make_tensor_proto`` /
   ``tf.make_ndarray``: ``tensor_content`` little-endian bytes, or the typed ``*_val`` fields,

@@ -308,25 +308,6 @@ def recommend(frame, accuracy_budget: float | None = 1.0, min_cosine: float | No
                           reasons=ordered, table=table)
 
 
-def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
-    """Real inputs (and labels, where the zoo has them) for a built-in model.
-
-    ``digits_cnn`` gets scikit-learn's digits (``split`` "train" for calibration, "test"
-    for evaluation, with labels); the others get the zoo's realistic sample feeds, with a
-    different seed per split so calibration and evaluation never share inputs.
-    """
-    from kit.zoo import digits_data, sample_feeds
-
-    if split not in ("train", "test"):
-        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    require_int("samples", samples)
-    if name == "digits_cnn":
-        digits = digits_data(seed=seed)
-        x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)
-        return {"image": x[:samples]}, y[:samples]
-    return sample_feeds(name, batch_size=samples, seed=seed + (1 if split == "train" else 2)), None
-
-
 def pareto_front(frame, x: str = "p50_ms", y: str = "cosine", lower_x: bool = True, higher_y: bool = True):
     """Boolean Series: rows no other row beats on both ``x`` (latency) and ``y`` (quality)."""
     import pandas as pd

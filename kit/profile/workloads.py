@@ -20,7 +20,7 @@ from kit.config import require_int
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError
 from kit.profile.profiler import ProfileResult
-from kit.serve.cache import feeds_key
+from kit.hashing import feeds_key
 from kit.specs import TensorSpec, batch_size_of, synthetic_feeds
 
 KINDS = ("zipf", "uniform", "unique")

@@ -4,7 +4,7 @@ Concurrent single requests are merged into one call of the wrapped engine, which
 where a batch runs faster per sample than single queries (TF SavedModel on CPU, any GPU)
 and costs only the wait where it does not (ONNX Runtime CNNs on 2 CPU cores): the
 notebook ``05_batching`` measures both. The parameters mean what they mean in TF
-Serving's ``BatchingParameters`` (``kit.serve.batching_config`` writes them out):
+Serving's ``BatchingParameters`` (``kit.tfserving.batching_parameters`` writes them out):
 
 - ``max_batch_size``: rows per batch, never more; a request larger than that is refused.
 - ``batch_timeout_micros``: how long the oldest request waits for company before an

@@ -34,6 +34,8 @@ from kit.artifacts import file_digest
 from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import ConfigError, InferenceError
+from kit.hashing import as_array as _as_array
+from kit.hashing import feeds_key
 from kit.specs import batch_size_of
 
 Clock = Callable[[], float]
@@ -59,33 +61,6 @@ class CacheConfig:
                 raise ConfigError(f"ttl_s must be a number of seconds > 0, or None for no expiry; got {self.ttl_s!r}")
         if not isinstance(self.per_sample, bool):
             raise ConfigError(f"per_sample must be True or False, got {self.per_sample!r}")
-
-
-def _as_array(value: object) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else np.asarray(value)
-
-
-def feeds_key(feeds: Feeds, identity: bytes = b"") -> bytes:
-    """16-byte xxh3-128 digest of ``identity`` and every input's name, dtype, shape and bytes.
-
-    Feed order does not matter (names are sorted); a name, dtype or shape change always
-    changes the key even when the raw bytes are equal.
-    """
-    h = xxhash.xxh3_128()
-    h.update(len(identity).to_bytes(4, "little"))
-    h.update(identity)
-    for name in sorted(feeds):
-        array = _as_array(feeds[name])
-        header = f"{len(name)}:{name}|{array.dtype.str}|{array.shape}|"
-        h.update(header.encode())
-        if array.dtype.kind == "O":  # strings: hash their text, length-prefixed
-            for item in array.ravel():
-                text = str(item).encode()
-                h.update(len(text).to_bytes(8, "little"))
-                h.update(text)
-        else:
-            h.update(np.ascontiguousarray(array).data)
-    return h.digest()
 
 
 def model_identity(predictor: Predictor) -> bytes:

@@ -11,7 +11,6 @@ and a programming error (anything that is not a ``KitError``) is never hidden be
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import random
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 
 from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
+from kit.engines.deadline import _DEADLINE, remaining_deadline
 from kit.errors import (CircuitOpen, Closed, ConfigError, DeadlineExceeded, InferenceError, InputError, KitError,
                         ModelLoadError, ServingError)
 
@@ -41,19 +41,9 @@ NOT_RETRIED_BY_RETRY: tuple[type[BaseException], ...] = (CircuitOpen,)
 """Retryable for a router's fallback, but not worth a backoff: an open breaker stays open for its
 whole cool-down, so ``Retry`` fails fast on it and lets a fallback route answer instead."""
 
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("kit_deadline", default=None)
-"""Absolute ``time.monotonic()`` by which the current request must finish, set by ``Retry``."""
-
-
 def is_retryable(exc: BaseException, retry_on: tuple[type[BaseException], ...] = RETRY_ON) -> bool:
     """Whether another attempt (or another route) might succeed where ``exc`` was raised."""
     return isinstance(exc, retry_on) and not isinstance(exc, NEVER_RETRY)
-
-
-def remaining_deadline() -> float | None:
-    """Seconds left before the enclosing ``Retry`` deadline (``None`` when there is none)."""
-    deadline = _DEADLINE.get()
-    return None if deadline is None else deadline - time.monotonic()
 
 
 # --------------------------------------------------------------------------- retry

@@ -51,7 +51,7 @@ class _Route:
         self.error_types: dict[str, int] = {}
 
     def stats(self) -> dict[str, Any]:
-        from kit.profile.stats import latency_summary  # here: kit.profile imports kit.serve
+        from kit.profile.stats import latency_summary
 
         with self.lock:
             lat = np.asarray(self.latencies)

@@ -294,15 +294,15 @@ class Tuner:
     def export_batching_parameters(self, path: str | os.PathLike[str] | None = None, **batching: Any) -> Path:
         """The best batch size and timeout as a TF Serving ``batching_parameters.txt``.
 
-        ``kit.serve.batching_config`` owns that file format; this hands it the tuned values.
+        ``kit.tfserving.batching_parameters`` owns that file format; this hands it the tuned values.
         ``batching`` sets the other ``BatchingConfig`` fields (``max_enqueued_batches``, ...).
         """
-        from kit.serve import batching_config
+        from kit.tfserving import batching_parameters
         from kit.serve.batching import BatchingConfig
 
         config = self.best().config
         target = Path(path) if path is not None else self.out_dir / "batching_parameters.txt"
-        return batching_config.write(BatchingConfig(max_batch_size=config.batch_size,
+        return batching_parameters.write(BatchingConfig(max_batch_size=config.batch_size,
                                                     batch_timeout_micros=round(config.batch_timeout_ms * 1000),
                                                     **batching), target)
 

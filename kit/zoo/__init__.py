@@ -35,10 +35,10 @@ from kit.errors import ConfigError, ModelLoadError
 from kit.specs import TensorSpec
 from kit.zoo.cache import cache_root, entry_key, get_or_build, library_versions
 from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, check_name, input_specs, resolve_params
-from kit.zoo.data import DigitsData, digits_data, sample_feeds
+from kit.zoo.data import DigitsData, digits_data, sample_feeds, zoo_samples
 
 __all__ = ["MODELS", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name", "digits_data", "get_model",
-           "model_inputs", "sample_feeds"]
+           "model_inputs", "sample_feeds", "zoo_samples"]
 
 log = logging.getLogger(__name__)
 

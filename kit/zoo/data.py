@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from kit.config import require_int
+from kit.errors import ConfigError
 from kit.zoo.catalog import resolve_params
 
 
@@ -64,3 +66,20 @@ def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -
         ids[row, length:] = 0
         mask[row, length:] = 0
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
+    """Real inputs (and labels, where the zoo has them) for a built-in model.
+
+    ``digits_cnn`` gets scikit-learn's digits (``split`` "train" for calibration, "test"
+    for evaluation, with labels); the others get the zoo's realistic sample feeds, with a
+    different seed per split so calibration and evaluation never share inputs.
+    """
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    require_int("samples", samples)
+    if name == "digits_cnn":
+        digits = digits_data(seed=seed)
+        x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)
+        return {"image": x[:samples]}, y[:samples]
+    return sample_feeds(name, batch_size=samples, seed=seed + (1 if split == "train" else 2)), None

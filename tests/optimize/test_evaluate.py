@@ -135,7 +135,7 @@ def test_embeddings_skip_top1_and_recommend_on_cosine(variants):
 
 
 def test_zoo_samples_for_digits_have_labels():
-    from kit.optimize.evaluate import zoo_samples
+    from kit.zoo import zoo_samples
 
     data, labels = zoo_samples("digits_cnn", 10, split="train")
     assert data["image"].shape == (10, 8, 8, 1) and labels.shape == (10,)

@@ -8,7 +8,8 @@ from serve_fakes import FakeClock
 
 from kit.engines.base import PredictorBase, Wrapper
 from kit.errors import ConfigError, InferenceError
-from kit.serve.cache import CacheConfig, LRUStore, ResultCache, feeds_key, freeze, model_identity
+from kit.hashing import feeds_key
+from kit.serve.cache import CacheConfig, LRUStore, ResultCache, freeze, model_identity
 from kit.specs import TensorSpec
 from kit.testing import run_threads
 

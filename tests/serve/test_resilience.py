@@ -13,8 +13,8 @@ from kit.errors import (CircuitOpen, Closed, ConfigError, DeadlineExceeded, Infe
                         Overloaded)
 from kit.serve.faults import FaultConfig, FaultInjector
 from kit.serve.ledger import Ledgered, RequestLedger
-from kit.serve.resilience import (BreakerConfig, CircuitBreaker, Retry, RetryPolicy, Timeout, is_retryable,
-                                  remaining_deadline)
+from kit.engines.deadline import remaining_deadline
+from kit.serve.resilience import (BreakerConfig, CircuitBreaker, Retry, RetryPolicy, Timeout, is_retryable)
 from kit.testing import run_threads
 
 

@@ -44,9 +44,9 @@ def test_infeasible_trials_are_recorded_but_never_chosen(tmp_path):
     exported = json.loads(tuner.export_best().read_text())
     assert TrialConfig.from_dict(exported["config"]) == best.config
     assert exported["objective"] == {"metric": "p95_ms", "value": best.value}
-    from kit.serve import batching_config
+    from kit.tfserving import batching_parameters
 
-    parameters = batching_config.read(tuner.export_batching_parameters())
+    parameters = batching_parameters.read(tuner.export_batching_parameters())
     assert parameters.max_batch_size == best.config.batch_size
     assert parameters.batch_timeout_micros == round(best.config.batch_timeout_ms * 1000)
 

@@ -6,12 +6,12 @@ import pytest
 from google.protobuf import text_format
 
 from kit.errors import ConfigError
-from kit.serve import batching_config
+from kit.tfserving import batching_parameters
 from kit.serve.batching import BatchingConfig
 
 
 def test_message_declares_tf_servings_fields_with_their_numbers_and_types():
-    descriptor = batching_config.batching_parameters_class().DESCRIPTOR
+    descriptor = batching_parameters.batching_parameters_class().DESCRIPTOR
     assert descriptor.full_name == "tensorflow.serving.BatchingParameters"
     fields = {f.name: f for f in descriptor.fields}
     assert {n: f.number for n, f in fields.items()} == {
@@ -27,30 +27,30 @@ def test_written_file_parses_back_to_the_same_config(tmp_path):
     config = BatchingConfig(max_batch_size=32, batch_timeout_micros=2500, max_enqueued_batches=4,
                             num_batch_threads=2, allowed_batch_sizes=(8, 16, 32), pad_variable_length_inputs=True,
                             thread_pool_name="mobilenet")
-    path = batching_config.write(config, tmp_path / "batching_parameters.txt")
+    path = batching_parameters.write(config, tmp_path / "batching_parameters.txt")
     text = path.read_text()
     assert "max_batch_size {\n  value: 32\n}" in text and "allowed_batch_sizes: 16" in text
-    message = text_format.Parse(text, batching_config.batching_parameters_class()())
+    message = text_format.Parse(text, batching_parameters.batching_parameters_class()())
     assert message.batch_timeout_micros.value == 2500 and list(message.allowed_batch_sizes) == [8, 16, 32]
-    assert batching_config.read(path) == config
+    assert batching_parameters.read(path) == config
     assert not [p for p in tmp_path.iterdir() if p.name != "batching_parameters.txt"]  # no temp left behind
 
 
 def test_a_hand_written_tf_serving_file_is_read_and_validated(tmp_path):
     text = "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 0 }\nnum_batch_threads { value: 4 }\n"
-    config = batching_config.parse_text(text, drain_on_close=False)
+    config = batching_parameters.parse_text(text, drain_on_close=False)
     assert (config.max_batch_size, config.batch_timeout_micros, config.num_batch_threads) == (16, 0, 4)
     assert config.max_enqueued_batches == BatchingConfig().max_enqueued_batches and not config.drain_on_close
     with pytest.raises(ConfigError, match="must equal max_batch_size"):
-        batching_config.parse_text("max_batch_size { value: 16 }\nallowed_batch_sizes: 8\n")
+        batching_parameters.parse_text("max_batch_size { value: 16 }\nallowed_batch_sizes: 8\n")
     with pytest.raises(ConfigError, match="not a valid"):
-        batching_config.parse_text("max_batch_sise { value: 16 }")
+        batching_parameters.parse_text("max_batch_sise { value: 16 }")
     with pytest.raises(ConfigError, match="not found"):
-        batching_config.read(tmp_path / "missing.txt")
+        batching_parameters.read(tmp_path / "missing.txt")
 
 
 def test_a_zero_timeout_survives_the_round_trip():
     config = BatchingConfig(max_batch_size=4, batch_timeout_micros=0)
-    text = batching_config.to_text(config)
+    text = batching_parameters.to_text(config)
     assert "batch_timeout_micros {\n}" in text  # the wrapper is present with its default value 0
-    assert batching_config.parse_text(text) == config
+    assert batching_parameters.parse_text(text) == config

@@ -1,109 +1,32 @@
-"""Warm-up: pay the first-request penalty before users do, and measure what it was.
+"""TensorFlow Serving's warm-up file: ``assets.extra/tf_serving_warmup_requests``.
 
-The first call on a fresh session allocates buffers, picks kernels and (for TensorFlow)
-traces functions, so it is much slower than the rest. ``warm_up`` runs throwaway
-requests right after loading; ``first_request_penalty`` measures the first user request
-with and without that, interleaved; ``warming`` turns any loader into one that warms
-what it loads (e.g. for ``EnginePool``).
-
-TensorFlow Serving does the same from a file in the SavedModel version directory,
-``assets.extra/tf_serving_warmup_requests``: ``PredictionLog`` records in TFRecord
-format, at most 1000 of them. ``write_tfserving_warmup`` makes one from sample feeds
-with the ``tensorflow_serving.apis`` protos, and ``read_tfserving_warmup`` parses it back
-and checks every request against the SavedModel's signature (and, optionally, runs it).
+TF Serving runs the requests of that file right after loading a version:
+``PredictionLog`` records in TFRecord format, at most 1000 of them. ``write_tfserving_warmup``
+makes one from sample feeds with the ``tensorflow_serving.apis`` protos, and
+``read_tfserving_warmup`` parses it back and checks every request against the SavedModel's
+signature (and, optionally, runs it). Warming an in-process engine is ``kit.loading.warmup``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kit.artifacts import atomic_output
-from kit.config import require_int
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, InputError, MissingDependencyError, ModelLoadError
-from kit.specs import batch_size_of, synthetic_feeds
+from kit.specs import batch_size_of
 
 log = logging.getLogger(__name__)
 
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many records
-
-
-def _requests(predictor: Predictor, requests: Sequence[Feeds] | None, n: int, batch_size: int) -> list[Feeds]:
-    if requests is not None:
-        return list(requests)
-    require_int("the number of warm-up requests", n, 0)
-    # seeds far from the usual 0.. so warm-up inputs differ from the requests being measured
-    return [synthetic_feeds(predictor.input_specs, batch_size=batch_size, seed=10_000 + i) for i in range(n)]
-
-
-def warm_up(predictor: Predictor, requests: Sequence[Feeds] | None = None, n: int = 3,
-            batch_size: int = 1) -> dict[str, float]:
-    """Run ``requests`` (or ``n`` synthetic ones of ``batch_size``) and report their timings."""
-    feeds = _requests(predictor, requests, n, batch_size)
-    times = []
-    for request in feeds:
-        start = time.perf_counter()
-        predictor.predict(request)
-        times.append(time.perf_counter() - start)
-    return {"requests": float(len(times)), "seconds": float(sum(times)),
-            "first_s": times[0] if times else 0.0, "last_s": times[-1] if times else 0.0}
-
-
-def warming(loader: Callable[..., Predictor], requests: Sequence[Feeds] | None = None, n: int = 3,
-            batch_size: int = 1) -> Callable[..., Predictor]:
-    """A loader that warms up every predictor it loads before handing it out."""
-    def load(*args: Any, **kwargs: Any) -> Predictor:
-        predictor = loader(*args, **kwargs)
-        warm_up(predictor, requests, n, batch_size)
-        return predictor
-
-    return load
-
-
-def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_requests: int = 3,
-                          repeats: int = 3, steady_runs: int = 10) -> list[dict[str, Any]]:
-    """Rows for fresh loads, without and with warm-up (interleaved), of the first request's cost.
-
-    Each row: ``mode`` (``cold``/``warmed``), load, warm-up, first request and steady
-    (median of ``steady_runs`` later requests) seconds, and ``penalty_s`` = first - steady.
-    """
-    for name, value in (("warmup_requests", warmup_requests), ("repeats", repeats), ("steady_runs", steady_runs)):
-        require_int(name, value)
-    batch = batch_size_of(feeds)  # warm up at the shape that will be measured
-    clock = time.perf_counter
-    rows = []
-    for repeat in range(repeats):
-        for mode in ("cold", "warmed"):
-            start = clock()
-            predictor = load()
-            load_s = clock() - start
-            try:
-                warm_s = (warm_up(predictor, n=warmup_requests, batch_size=batch)["seconds"]
-                          if mode == "warmed" else 0.0)
-                start = clock()
-                predictor.predict(feeds)
-                first = clock() - start
-                steady = []
-                for _ in range(steady_runs):
-                    start = clock()
-                    predictor.predict(feeds)
-                    steady.append(clock() - start)
-            finally:
-                predictor.close()
-            median = statistics.median(steady)
-            rows.append({"mode": mode, "repeat": repeat, "load_s": load_s, "warmup_s": warm_s,
-                         "first_request_s": first, "steady_s": median, "penalty_s": first - median})
-    return rows
 
 
 def _tf():

@@ -6,7 +6,7 @@ A version policy (``latest{N}``, ``specific``, ``all``) picks which versions are
 labels (``stable``, ``canary``) name versions; ``register`` / ``promote`` / ``rollback``
 move them, and ``write_config`` writes the ``models.config`` text proto TensorFlow
 Serving reads (``--model_config_file``), so the same layout serves in production
-(the policy and ``models.config`` vocabulary live in ``kit.serve.modelconfig``).
+(the policy and ``models.config`` vocabulary live in ``kit.tfserving.modelconfig``).
 
 Switching is atomic: the served versions and labels form one immutable snapshot that a
 poll replaces in a single assignment, after the new version has loaded. Each request
@@ -36,7 +36,7 @@ from typing import Any
 from kit.artifacts import ModelArtifact, detect_format
 from kit.engines.base import Feeds, Outputs, Predictor, PredictorBase
 from kit.errors import Closed, ConfigError, KitError, ModelLoadError, ServingError
-from kit.serve.modelconfig import (VersionPolicy, import_config_pb2, models_config_text, read_models_config,
+from kit.tfserving.modelconfig import (VersionPolicy, import_config_pb2, models_config_text, read_models_config,
                                    write_models_config)
 
 log = logging.getLogger(__name__)

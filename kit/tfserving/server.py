@@ -11,8 +11,8 @@ It is an experimentation and test server: bound to 127.0.0.1 by default, a threa
 request, no batching of its own. Production belongs on TensorFlow Serving (or a comparable
 server), which the very same client talks to unchanged.
 
-Models come from a ``ModelSource`` (kit.serve.sources): a plain mapping ``name -> {version: Predictor}`` with
-labels (``StaticModels``), ``kit.serve.versions.ModelRegistry`` objects (``RegistrySource``:
+Models come from a ``ModelSource`` (kit.tfserving.sources): a plain mapping ``name -> {version: Predictor}`` with
+labels (``StaticModels``), ``kit.tfserving.versions.ModelRegistry`` objects (``RegistrySource``:
 their versions, labels and atomic switches, read per request), or any object with the same
 four methods. The server depends on the protocol only, never on the registry module.
 """
@@ -41,7 +41,7 @@ from kit.engines.base import Outputs, Predictor
 from kit.errors import ConfigError, DeadlineExceeded, InputError, KitError, ModelLoadError, ServingError
 from kit.specs import check_feeds
 
-from kit.serve.sources import as_source
+from kit.tfserving.sources import as_source
 
 log = logging.getLogger(__name__)
 

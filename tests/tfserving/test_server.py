@@ -15,9 +15,9 @@ from kit.engines.base import Wrapper
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.engines.tfserving import TFServingEngine, parse_url
 from kit.errors import ConfigError, DeadlineExceeded, InputError, ModelLoadError, Overloaded
-from kit.serve.server import ModelServer, ServerConfig, server_for_paths
-from kit.serve.sources import StaticModels
-from kit.serve.versions import ModelRegistry, VersionPolicy
+from kit.tfserving.server import ModelServer, ServerConfig, server_for_paths
+from kit.tfserving.sources import StaticModels
+from kit.tfserving.versions import ModelRegistry, VersionPolicy
 from kit.testing import make_mlp_model, run_threads
 
 PROTOCOLS = ("grpc", "rest")
@@ -234,7 +234,7 @@ import numpy as np
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.engines.tfserving import TFServingEngine
 from kit.errors import MissingDependencyError
-from kit.serve.server import ModelServer
+from kit.tfserving.server import ModelServer
 engine = OnnxRuntimeEngine({str(mlp_onnx)!r})
 x = np.ones((2, 16), np.float32)
 with ModelServer({{"m": engine}}, grpc_port=None) as srv, TFServingEngine(srv.rest_url, "m") as remote:

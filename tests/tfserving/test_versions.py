@@ -13,7 +13,7 @@ from kit.engines.base import Predictor, Wrapper
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.errors import Closed, ConfigError, KitError, ModelLoadError, ServingError
 from kit.serve.routing import Router, WeightedSplit
-from kit.serve.versions import (ModelRegistry, VersionPolicy, model_path, models_config_text, read_models_config,
+from kit.tfserving.versions import (ModelRegistry, VersionPolicy, model_path, models_config_text, read_models_config,
                                 write_models_config)
 from kit.testing import ONNX_IR_VERSION
 
@@ -236,7 +236,7 @@ def test_half_written_and_broken_versions_are_never_served(tmp_path, sources, ca
     assert reg.poll() is False and _answer(reg) == 1
     full = sources[2].read_bytes()
     (tmp_path / "m" / "2" / "model.onnx").write_bytes(full[: len(full) // 2])  # truncated mid-copy
-    with caplog.at_level(logging.WARNING, logger="kit.serve.versions"):
+    with caplog.at_level(logging.WARNING, logger="kit.tfserving.versions"):
         assert reg.poll() is False
     assert "version 2 could not be loaded and is skipped" in caplog.text
     assert reg.served_versions == [1] and _answer(reg) == 1 and reg.stats()["load_failures"] == 1

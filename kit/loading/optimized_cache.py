@@ -14,7 +14,7 @@ renamed into place, so concurrent writers never leave a torn file; each carries 
 header with an xxh3-128 digest, so a corrupted or truncated one is detected, warned
 about, ignored and rebuilt.
 
-The warm pool of loaded engines lives in ``kit.serve.pool``.
+The warm pool of loaded engines lives in ``kit.loading.pool``.
 """
 
 from __future__ import annotations

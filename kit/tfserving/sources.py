@@ -1,7 +1,7 @@
 """Where ``kit serve`` finds its models: a small protocol and its two implementations.
 
 ``StaticModels`` is a plain mapping ``name -> {version: Predictor}`` with labels;
-``RegistrySource`` reads ``kit.serve.versions.ModelRegistry`` objects per request (their
+``RegistrySource`` reads ``kit.tfserving.versions.ModelRegistry`` objects per request (their
 versions, labels and atomic switches). The server depends on the ``ModelSource`` protocol
 only, never on the registry module.
 """
@@ -100,12 +100,12 @@ class StaticModels:
 
 
 def _is_registry(obj: Any) -> bool:
-    """Duck-typed ``kit.serve.versions.ModelRegistry`` (one model's versions and labels)."""
+    """Duck-typed ``kit.tfserving.versions.ModelRegistry`` (one model's versions and labels)."""
     return hasattr(obj, "predict_version") and hasattr(obj, "served_versions") and hasattr(obj, "resolve")
 
 
 class RegistrySource:
-    """Serve ``kit.serve.versions.ModelRegistry`` s: versions, labels and switches are theirs.
+    """Serve ``kit.tfserving.versions.ModelRegistry`` s: versions, labels and switches are theirs.
 
     A request is held on its version by the registry for the duration of ``predict``, so a
     version switch never fails it; between ``resolve`` and that call (microseconds) a
