@@ -26,7 +26,7 @@ from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)
 
-GRAPH_LEVELS = ("disable", "basic", "extended", "layout", "all")
+GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
 ProviderArg = str | tuple[str, Mapping[str, Any]]
 
@@ -79,8 +79,8 @@ class OrtOptions:
         object.__setattr__(self, "providers", tuple(provider_arg(p) for p in providers))
         if not self.providers:
             raise ConfigError("providers must name at least one execution provider")
-        if self.graph_optimization_level not in GRAPH_LEVELS:
-            raise ConfigError(f"graph_optimization_level must be one of {GRAPH_LEVELS}, "
+        if self.graph_optimization_level not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ConfigError(f"graph_optimization_level must be one of {GRAPH_OPTIMIZATION_LEVELS}, "
                               f"got {self.graph_optimization_level!r}")
         if self.execution_mode not in EXECUTION_MODES:
             raise ConfigError(f"execution_mode must be one of {EXECUTION_MODES}, got {self.execution_mode!r}")
