@@ -45,22 +45,22 @@ def verdict(ok: bool) -> str:
 
 
 def thread_sweep(model, feeds, rounds: int, seconds: float) -> bool:
-    cfg = ThreadSweepConfig(intra_op_threads=(1, 2), inter_op_threads=(1, 2), rounds=rounds * 2,
+    cfg = ThreadSweepConfig(intra_op_num_threads=(1, 2), inter_op_num_threads=(1, 2), rounds=rounds * 2,
                             min_duration_s=seconds, min_queries=10, warmup=3)
     result = sweep_ort_threads(model, feeds, cfg)
-    frame = result.frame()
+    frame = result.to_frame()
     print(f"\n(a) ONNX Runtime thread sweep, MobileNetV2 batch 1, {cfg.rounds} interleaved rounds, "
           f"{seconds:g} s per point")
-    print(frame[["intra_op_threads", "inter_op_threads", "execution_mode", "is_default", "p50_ms", "p99_ms",
+    print(frame[["intra_op_num_threads", "inter_op_num_threads", "execution_mode", "is_default", "p50_ms", "p99_ms",
                  "samples_per_s", "status"]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     best = result.best()
     default = result.default()
-    print(f"  sweep: best intra={best['intra_op_threads']} inter={best['inter_op_threads']} "
+    print(f"  sweep: best intra={best['intra_op_num_threads']} inter={best['inter_op_num_threads']} "
           f"{best['execution_mode']} p50 {best['p50_ms']:.2f} ms vs default p50 {default['p50_ms']:.2f} ms "
           f"(ratio {result.speedup():.2f}x, selection-biased)")
     engines = {"default": OnnxRuntimeEngine(model),
-               "best": OnnxRuntimeEngine(model, intra_op_num_threads=best["intra_op_threads"],
-                                         inter_op_num_threads=best["inter_op_threads"],
+               "best": OnnxRuntimeEngine(model, intra_op_num_threads=best["intra_op_num_threads"],
+                                         inter_op_num_threads=best["inter_op_num_threads"],
                                          execution_mode=best["execution_mode"])}
     results = compare(engines, feeds, rounds=rounds * 2, config=ProfileConfig(warmup=3, min_duration_s=2 * seconds))
     p50 = {r.label: float(np.median(r.latencies_s)) * 1e3 for r in results}

@@ -21,7 +21,7 @@ from kit.errors import (CircuitOpen, Closed, ConfigError, ConversionError, Deadl
                         ProviderUnavailableError, QuantizationError, ServingError)
 from kit.profile import Instrumented, MetricsRecorder, ProfileConfig, ProfileResult, compare, environment
 from kit.profile import profile as measure
-from kit.profile import results_frame
+from kit.profile import summary_frame
 from kit.profile.providers import choose_providers
 from kit.report import interactive, publish
 from kit.serve import CacheConfig, CircuitBreaker, DynamicBatcher, ResultCache, Retry, Router
@@ -40,6 +40,6 @@ __all__ = sorted([
     "ProfileResult", "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router",
     "SearchSpace", "ServingError", "TFServingEngine", "TensorSpec", "Tuner", "Wrapper", "__version__",
     "check_feeds", "choose_providers", "compare", "create_engine", "digits_data", "discover_providers",
-    "environment", "get_model", "interactive", "lineage_frame", "measure", "publish", "results_frame",
+    "environment", "get_model", "interactive", "lineage_frame", "measure", "publish", "summary_frame",
     "sample_feeds", "synthetic_feeds",
 ])

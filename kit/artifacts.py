@@ -119,6 +119,19 @@ class ModelArtifact:
                 "lineage": self.describe(), **{f"metric_{k}": v for k, v in self.metrics.items()}}
 
 
+ModelLike = str | os.PathLike[str] | ModelArtifact
+"""What every kit function that takes a model accepts: a path or an artifact (``as_artifact`` turns it into one)."""
+
+
+def as_artifact(model: ModelLike) -> ModelArtifact:
+    """``model`` as an artifact: a path's format is detected from the file (``ModelLoadError`` if it is none)."""
+    if isinstance(model, ModelArtifact):
+        return model
+    if not Path(model).exists():
+        raise ModelLoadError(f"model not found: {model}")
+    return ModelArtifact.from_path(model)
+
+
 def lineage_frame(artifacts: list[ModelArtifact]):  # -> pandas.DataFrame
     """One row per artifact: name, format, transform, params, size and lineage."""
     import pandas as pd

@@ -21,7 +21,7 @@ def create_engine(model: str | os.PathLike[str] | ModelArtifact, engine: str | N
     """Load ``model`` with ``engine`` (or the default engine for its format).
 
     ``options`` go to the engine's constructor: ``OrtOptions`` fields for ONNX Runtime,
-    ``signature``/threads for TensorFlow, ``num_threads`` for TFLite, ``model_name``...
+    ``signature``/``intra_op_num_threads`` for TensorFlow and TFLite, ``model_name``...
     for TensorFlow Serving. Heavy runtimes are imported only here, on demand.
     """
     if engine is not None and engine not in ENGINES:

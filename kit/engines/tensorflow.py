@@ -25,18 +25,18 @@ from kit._quiet import import_tensorflow  # noqa: E402,F401  (re-exported for ca
 log = logging.getLogger(__name__)
 
 
-def configure_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> None:
+def configure_threads(intra_op_num_threads: int | None, inter_op_num_threads: int | None) -> None:
     """Set TensorFlow's thread pools, or raise ``ConfigError`` if TF already started others."""
-    for label, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
+    for label, value in (("intra_op_num_threads", intra_op_num_threads), ("inter_op_num_threads", inter_op_num_threads)):
         require_int(label, value, 0, hint=" (0 lets TensorFlow choose)", allow_none=True)
-    if intra_op_threads is None and inter_op_threads is None:
+    if intra_op_num_threads is None and inter_op_num_threads is None:
         return
     tf = import_tensorflow()
     threading = tf.config.threading
     for label, value, getter, setter in (
-            ("intra_op_threads", intra_op_threads, threading.get_intra_op_parallelism_threads,
+            ("intra_op_num_threads", intra_op_num_threads, threading.get_intra_op_parallelism_threads,
              threading.set_intra_op_parallelism_threads),
-            ("inter_op_threads", inter_op_threads, threading.get_inter_op_parallelism_threads,
+            ("inter_op_num_threads", inter_op_num_threads, threading.get_inter_op_parallelism_threads,
              threading.set_inter_op_parallelism_threads)):
         if value is None or getter() == value:
             continue
@@ -63,9 +63,9 @@ class TensorFlowEngine(PredictorBase):
     """A Predictor over one signature of a SavedModel (``tf.saved_model.load``)."""
 
     def __init__(self, model: str | os.PathLike[str] | ModelArtifact, signature: str = "serving_default",
-                 intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+                 intra_op_num_threads: int | None = None, inter_op_num_threads: int | None = None,
                  name: str | None = None) -> None:
-        configure_threads(intra_op_threads, inter_op_threads)
+        configure_threads(intra_op_num_threads, inter_op_num_threads)
         tf = import_tensorflow()
         self._tf = tf
         path = model.path if isinstance(model, ModelArtifact) else Path(model)
@@ -80,7 +80,7 @@ class TensorFlowEngine(PredictorBase):
         self.path = path
         self.name = name or (model.name if isinstance(model, ModelArtifact) else path.name)
         self.signature = signature
-        self.intra_op_threads, self.inter_op_threads = intra_op_threads, inter_op_threads
+        self.intra_op_num_threads, self.inter_op_num_threads = intra_op_num_threads, inter_op_num_threads
         try:
             self._loaded = tf.saved_model.load(str(path))
         except Exception as exc:
@@ -121,5 +121,5 @@ class TensorFlowEngine(PredictorBase):
         return {"predictor": type(self).__name__, "engine": "tensorflow", "name": self.name,
                 "signature": self.signature, "tensorflow": self._tf.__version__,
                 "devices": [d.name for d in self._tf.config.list_logical_devices()],
-                "intra_op_threads": threading.get_intra_op_parallelism_threads(),
-                "inter_op_threads": threading.get_inter_op_parallelism_threads()}
+                "intra_op_num_threads": threading.get_intra_op_parallelism_threads(),
+                "inter_op_num_threads": threading.get_inter_op_parallelism_threads()}

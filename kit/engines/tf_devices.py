@@ -33,8 +33,8 @@ class TFDeviceConfig:
     visible_gpus: tuple[int, ...] | None = None
     memory_growth: bool = True
     memory_limit_mb: int | None = None
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
+    intra_op_num_threads: int = 0
+    inter_op_num_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.visible_gpus is not None:
@@ -48,7 +48,7 @@ class TFDeviceConfig:
         if self.memory_limit_mb is not None and self.memory_growth:
             raise ConfigError("memory_growth and memory_limit_mb exclude each other in TensorFlow; "
                               "set memory_growth=False to cap memory")
-        for name in ("intra_op_threads", "inter_op_threads"):
+        for name in ("intra_op_num_threads", "inter_op_num_threads"):
             require_int(name, getattr(self, name), 0, hint=" (0 lets TensorFlow choose)")
 
 
@@ -93,15 +93,15 @@ def configure_tensorflow(config: TFDeviceConfig) -> dict[str, Any]:
                     gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=config.memory_limit_mb)])
             else:
                 tf.config.experimental.set_memory_growth(gpu, config.memory_growth)
-        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_num_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_num_threads)
     except RuntimeError as exc:  # TF's "cannot be modified after initialization"
         raise ConfigError(f"TensorFlow refused the device/thread settings: {exc} "
                           f"(set them before TensorFlow's first use)") from exc
     applied = {"physical_gpus": len(gpus), "visible_gpus": [g.name for g in chosen],
                "memory_growth": config.memory_growth if config.memory_limit_mb is None else False,
                "memory_limit_mb": config.memory_limit_mb,
-               "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-               "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+               "intra_op_num_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+               "inter_op_num_threads": tf.config.threading.get_inter_op_parallelism_threads()}
     log.info("TensorFlow configured: %s", applied)
     return applied

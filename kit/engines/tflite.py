@@ -86,20 +86,21 @@ class _Port:
 class TFLiteEngine(PredictorBase):
     """A Predictor over one signature of a ``.tflite`` model."""
 
-    def __init__(self, model: str | os.PathLike[str] | ModelArtifact, num_threads: int | None = None,
+    def __init__(self, model: str | os.PathLike[str] | ModelArtifact, intra_op_num_threads: int | None = None,
                  signature: str | None = None, name: str | None = None) -> None:
-        require_int("num_threads", num_threads, allow_none=True)
+        # The interpreter's ``num_threads`` is its intra-op thread count; the kit calls it so everywhere.
+        require_int("intra_op_num_threads", intra_op_num_threads, allow_none=True)
         path = model.path if isinstance(model, ModelArtifact) else Path(model)
         if not path.is_file():
             raise ModelLoadError(f"TFLite model not found: {path}" if not path.exists() else
                                  f"{path} is a directory; the TFLite engine expects a .tflite file")
         self.path = path
         self.name = name or (model.name if isinstance(model, ModelArtifact) else path.stem)
-        self.num_threads = num_threads
+        self.intra_op_num_threads = intra_op_num_threads
         cls, self.runtime = interpreter_class()
         try:
             with silenced_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2
-                self._interp = cls(model_path=str(path), num_threads=num_threads)
+                self._interp = cls(model_path=str(path), num_threads=intra_op_num_threads)
                 self._interp.allocate_tensors()
         except Exception as exc:
             raise ModelLoadError(f"{self.runtime} could not load {path}: {first_line(exc)}") from exc
@@ -178,5 +179,5 @@ class TFLiteEngine(PredictorBase):
 
     def describe(self) -> dict[str, Any]:
         return {"predictor": type(self).__name__, "engine": "tflite", "runtime": self.runtime, "name": self.name,
-                "signature": self.signature, "num_threads": self.num_threads,
+                "signature": self.signature, "intra_op_num_threads": self.intra_op_num_threads,
                 "inputs": [p.record() for p in self._inputs], "outputs": [p.record() for p in self._outputs]}

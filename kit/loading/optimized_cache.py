@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from kit.artifacts import ModelArtifact, atomic_write_bytes, file_digest, locked
+from kit.artifacts import ModelArtifact, ModelLike, atomic_write_bytes, file_digest, locked
 from kit.config import resolve
 from kit.errors import ConfigError, KitError, ModelLoadError
 from kit.specs import TensorSpec, synthetic_feeds
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"KITORTC1"
 _HEADER = len(MAGIC) + 16 + 4  # magic, xxh3-128 digest of the rest, meta length
-ModelSource = str | os.PathLike[str] | ModelArtifact
 
 
 class CorruptCacheFile(Exception):
@@ -170,7 +169,7 @@ class LoadReport:
                              for k, v in self.stages.items()])
 
 
-def _source(model: ModelSource) -> tuple[Path, str]:
+def _source(model: ModelLike) -> tuple[Path, str]:
     path = model.path if isinstance(model, ModelArtifact) else Path(model)
     name = model.name if isinstance(model, ModelArtifact) else path.stem
     if not path.is_file():
@@ -200,7 +199,7 @@ class OptimizedModelCache:
         """``(optimized graph, sidecar)`` paths of an entry."""
         return self.directory / f"{key}{self.MODEL_SUFFIX}", self.directory / f"{key}{self.META_SUFFIX}"
 
-    def load(self, model: ModelSource, options: Any = None, **overrides: Any):
+    def load(self, model: ModelLike, options: Any = None, **overrides: Any):
         """``(engine, LoadReport)``: from the cache when a valid entry exists, else built and stored.
 
         ``options``/``overrides`` are ``OrtOptions``; the returned engine always answers
@@ -324,7 +323,7 @@ def _no_optimization(options: Any) -> Any:
     return dataclasses.replace(options, graph_optimization_level="disable", optimized_model_filepath=None)
 
 
-def load_breakdown(model: ModelSource, options: Any = None, repeats: int = 3, steady_runs: int = 5,
+def load_breakdown(model: ModelLike, options: Any = None, repeats: int = 3, steady_runs: int = 5,
                    **overrides: Any) -> dict[str, float]:
     """Median seconds of each load stage: file read, graph optimization, session creation, first inference.
 

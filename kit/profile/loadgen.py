@@ -35,7 +35,7 @@ import numpy as np
 
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError
-from kit.profile.profiler import check_run_bounds
+from kit.profile.profiler import check_run_bounds, summary_frame
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of, synthetic_feeds
 
@@ -220,13 +220,6 @@ class LoadResult:
         s = self.summary()
         return (f"<LoadResult {self.scenario} queries={int(s['queries'])} qps={s['qps']:.1f} "
                 f"p99={s['p99_ms']:.2f} ms lag_p99={s['send_lag_p99_ms']:.3f} ms>")
-
-
-def summary_frame(results: Sequence[LoadResult]):  # -> pandas.DataFrame
-    """One summary row per run."""
-    import pandas as pd
-
-    return pd.DataFrame([r.summary() for r in results])
 
 
 def _feed_source(predictor: Predictor, feeds: FeedSource, batch_size: int, seed: int) -> Callable[[int], Feeds]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,8 +140,8 @@ def compare(predictors: Mapping[str, Predictor], feeds: Feeds | Mapping[str, Fee
     return results
 
 
-def results_frame(results: list[ProfileResult]):  # -> pandas.DataFrame
-    """One summary row per result."""
+def summary_frame(results: Sequence[Any]):  # -> pandas.DataFrame
+    """One row per result: its ``summary()`` (profiler and load-generator results alike)."""
     import pandas as pd
 
     return pd.DataFrame([r.summary() for r in results])

@@ -39,7 +39,7 @@ class ProviderChoice:
     def unavailable(self) -> dict[str, str]:
         return {s.name: s.reason for s in self.statuses if not s.works}
 
-    def frame(self):  # -> pandas.DataFrame: provider x batch size
+    def to_frame(self):  # -> pandas.DataFrame: provider x batch size
         import pandas as pd
 
         return pd.DataFrame(self.measurements)

@@ -7,7 +7,7 @@
   therefore runs in its own child process; the children start together, load, then take
   turns measuring when this process tells them to, so TensorFlow points are interleaved
   in rounds too (each child idles, blocked on its pipe, while the others measure).
-- TFLite: ``num_threads`` per interpreter, interleaved in this process.
+- TFLite: intra-op threads per interpreter (its ``num_threads``), interleaved in this process.
 
 Every sweep includes the runtime's default point (0 / ``None``: let the runtime choose) and
 returns a ``ThreadSweepResult`` whose ``speedup()`` is the default's median latency over the
@@ -58,8 +58,8 @@ class ThreadSweepConfig:
     Thread counts of 0 mean "the runtime's default"; the default point is always added.
     """
 
-    intra_op_threads: tuple[int, ...] = (1, 2)
-    inter_op_threads: tuple[int, ...] = (1, 2)
+    intra_op_num_threads: tuple[int, ...] = (1, 2)
+    inter_op_num_threads: tuple[int, ...] = (1, 2)
     execution_modes: tuple[str, ...] = EXECUTION_MODES
     rounds: int = 3
     min_duration_s: float = 1.0
@@ -67,8 +67,8 @@ class ThreadSweepConfig:
     warmup: int = 3
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "intra_op_threads", _thread_counts("intra_op_threads", self.intra_op_threads))
-        object.__setattr__(self, "inter_op_threads", _thread_counts("inter_op_threads", self.inter_op_threads))
+        object.__setattr__(self, "intra_op_num_threads", _thread_counts("intra_op_num_threads", self.intra_op_num_threads))
+        object.__setattr__(self, "inter_op_num_threads", _thread_counts("inter_op_num_threads", self.inter_op_num_threads))
         modes = tuple(self.execution_modes)
         if not modes or any(m not in EXECUTION_MODES for m in modes):
             raise ConfigError(f"execution_modes must be taken from {EXECUTION_MODES}, got {list(modes)!r}")
@@ -90,7 +90,7 @@ class ThreadSweepResult:
     runtime: str
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def frame(self):  # -> pandas.DataFrame
+    def to_frame(self):  # -> pandas.DataFrame
         import pandas as pd
 
         return pd.DataFrame(self.rows)
@@ -117,11 +117,11 @@ class ThreadSweepResult:
 
     def heatmap(self, mode: str | None = None):  # -> pandas.DataFrame, intra x inter, median ms
         """Median latency by intra-op (rows) and inter-op (columns) threads; ``mode`` filters ORT's."""
-        frame = self.frame()
+        frame = self.to_frame()
         frame = frame[frame["status"] == "ok"]
         if mode is not None:
             frame = frame[frame["execution_mode"] == mode]
-        return frame.pivot_table(index="intra_op_threads", columns="inter_op_threads", values="p50_ms",
+        return frame.pivot_table(index="intra_op_num_threads", columns="inter_op_num_threads", values="p50_ms",
                                  aggfunc="median")
 
 
@@ -130,7 +130,7 @@ def _row(runtime: str, intra: int, inter: int, mode: str, latencies: np.ndarray,
     s = latency_summary(latencies, samples_per_query=batch, errors=len(errors))
     ok = bool(latencies.size)
     status = "ok" if ok else ("failed: " + (errors[0] if errors else "no measurement"))
-    return {"runtime": runtime, "intra_op_threads": intra, "inter_op_threads": inter, "execution_mode": mode,
+    return {"runtime": runtime, "intra_op_num_threads": intra, "inter_op_num_threads": inter, "execution_mode": mode,
             "is_default": is_default, "batch_size": batch, "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"],
             "samples_per_s": s["samples_per_s"] if ok else float("nan"), "queries": int(s["queries"]),
             "status": status}
@@ -159,8 +159,8 @@ def sweep_ort_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feed
     config = config or ThreadSweepConfig()
     points: list[tuple[int, int, str]] = [(0, 0, "sequential")]
     for mode in config.execution_modes:
-        for intra in config.intra_op_threads:
-            for inter in (config.inter_op_threads if mode == "parallel" else (0,)):
+        for intra in config.intra_op_num_threads:
+            for inter in (config.inter_op_num_threads if mode == "parallel" else (0,)):
                 if (intra, inter, mode) not in points:
                     points.append((intra, inter, mode))
     engines: dict[tuple[int, int, str], Any] = {}
@@ -184,18 +184,18 @@ def sweep_ort_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feed
 
 
 def sweep_tflite_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feeds,
-                         threads: Sequence[int] = (1, 2), config: ThreadSweepConfig | None = None
+                         intra_op_num_threads: Sequence[int] = (1, 2), config: ThreadSweepConfig | None = None
                          ) -> ThreadSweepResult:
-    """TFLite/LiteRT: ``num_threads`` per interpreter plus the runtime default, interleaved."""
+    """TFLite/LiteRT: intra-op threads (the interpreter's ``num_threads``) plus the runtime default, interleaved."""
     from kit.engines.tflite import TFLiteEngine
 
-    counts = _thread_counts("threads", threads, allow_zero=False)
+    counts = _thread_counts("intra_op_num_threads", intra_op_num_threads, allow_zero=False)
     config = config or ThreadSweepConfig()
     engines: dict[tuple[int, int, str], Any] = {}
     try:
         engines[(0, 0, "-")] = TFLiteEngine(model)
         for n in counts:
-            engines[(n, 0, "-")] = TFLiteEngine(model, num_threads=n)
+            engines[(n, 0, "-")] = TFLiteEngine(model, intra_op_num_threads=n)
         rows = _measure_in_process("tflite", engines, feeds, config, (0, 0, "-"))
     finally:
         for engine in engines.values():
@@ -216,8 +216,8 @@ def _tf_worker(spec: dict[str, Any]) -> None:
         sys.stdout.flush()
 
     try:
-        engine = TensorFlowEngine(spec["model"], intra_op_threads=spec["intra"] or None,
-                                  inter_op_threads=spec["inter"] or None)
+        engine = TensorFlowEngine(spec["model"], intra_op_num_threads=spec["intra"] or None,
+                                  inter_op_num_threads=spec["inter"] or None)
         with np.load(spec["feeds"]) as data:
             feeds = {k: data[k] for k in data.files}
         for _ in range(spec["warmup"]):
@@ -226,7 +226,7 @@ def _tf_worker(spec: dict[str, Any]) -> None:
     except Exception as exc:  # reported to the parent, which records the point as failed
         say({"error": f"{type(exc).__name__}: {first_line(exc)}"})
         return
-    say({"ready": True, "intra": info.get("intra_op_threads"), "inter": info.get("inter_op_threads")})
+    say({"ready": True, "intra": info.get("intra_op_num_threads"), "inter": info.get("inter_op_num_threads")})
     for line in sys.stdin:
         command = line.split()
         if not command or command[0] == "quit":
@@ -249,7 +249,7 @@ def sweep_tf_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feeds
     path = str(model.path if isinstance(model, ModelArtifact) else model)
     if not Path(path).is_dir():
         raise ModelLoadError(f"SavedModel directory not found: {path}")
-    points = [(0, 0)] + [(a, b) for a in config.intra_op_threads for b in config.inter_op_threads if (a, b) != (0, 0)]
+    points = [(0, 0)] + [(a, b) for a in config.intra_op_num_threads for b in config.inter_op_num_threads if (a, b) != (0, 0)]
     batch = batch_size_of(feeds)
     rows: list[dict[str, Any]] = []
     repo_root = str(Path(__file__).resolve().parents[2])
@@ -305,7 +305,7 @@ def sweep_tf_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feeds
                         proc.kill()
                         proc.wait()
                 stderr.close()
-    rows.sort(key=lambda r: (not r["is_default"], r["intra_op_threads"], r["inter_op_threads"]))
+    rows.sort(key=lambda r: (not r["is_default"], r["intra_op_num_threads"], r["inter_op_num_threads"]))
     return ThreadSweepResult("tensorflow", rows)
 
 
@@ -332,7 +332,7 @@ def sweep_frame(results: Sequence[ThreadSweepResult]):  # -> pandas.DataFrame
     """All sweeps in one frame."""
     import pandas as pd
 
-    return pd.concat([r.frame() for r in results], ignore_index=True)
+    return pd.concat([r.to_frame() for r in results], ignore_index=True)
 
 
 if __name__ == "__main__":  # the TensorFlow child process of sweep_tf_threads

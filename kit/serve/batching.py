@@ -292,7 +292,7 @@ class DynamicBatcher(Wrapper):
                     "queue_rows": sum(b.rows for b in self._queue),
                     "in_flight_requests": len(self._in_flight)}
 
-    def histogram_frame(self):  # -> pandas.DataFrame
+    def to_frame(self):  # -> pandas.DataFrame
         """Batches run per batch size (rows before padding)."""
         import pandas as pd
 

@@ -459,7 +459,7 @@ class Router(PredictorBase):
             out["shadow"] = self.shadow.stats()
         return out
 
-    def stats_frame(self):  # -> pandas.DataFrame
+    def to_frame(self):  # -> pandas.DataFrame
         """One row per route: calls, errors, error rate, in flight, p50/p99/mean latency."""
         import pandas as pd
 

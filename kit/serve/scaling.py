@@ -391,7 +391,7 @@ class ScalingPool(Wrapper):
                 "max_workers_used": max([d.workers_after for d in self.decisions], default=self.workers),
                 **_percentiles_ms(latencies)}
 
-    def trace_frame(self):  # -> pandas.DataFrame
+    def to_frame(self):  # -> pandas.DataFrame
         """Every decision with its readings: time, CPU, memory, queue, p95, action, workers, reason."""
         import pandas as pd
 
@@ -502,6 +502,6 @@ def step_load(pool: ScalingPool, phases: Sequence[tuple[float, float]], feeds: F
         submitted += 1
     with finished:  # callbacks, not result(), mark completion: wait for every one to have run
         finished.wait_for(lambda: counts[0] >= submitted, timeout=drain_timeout_s)
-    trace = pool.trace_frame() if pool.decisions else None
+    trace = pool.to_frame() if pool.decisions else None
     return StepLoadResult(phases=[(float(r), float(d)) for r, d in phases], scheduled_s=scheduled,
                           latency_s=done - scheduled, rejected=rejected, trace=trace, stats=pool.stats())

@@ -11,7 +11,7 @@ It is an experimentation and test server: bound to 127.0.0.1 by default, a threa
 request, no batching of its own. Production belongs on TensorFlow Serving (or a comparable
 server), which the very same client talks to unchanged.
 
-Models come from a ``ModelSource`` (kit.tfserving.sources): a plain mapping ``name -> {version: Predictor}`` with
+Models come from a ``ServableSource`` (kit.tfserving.sources): a plain mapping ``name -> {version: Predictor}`` with
 labels (``StaticModels``), ``kit.tfserving.versions.ModelRegistry`` objects (``RegistrySource``:
 their versions, labels and atomic switches, read per request), or any object with the same
 four methods. The server depends on the protocol only, never on the registry module.
@@ -75,7 +75,7 @@ class ModelServer:
     """TF Serving's Predict / GetModelMetadata / GetModelStatus for kit Predictors; a context manager.
 
     ``models`` is a mapping accepted by ``StaticModels`` (with ``labels``), one or more
-    ``ModelRegistry`` objects, or any ``ModelSource``. The server lends the predictors and
+    ``ModelRegistry`` objects, or any ``ServableSource``. The server lends the predictors and
     does not close them, unless ``close_models`` is set.
     """
 

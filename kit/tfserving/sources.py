@@ -2,7 +2,7 @@
 
 ``StaticModels`` is a plain mapping ``name -> {version: Predictor}`` with labels;
 ``RegistrySource`` reads ``kit.tfserving.versions.ModelRegistry`` objects per request (their
-versions, labels and atomic switches). The server depends on the ``ModelSource`` protocol
+versions, labels and atomic switches). The server depends on the ``ServableSource`` protocol
 only, never on the registry module.
 """
 
@@ -28,7 +28,7 @@ def _no_versions(name: str) -> ModelLoadError:
 
 
 @runtime_checkable
-class ModelSource(Protocol):
+class ServableSource(Protocol):
     """What the server needs from its models; errors follow TF Serving's (see ``StaticModels``)."""
 
     def model_names(self) -> list[str]: ...
@@ -145,10 +145,10 @@ class RegistrySource:
             registry.close()
 
 
-def as_source(models: Any, labels: Mapping[str, Mapping[str, int]] | None = None) -> ModelSource:
-    """A ``ModelSource`` from what a caller has: a source, registries, or a mapping of predictors."""
-    if isinstance(models, ModelSource):
-        source: ModelSource = models
+def as_source(models: Any, labels: Mapping[str, Mapping[str, int]] | None = None) -> ServableSource:
+    """A ``ServableSource`` from what a caller has: a source, registries, or a mapping of predictors."""
+    if isinstance(models, ServableSource):
+        source: ServableSource = models
     elif _is_registry(models):
         source = RegistrySource([models])
     elif isinstance(models, Mapping) and models and all(_is_registry(v) for v in models.values()):
@@ -159,7 +159,7 @@ def as_source(models: Any, labels: Mapping[str, Mapping[str, int]] | None = None
         source = RegistrySource(models)
     else:
         raise ConfigError(f"models must be a mapping name -> Predictor or {{version: Predictor}}, "
-                          f"ModelRegistry objects, or a ModelSource; got {type(models).__name__}")
+                          f"ModelRegistry objects, or a ServableSource; got {type(models).__name__}")
     if labels:
         raise ConfigError("labels go with a mapping of predictors; registries and sources keep their own")
     return source

@@ -442,7 +442,7 @@ class ModelRegistry(PredictorBase):
     def _event(self, kind: str, version: int, detail: str = "") -> None:
         self.events.append({"t_s": self._clock() - self._t0, "event": kind, "version": version, "detail": detail})
 
-    def events_frame(self):  # -> pandas.DataFrame
+    def to_frame(self):  # -> pandas.DataFrame
         """Registered / loaded / load_failed / retired / closed / label / rollback events, in order,
         with seconds since the registry was created."""
         import pandas as pd

@@ -34,7 +34,7 @@ from kit.config import require_int
 from kit.errors import ConfigError, ModelLoadError
 from kit.specs import TensorSpec
 from kit.zoo.cache import cache_root, entry_key, get_or_build, library_versions
-from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, check_name, input_specs, resolve_params
+from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, check_name, declared_specs, resolve_params
 from kit.zoo.data import DigitsData, digits_data, sample_feeds, zoo_samples
 
 __all__ = ["MODELS", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name", "digits_data", "get_model",
@@ -48,7 +48,7 @@ _STAGES = ("build", "onnx", "tflite")
 
 def model_inputs(name: str, **params: Any) -> tuple[TensorSpec, ...]:
     """The input specs of a zoo model (same on every format), without building it."""
-    return input_specs(name, resolve_params(name, params))
+    return declared_specs(name, resolve_params(name, params))
 
 
 def _error_summary(stderr: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import _quiet  # noqa: F401  (before TensorFlow is imported)
-from kit.zoo.catalog import input_specs
+from kit.zoo.catalog import declared_specs
 from kit.zoo.data import digits_data, sample_feeds
 
 
@@ -39,7 +39,7 @@ def _export(model: Any, name: str, params: Mapping[str, Any], out: Path,
     import keras
     import tensorflow as tf
 
-    signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in input_specs(name, params)]
+    signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in declared_specs(name, params)]
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", tf.function(fn, input_signature=signature))

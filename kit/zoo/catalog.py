@@ -56,7 +56,7 @@ def resolve_params(name: str, overrides: Mapping[str, Any] | None = None) -> dic
     return params
 
 
-def input_specs(name: str, params: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
+def declared_specs(name: str, params: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
     """The inputs every format of the model takes (batch dimension symbolic)."""
     if name == "digits_cnn":
         return (TensorSpec("image", np.float32, (None, 8, 8, 1)),)

@@ -128,7 +128,7 @@ def test_choose_providers_with_fallback_records_the_unavailable_and_ends_with_cp
     choice = choose_providers(mlp_onnx, [CudaOptions(), CPU], batch_sizes=(1, 4), allow_fallback=True,
                               config=fast, rounds=1)
     assert choice.order[-1] == CPU
-    frame = choice.frame()
+    frame = choice.to_frame()
     assert set(frame["batch_size"]) == {1, 4}
     cpu_rows = frame[frame["provider"] == CPU]
     assert (cpu_rows["status"] == "ok").all() and (cpu_rows["samples_per_s"] > 0).all()

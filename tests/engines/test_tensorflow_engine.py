@@ -119,7 +119,7 @@ def test_describe_names_devices_and_threads(engine):
     info = engine.describe()
     assert info["engine"] == "tensorflow" and info["signature"] == "serving_default"
     assert any("CPU" in d for d in info["devices"])
-    assert {"intra_op_threads", "inter_op_threads"} <= set(info)
+    assert {"intra_op_num_threads", "inter_op_num_threads"} <= set(info)
 
 
 def test_create_engine_dispatches_savedmodels(two_io_savedmodel):
@@ -133,8 +133,8 @@ def test_create_engine_dispatches_savedmodels(two_io_savedmodel):
 def test_bad_thread_values_are_config_errors(two_io_savedmodel):
     from kit.engines.tensorflow import TensorFlowEngine
 
-    with pytest.raises(ConfigError, match="intra_op_threads"):
-        TensorFlowEngine(two_io_savedmodel, intra_op_threads=-1)
+    with pytest.raises(ConfigError, match="intra_op_num_threads"):
+        TensorFlowEngine(two_io_savedmodel, intra_op_num_threads=-1)
 
 
 def test_threads_after_tensorflow_started_are_refused(engine, two_io_savedmodel):
@@ -144,7 +144,7 @@ def test_threads_after_tensorflow_started_are_refused(engine, two_io_savedmodel)
 
     current = tf.config.threading.get_intra_op_parallelism_threads()
     with pytest.raises(ConfigError, match="before TensorFlow is first used"):
-        TensorFlowEngine(two_io_savedmodel, intra_op_threads=current + 3)
+        TensorFlowEngine(two_io_savedmodel, intra_op_num_threads=current + 3)
 
 
 @pytest.mark.slow
@@ -152,9 +152,9 @@ def test_threads_before_first_use_are_applied(two_io_savedmodel):
     """A fresh process: TensorFlow's thread pools are process-wide and fixed at first use."""
     code = textwrap.dedent(f"""
         from kit.engines.tensorflow import TensorFlowEngine
-        eng = TensorFlowEngine({str(two_io_savedmodel)!r}, intra_op_threads=1, inter_op_threads=1)
+        eng = TensorFlowEngine({str(two_io_savedmodel)!r}, intra_op_num_threads=1, inter_op_num_threads=1)
         info = eng.describe()
-        assert info["intra_op_threads"] == 1 and info["inter_op_threads"] == 1, info
+        assert info["intra_op_num_threads"] == 1 and info["inter_op_num_threads"] == 1, info
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

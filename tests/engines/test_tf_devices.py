@@ -14,7 +14,7 @@ from kit.errors import ConfigError
 
 @pytest.mark.parametrize("kwargs", [dict(visible_gpus=(-1,)), dict(visible_gpus=(0, 0)),
                                     dict(memory_limit_mb=0), dict(memory_limit_mb=512),  # growth on
-                                    dict(intra_op_threads=-1), dict(inter_op_threads=1.5)])
+                                    dict(intra_op_num_threads=-1), dict(inter_op_num_threads=1.5)])
 def test_bad_tf_device_configs_are_config_errors(kwargs):
     with pytest.raises(ConfigError):
         TFDeviceConfig(**kwargs)
@@ -31,14 +31,14 @@ def test_settings_apply_before_first_use_and_fail_loudly_after():
         from kit.engines.tf_devices import TFDeviceConfig, configure_tensorflow, tensorflow_initialised
         from kit.errors import ConfigError
         assert not tensorflow_initialised()
-        applied = configure_tensorflow(TFDeviceConfig(visible_gpus=(), intra_op_threads=1, inter_op_threads=2))
-        assert applied["intra_op_threads"] == 1 and applied["inter_op_threads"] == 2, applied
+        applied = configure_tensorflow(TFDeviceConfig(visible_gpus=(), intra_op_num_threads=1, inter_op_num_threads=2))
+        assert applied["intra_op_num_threads"] == 1 and applied["inter_op_num_threads"] == 2, applied
         assert applied["visible_gpus"] == []
         import tensorflow as tf
         tf.constant(1.0) + 1.0
         assert tensorflow_initialised()
         try:
-            configure_tensorflow(TFDeviceConfig(intra_op_threads=2))
+            configure_tensorflow(TFDeviceConfig(intra_op_num_threads=2))
         except ConfigError as exc:
             assert "already initialised" in str(exc)
             print("REFUSED")

@@ -54,7 +54,7 @@ def _x(batch: int, seed: int = 0) -> np.ndarray:
 def engine(tflite_models):
     from kit.engines.tflite import TFLiteEngine
 
-    with TFLiteEngine(tflite_models["float"], num_threads=1) as eng:
+    with TFLiteEngine(tflite_models["float"], intra_op_num_threads=1) as eng:
         yield eng
 
 
@@ -120,8 +120,8 @@ def test_load_errors_and_bad_settings(tflite_models, tmp_path):
         TFLiteEngine(tmp_path / "junk.tflite")
     with pytest.raises(ModelLoadError, match="no signature 'predict'.*serving_default"):
         TFLiteEngine(tflite_models["float"], signature="predict")
-    with pytest.raises(ConfigError, match="num_threads"):
-        TFLiteEngine(tflite_models["float"], num_threads=0)
+    with pytest.raises(ConfigError, match="intra_op_num_threads"):
+        TFLiteEngine(tflite_models["float"], intra_op_num_threads=0)
 
 
 def test_close_is_idempotent_and_predict_after_close_fails(tflite_models):

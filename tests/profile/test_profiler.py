@@ -4,7 +4,7 @@ import pytest
 from kit import create_engine
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError, InferenceError
-from kit.profile import ProfileConfig, compare, latency_summary, median_spread, profile, results_frame
+from kit.profile import ProfileConfig, compare, latency_summary, median_spread, profile, summary_frame
 
 
 class Flaky(PredictorBase):
@@ -49,7 +49,7 @@ def test_compare_interleaves_and_pools(add_onnx, mlp_onnx):
     engines = {"add": create_engine(add_onnx), "mlp": create_engine(mlp_onnx)}
     feeds = {"add": {"x": np.zeros((1, 64), np.float32)}, "mlp": {"features": np.zeros((1, 16), np.float32)}}
     results = compare(engines, feeds, rounds=3, config=ProfileConfig(warmup=1, min_duration_s=0.03, min_queries=9))
-    frame = results_frame(results)
+    frame = summary_frame(results)
     assert list(frame["label"]) == ["add", "mlp"] and (frame["queries"] >= 9).all()
 
 

@@ -110,7 +110,7 @@ def test_batches_form_from_concurrent_requests_and_stats_count_them():
         stats = batcher.stats()
     assert stats["batch_size_histogram"] == {1: 1, 7: 1}
     assert stats["batches"] == 2 and stats["mean_batch_rows"] == 4.0
-    assert batcher.histogram_frame()["batches"].sum() == 2
+    assert batcher.to_frame()["batches"].sum() == 2
 
 
 def test_padding_to_the_next_allowed_size_is_stripped_from_results():

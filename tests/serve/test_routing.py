@@ -195,6 +195,6 @@ def test_stats_frame_has_one_row_per_route():
     router = Router(_routes(a=0, b=1), WeightedSplit({"a": 1, "b": 1}))
     for _ in range(50):
         router.predict(feeds())
-    frame = router.stats_frame()
+    frame = router.to_frame()
     assert list(frame["route"]) == ["a", "b"] and frame["calls"].sum() == 50
     assert (frame["p99_ms"] >= frame["p50_ms"]).all()

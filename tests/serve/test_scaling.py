@@ -202,7 +202,7 @@ def test_tick_resizes_the_thread_pool_and_records_every_decision(mlp_onnx):
         while len(pool._threads) > 2 and time.time() < deadline:
             time.sleep(0.02)
         assert len(pool._threads) == 2
-        frame = pool.trace_frame()
+        frame = pool.to_frame()
         assert list(frame["action"]) == ["up", "up", "down"] and frame["reason"].str.len().min() > 10
 
 

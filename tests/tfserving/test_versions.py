@@ -153,7 +153,7 @@ def test_labels_promote_and_rollback(tmp_path, sources):
     reg.remove_label("stable")
     reg.poll()
     assert reg.served_versions == [2] and loader.engines[1].closed  # unpinned and retired
-    kinds = list(reg.events_frame()["event"])
+    kinds = list(reg.to_frame()["event"])
     assert kinds.count("label") >= 3 and "rollback" in kinds and "closed" in kinds
     reg.close()
     assert loader.engines[2].closed
