@@ -160,16 +160,16 @@ def session_cache(rounds: int) -> None:
                   f"cached {cf * 1e3:7.1f} ms  = {pf / cf:5.2f}x")
 
 
-def zipf(n_requests: int, pool_size: int, cache_entries: int) -> None:
+def zipf(requests: int, pool_size: int, cache_entries: int) -> None:
     art = get_model("mobilenet_v2", format="onnx")
     pool = [sample_feeds("mobilenet_v2", batch_size=1, seed=i) for i in range(pool_size)]
     plain = OnnxRuntimeEngine(art)
-    print(f"== 3. Zipf traffic: {n_requests} requests over {pool_size} distinct images, LRU cache of "
+    print(f"== 3. Zipf traffic: {requests} requests over {pool_size} distinct images, LRU cache of "
           f"{cache_entries} entries (cached and uncached interleaved request by request)")
     print(f"   {'skew':>5s} {'hit rate':>9s} {'(LRU sim)':>9s} {'p50 cached':>11s} {'p50 none':>9s} {'p99 cached':>11s}"
           f" {'p99 none':>9s} {'p50 ratio':>9s}")
     for skew in (0.8, 1.0, 1.2):
-        workload = Workload(kind="zipf", n_requests=n_requests, pool_size=pool_size, skew=skew, seed=1)
+        workload = Workload(kind="zipf", requests=requests, pool_size=pool_size, skew=skew, seed=1)
         cached = ResultCache(OnnxRuntimeEngine(art), max_entries=cache_entries)
         t_cached, t_plain = [], []
         for i in workload.indices():

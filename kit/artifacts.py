@@ -6,7 +6,6 @@ exactly how each was produced: parent, transform and parameters, all the way bac
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
@@ -14,11 +13,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from kit.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("onnx", "savedmodel", "tflite", "keras", "tfserving")
 
@@ -132,7 +134,7 @@ def as_artifact(model: ModelLike) -> ModelArtifact:
     return ModelArtifact.from_path(model)
 
 
-def lineage_frame(artifacts: list[ModelArtifact]):  # -> pandas.DataFrame
+def lineage_frame(artifacts: list[ModelArtifact]) -> pd.DataFrame:
     """One row per artifact: name, format, transform, params, size and lineage."""
     import pandas as pd
 
@@ -184,18 +186,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], *chunks: bytes) -> None:
 
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``lock_path`` (blocks while another process holds it).
+    """Hold an exclusive lock on ``lock_path`` (blocks while another process holds it).
 
     Disk caches check-then-build under it, so a second process waits for the first
-    one's entry instead of finding it half written.
+    one's entry instead of finding it half written. ``filelock`` picks the platform's lock
+    (``fcntl`` on Linux, ``msvcrt`` on Windows), so ``import kit`` needs no ``fcntl``.
     """
+    from filelock import FileLock
+
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(str(lock_path)):
+        yield
 
 
 def file_digest(path: str | os.PathLike[str]) -> bytes:

@@ -2,7 +2,8 @@
 
 Each factory returns a fresh Predictor over the same two-layer MLP (``features`` float32
 [batch, 16] -> ``probabilities`` [batch, 10]); TensorFlow-based ones are built from an
-equivalent Keras model. A new engine or wrapper joins by adding one factory here.
+equivalent Keras model. The list is explicit: every Predictor class the kit defines must
+be in ``COVERS``, so a new or renamed one cannot slip out of the suite.
 """
 
 from __future__ import annotations
@@ -40,15 +41,55 @@ def _plain_wrapper(paths):
     return Wrapper(_ort(paths))
 
 
-FACTORIES: dict[str, Factory] = {"onnxruntime": _ort, "wrapper": _plain_wrapper}
-TF_FACTORIES: dict[str, Factory] = {"tensorflow": _tensorflow, "tflite": _tflite}
+def _iobound(paths):
+    from kit.engines.iobinding import IoBoundEngine
+    return IoBoundEngine(_ort(paths))  # on the CPU provider here: the same binding code path
 
 
-def _optional(name: str, module: str, build: Callable[[Predictor], Predictor]) -> None:
-    """Register a wrapper factory if its module exists (it lands independently)."""
-    import importlib.util
-    if importlib.util.find_spec(module) is not None:
-        FACTORIES[name] = lambda paths: build(_ort(paths))
+class _Served(Wrapper):
+    """A TF Serving client whose ``kit serve`` server lives (and closes) with it."""
+
+    def __init__(self, paths, protocol: str) -> None:
+        from kit.engines.tfserving import TFServingEngine
+        from kit.tfserving.server import ModelServer
+
+        self.server = ModelServer({"mlp": _ort(paths)}, close_models=True).start()
+        super().__init__(TFServingEngine(getattr(self.server, f"{protocol}_url"), "mlp"))
+
+    def close(self) -> None:
+        super().close()
+        self.server.stop()
+
+
+def _registry(paths, view: bool):
+    import shutil
+
+    from kit.tfserving.versions import ModelRegistry
+
+    base = paths["onnx"].parent / f"registry-{id(paths)}-{view}"
+    shutil.rmtree(base, ignore_errors=True)
+    registry = ModelRegistry(base, name="mlp")
+    registry.register(paths["onnx"], version=1)
+    registry.poll()
+    if not view:
+        return registry
+    return _Owning(registry.predictor(version=1), registry)
+
+
+class _Owning(Wrapper):
+    """A registry's version view, closing the registry it looks through."""
+
+    def __init__(self, view, registry) -> None:
+        super().__init__(view)
+        self.registry = registry
+
+    def close(self) -> None:
+        super().close()
+        self.registry.close()
+
+
+def _on_ort(build: Callable[[Predictor], Predictor]) -> Factory:
+    return lambda paths: build(_ort(paths))
 
 
 def _cache(inner):
@@ -101,16 +142,62 @@ def _instrumented(inner):
     return Instrumented(inner, MetricsRecorder())
 
 
-_optional("cache", "kit.serve.cache", _cache)
-_optional("cache_per_sample", "kit.serve.cache", _per_sample_cache)
-_optional("timeout", "kit.serve.resilience", _timeout)
-_optional("fault_injector_off", "kit.serve.faults", _faults_off)
-_optional("ledgered", "kit.serve.ledger", _ledgered)
-_optional("batcher", "kit.serve.batching", _batcher)
-_optional("retry", "kit.serve.resilience", _retry)
-_optional("breaker", "kit.serve.resilience", _breaker)
-_optional("router", "kit.serve.routing", _router)
-_optional("instrumented", "kit.profile.metrics", _instrumented)
+def _scaling_pool(inner):
+    from kit.serve.scaling import ScalingConfig, ScalingPool
+    return ScalingPool(inner, ScalingConfig(min_workers=2, max_workers=2), autoscale=False)
+
+
+# Every Predictor the kit ships, listed by hand: a renamed or new one must be added here, and
+# tests/test_conformance.py::test_every_predictor_class_is_listed fails until it is.
+FACTORIES: dict[str, Factory] = {
+    "onnxruntime": _ort,
+    "iobound": _iobound,
+    "tfserving_grpc": lambda paths: _Served(paths, "grpc"),
+    "tfserving_rest": lambda paths: _Served(paths, "rest"),
+    "registry": lambda paths: _registry(paths, view=False),
+    "registry_view": lambda paths: _registry(paths, view=True),
+    "wrapper": _plain_wrapper,
+    "cache": _on_ort(_cache),
+    "cache_per_sample": _on_ort(_per_sample_cache),
+    "batcher": _on_ort(_batcher),
+    "retry": _on_ort(_retry),
+    "breaker": _on_ort(_breaker),
+    "timeout": _on_ort(_timeout),
+    "router": _on_ort(_router),
+    "fault_injector_off": _on_ort(_faults_off),
+    "ledgered": _on_ort(_ledgered),
+    "instrumented": _on_ort(_instrumented),
+    "scaling_pool": _on_ort(_scaling_pool),
+}
+TF_FACTORIES: dict[str, Factory] = {"tensorflow": _tensorflow, "tflite": _tflite}
+COVERS = {"OnnxRuntimeEngine": "onnxruntime", "IoBoundEngine": "iobound", "TFServingEngine": "tfserving_grpc",
+          "ModelRegistry": "registry", "VersionView": "registry_view", "Wrapper": "wrapper", "ResultCache": "cache",
+          "DynamicBatcher": "batcher", "Retry": "retry", "CircuitBreaker": "breaker", "Timeout": "timeout",
+          "Router": "router", "FaultInjector": "fault_injector_off", "Ledgered": "ledgered",
+          "Instrumented": "instrumented", "ScalingPool": "scaling_pool", "TensorFlowEngine": "tensorflow",
+          "TFLiteEngine": "tflite"}
+"""Each Predictor class the kit defines -> the factory that puts it through the suite."""
+
+
+def test_every_predictor_class_is_listed():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import kit
+    from kit.engines.base import PredictorBase
+
+    found = set()
+    for info in pkgutil.walk_packages(kit.__path__, "kit."):
+        if info.name.startswith("kit.notebooks"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, PredictorBase) and obj.__module__ == info.name \
+                    and not name.startswith("_") and obj is not PredictorBase:
+                found.add(name)
+    assert found == set(COVERS), f"not in the suite: {sorted(found - set(COVERS))}; gone: {sorted(set(COVERS) - found)}"
+    assert set(COVERS.values()) <= set(FACTORIES) | set(TF_FACTORIES)
 
 
 @pytest.fixture(scope="session")

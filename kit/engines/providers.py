@@ -28,13 +28,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kit.config import require_int
 from kit.engines.onnxruntime import ProviderArg, import_onnxruntime
 from kit.errors import ConfigError, first_line
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +294,7 @@ def working_providers(providers: Sequence[ProviderSpec] | None = None) -> list[s
     return [s.name for s in discover_providers(providers) if s.works]
 
 
-def providers_frame(statuses: Sequence[ProviderStatus]):  # -> pandas.DataFrame
+def providers_frame(statuses: Sequence[ProviderStatus]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame([s.to_record() for s in statuses])

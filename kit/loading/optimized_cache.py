@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
@@ -41,6 +41,9 @@ from kit.artifacts import ModelArtifact, ModelLike, atomic_write_bytes, file_dig
 from kit.config import resolve
 from kit.errors import ConfigError, KitError, ModelLoadError
 from kit.specs import TensorSpec, synthetic_feeds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +165,7 @@ class LoadReport:
     def total_s(self) -> float:
         return float(sum(self.stages.values()))
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame([{"model": self.model, "cache": self.cache, "stage": k, "seconds": v}

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from kit.errors import ConfigError, KitError
 from kit.profile.profiler import check_run_bounds, summary_frame
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of, synthetic_feeds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +210,7 @@ class LoadResult:
             out["met"] = self.met
         return out
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         """One row per measured query, times in milliseconds."""
         import pandas as pd
 
@@ -481,7 +484,7 @@ class RateSearch:
         best = self.best
         return float(best.params["target_qps"]) if best else 0.0
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         return summary_frame(self.runs)
 
     def summary(self) -> dict[str, Any]:

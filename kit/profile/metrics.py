@@ -21,11 +21,14 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import ConfigError, KitError, MissingDependencyError
 from kit.profile.stats import latency_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +193,7 @@ class MetricsRecorder:
         return rows
 
     # -- readers ---------------------------------------------------------------------------------
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         """One row per label set: requests, errors, latency percentiles (ms), throughput, cache."""
         import pandas as pd
 
@@ -220,7 +223,7 @@ class MetricsRecorder:
                    "error_types"]
         return pd.DataFrame(rows, columns=columns)
 
-    def stats_frame(self):  # -> pandas.DataFrame
+    def stats_frame(self) -> pd.DataFrame:
         """The polled ``stats()`` values, one row per component and stat."""
         import pandas as pd
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class ProfileResult:
         return {"label": self.label, "batch_size": self.batch_size, **self.labels,
                 **latency_summary(self.latencies_s, samples_per_query=self.batch_size, errors=self.errors)}
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame({"label": self.label, "batch_size": self.batch_size,
@@ -140,7 +143,7 @@ def compare(predictors: Mapping[str, Predictor], feeds: Feeds | Mapping[str, Fee
     return results
 
 
-def summary_frame(results: Sequence[Any]):  # -> pandas.DataFrame
+def summary_frame(results: Sequence[Any]) -> pd.DataFrame:
     """One row per result: its ``summary()`` (profiler and load-generator results alike)."""
     import pandas as pd
 

@@ -10,14 +10,24 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.artifacts import ModelArtifact
 from kit.engines.onnxruntime import OnnxRuntimeEngine, ProviderArg, import_onnxruntime
-from kit.engines.providers import (CPU, ProviderSpec, ProviderStatus, discover_providers, provider_arg, provider_name,
-                                   providers_frame)
+from kit.engines.providers import (
+    CPU,
+    ProviderSpec,
+    ProviderStatus,
+    discover_providers,
+    provider_arg,
+    provider_name,
+    providers_frame,
+)
 from kit.errors import ConfigError, KitError, ProviderUnavailableError
 from kit.specs import synthetic_feeds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +49,7 @@ class ProviderChoice:
     def unavailable(self) -> dict[str, str]:
         return {s.name: s.reason for s in self.statuses if not s.works}
 
-    def to_frame(self):  # -> pandas.DataFrame: provider x batch size
+    def to_frame(self) -> pd.DataFrame:  # provider x batch size
         import pandas as pd
 
         return pd.DataFrame(self.measurements)

@@ -12,7 +12,10 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LIBRARIES = ("kit", "numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "onnxoptimizer", "tensorflow",
              "tf2onnx", "ai-edge-litert", "keras", "papermill", "pandas", "scikit-learn", "optuna")
@@ -101,7 +104,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-def environment_frame():  # -> pandas.DataFrame
+def environment_frame() -> pd.DataFrame:
     """The environment as a two-column table for notebooks."""
     import pandas as pd
 

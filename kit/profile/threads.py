@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from kit.errors import ConfigError, KitError, ModelLoadError, first_line
 from kit.profile.profiler import ProfileConfig, compare
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,8 @@ class ThreadSweepConfig:
     warmup: int = 3
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "intra_op_num_threads", _thread_counts("intra_op_num_threads", self.intra_op_num_threads))
-        object.__setattr__(self, "inter_op_num_threads", _thread_counts("inter_op_num_threads", self.inter_op_num_threads))
+        for name in ("intra_op_num_threads", "inter_op_num_threads"):
+            object.__setattr__(self, name, _thread_counts(name, getattr(self, name)))
         modes = tuple(self.execution_modes)
         if not modes or any(m not in EXECUTION_MODES for m in modes):
             raise ConfigError(f"execution_modes must be taken from {EXECUTION_MODES}, got {list(modes)!r}")
@@ -90,7 +93,7 @@ class ThreadSweepResult:
     runtime: str
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame(self.rows)
@@ -115,7 +118,7 @@ class ThreadSweepResult:
         """Default median latency / best median latency (>= 1 when the best beats the default)."""
         return self.default()["p50_ms"] / self.best()["p50_ms"]
 
-    def heatmap(self, mode: str | None = None):  # -> pandas.DataFrame, intra x inter, median ms
+    def heatmap(self, mode: str | None = None) -> pd.DataFrame:  # intra x inter, median ms
         """Median latency by intra-op (rows) and inter-op (columns) threads; ``mode`` filters ORT's."""
         frame = self.to_frame()
         frame = frame[frame["status"] == "ok"]
@@ -328,7 +331,7 @@ def _tail(stderr: Any, n: int = 3) -> str:
     return " | ".join(lines[-n:])[:500]
 
 
-def sweep_frame(results: Sequence[ThreadSweepResult]):  # -> pandas.DataFrame
+def sweep_frame(results: Sequence[ThreadSweepResult]) -> pd.DataFrame:
     """All sweeps in one frame."""
     import pandas as pd
 

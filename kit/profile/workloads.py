@@ -19,8 +19,8 @@ import numpy as np
 from kit.config import require_int
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError
-from kit.profile.profiler import ProfileResult
 from kit.hashing import feeds_key
+from kit.profile.profiler import ProfileResult
 from kit.specs import TensorSpec, batch_size_of, synthetic_feeds
 
 KINDS = ("zipf", "uniform", "unique")
@@ -28,14 +28,14 @@ KINDS = ("zipf", "uniform", "unique")
 
 @dataclass(frozen=True)
 class Workload:
-    """``n_requests`` draws over a pool of ``pool_size`` distinct feeds.
+    """``requests`` draws over a pool of ``pool_size`` distinct feeds.
 
     ``kind`` is ``zipf`` (needs ``skew`` >= 0), ``uniform``, or ``unique`` (every request
-    different, so ``pool_size`` must be >= ``n_requests``).
+    different, so ``pool_size`` must be >= ``requests``).
     """
 
     kind: str = "zipf"
-    n_requests: int = 1000
+    requests: int = 1000
     pool_size: int = 100
     skew: float = 1.0
     seed: int = 0
@@ -43,13 +43,13 @@ class Workload:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        for name in ("n_requests", "pool_size"):
+        for name in ("requests", "pool_size"):
             require_int(name, getattr(self, name))
         if isinstance(self.skew, bool) or not isinstance(self.skew, (int, float)) or not self.skew >= 0:
             raise ConfigError(f"skew must be a number >= 0 (0 is uniform), got {self.skew!r}")
-        if self.kind == "unique" and self.pool_size < self.n_requests:
-            raise ConfigError(f"an all-unique stream of {self.n_requests} requests needs pool_size >= "
-                              f"{self.n_requests}, got {self.pool_size}")
+        if self.kind == "unique" and self.pool_size < self.requests:
+            raise ConfigError(f"an all-unique stream of {self.requests} requests needs pool_size >= "
+                              f"{self.requests}, got {self.pool_size}")
 
     def probabilities(self) -> np.ndarray:
         """Probability of each pool item (item 0 most popular); uniform for non-Zipf kinds."""
@@ -63,10 +63,10 @@ class Workload:
         """The request stream as pool indices (deterministic for a seed)."""
         rng = np.random.default_rng(self.seed)
         if self.kind == "unique":
-            return rng.permutation(self.pool_size)[: self.n_requests]
+            return rng.permutation(self.pool_size)[: self.requests]
         # popularity rank is shuffled over the pool so "popular" is not "first built"
         ranked = rng.permutation(self.pool_size)
-        return ranked[rng.choice(self.pool_size, size=self.n_requests, p=self.probabilities())]
+        return ranked[rng.choice(self.pool_size, size=self.requests, p=self.probabilities())]
 
     def label(self) -> str:
         return f"zipf(s={self.skew:g})" if self.kind == "zipf" else self.kind

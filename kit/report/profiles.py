@@ -14,8 +14,19 @@ from typing import Any
 from kit.errors import ConfigError
 
 PROFILES = ("quick", "full")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def _notebook_dir() -> Path:
+    """The notebooks beside ``kit/`` in a checkout (so edits there run), else the installed package data."""
+    checkout = Path(__file__).resolve().parents[2] / "notebooks"
+    if (checkout / "profiles").is_dir():
+        return checkout
+    import kit.notebooks  # package data (a namespace package: the folder holds no Python)
+
+    return Path(next(iter(kit.notebooks.__path__)))
+
+
+NOTEBOOK_DIR = _notebook_dir()
 PROFILE_DIR = NOTEBOOK_DIR / "profiles"
 
 

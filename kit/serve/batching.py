@@ -34,7 +34,7 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, InferenceError, InputError, KitError, Overloaded
 from kit.specs import batch_size_of, check_feeds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +295,7 @@ class DynamicBatcher(Wrapper):
                     "queue_rows": sum(b.rows for b in self._queue),
                     "in_flight_requests": len(self._in_flight)}
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         """Batches run per batch size (rows before padding)."""
         import pandas as pd
 

@@ -14,10 +14,13 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import KitError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ANSWERED, FAILED, IN_FLIGHT = "answered", "failed", "in_flight"
 
@@ -99,7 +102,7 @@ class RequestLedger:
             raise AssertionError(f"{len(unclear)} request(s) failed without a clear kit error: ids {unclear[:10]}")
         return summary
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         """One row per request: id, tag, status, latency in ms, error type and message."""
         import pandas as pd
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from kit.engines.base import Feeds, Outputs, Predictor, PredictorBase
 from kit.errors import ConfigError, KitError
 from kit.serve.resilience import is_retryable
 from kit.specs import TensorSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +462,7 @@ class Router(PredictorBase):
             out["shadow"] = self.shadow.stats()
         return out
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         """One row per route: calls, errors, error rate, in flight, p50/p99/mean latency."""
         import pandas as pd
 

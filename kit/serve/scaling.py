@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, Overloaded
 from kit.profile.stats import latency_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +394,7 @@ class ScalingPool(Wrapper):
                 "max_workers_used": max([d.workers_after for d in self.decisions], default=self.workers),
                 **_percentiles_ms(latencies)}
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         """Every decision with its readings: time, CPU, memory, queue, p95, action, workers, reason."""
         import pandas as pd
 
@@ -438,7 +441,7 @@ class StepLoadResult:
         return {"requests": float(self.latency_s.size), "rejected": float(self.rejected),
                 "failed_or_rejected": float(np.sum(~np.isfinite(self.latency_s))), **_percentiles_ms(ok)}
 
-    def timeline(self, bin_s: float = 0.5):  # -> pandas.DataFrame
+    def timeline(self, bin_s: float = 0.5) -> pd.DataFrame:
         """Offered load (qps) and p95 latency (ms) per time bin."""
         import pandas as pd
 

@@ -31,13 +31,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.artifacts import ModelArtifact, detect_format
 from kit.engines.base import Feeds, Outputs, Predictor, PredictorBase
 from kit.errors import Closed, ConfigError, KitError, ModelLoadError, ServingError
-from kit.tfserving.modelconfig import (VersionPolicy, import_config_pb2, models_config_text, read_models_config,
-                                   write_models_config)
+from kit.tfserving.modelconfig import (
+    VersionPolicy,
+    import_config_pb2,
+    models_config_text,
+    read_models_config,
+    write_models_config,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -442,7 +450,7 @@ class ModelRegistry(PredictorBase):
     def _event(self, kind: str, version: int, detail: str = "") -> None:
         self.events.append({"t_s": self._clock() - self._t0, "event": kind, "version": version, "detail": detail})
 
-    def to_frame(self):  # -> pandas.DataFrame
+    def to_frame(self) -> pd.DataFrame:
         """Registered / loaded / load_failed / retired / closed / label / rollback events, in order,
         with seconds since the registry was created."""
         import pandas as pd

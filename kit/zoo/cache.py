@@ -4,7 +4,7 @@ An entry is a directory holding every format of one model plus ``manifest.json``
 a hash of each file. An entry is used only if every file is present and hashes as
 recorded; anything else (a crash mid-build, a truncated copy, an edited file) is
 deleted and rebuilt. Builds write to a temporary directory that is renamed into place,
-and a ``fcntl`` lock per entry keeps two processes from building the same one.
+and a file lock per entry keeps two processes from building the same one.
 """
 
 from __future__ import annotations

@@ -11,23 +11,23 @@ from kit.specs import TensorSpec
 SPECS = (TensorSpec("x", np.float32, ("batch", 3)),)
 
 
-@pytest.mark.parametrize("bad", [{"kind": "pareto"}, {"n_requests": 0}, {"pool_size": -1}, {"skew": -0.5},
-                                 {"kind": "unique", "n_requests": 10, "pool_size": 5}, {"n_requests": 2.0}])
+@pytest.mark.parametrize("bad", [{"kind": "pareto"}, {"requests": 0}, {"pool_size": -1}, {"skew": -0.5},
+                                 {"kind": "unique", "requests": 10, "pool_size": 5}, {"requests": 2.0}])
 def test_bad_workloads_are_config_errors(bad):
     with pytest.raises(ConfigError):
         Workload(**bad)
 
 
 def test_streams_are_deterministic_and_in_range():
-    w = Workload(n_requests=500, pool_size=50, skew=1.1, seed=3)
+    w = Workload(requests=500, pool_size=50, skew=1.1, seed=3)
     a, b = w.indices(), w.indices()
     np.testing.assert_array_equal(a, b)
     assert a.min() >= 0 and a.max() < 50 and a.size == 500
-    assert not np.array_equal(a, Workload(n_requests=500, pool_size=50, skew=1.1, seed=4).indices())
+    assert not np.array_equal(a, Workload(requests=500, pool_size=50, skew=1.1, seed=4).indices())
 
 
 def test_higher_skew_repeats_more():
-    rates = [stream_stats(Workload(n_requests=4000, pool_size=20000, skew=s).indices())["unbounded_hit_rate"]
+    rates = [stream_stats(Workload(requests=4000, pool_size=20000, skew=s).indices())["unbounded_hit_rate"]
              for s in (0.0, 0.8, 1.0, 1.2)]
     assert rates == sorted(rates) and rates[-1] > rates[0] + 0.2
     probs = Workload(pool_size=10, skew=1.0).probabilities()
@@ -37,10 +37,10 @@ def test_higher_skew_repeats_more():
 
 
 def test_unique_never_repeats_and_uniform_covers_the_pool():
-    unique = Workload(kind="unique", n_requests=100, pool_size=120).indices()
+    unique = Workload(kind="unique", requests=100, pool_size=120).indices()
     assert np.unique(unique).size == 100
     assert stream_stats(unique)["unbounded_hit_rate"] == 0.0
-    uniform = Workload(kind="uniform", n_requests=2000, pool_size=20).indices()
+    uniform = Workload(kind="uniform", requests=2000, pool_size=20).indices()
     counts = np.bincount(uniform, minlength=20)
     assert counts.min() > 50
 
@@ -55,7 +55,7 @@ def test_lru_simulation_matches_a_hand_count():
 def test_requests_copy_pool_feeds_and_replay_records_latencies():
     pool = synthetic_pool(SPECS, size=10)
     assert len({p["x"].tobytes() for p in pool}) == 10
-    w = Workload(n_requests=30, pool_size=10, skew=1.0)
+    w = Workload(requests=30, pool_size=10, skew=1.0)
     sent = list(requests(pool, w))
     for feeds, i in zip(sent, w.indices()):
         np.testing.assert_array_equal(feeds["x"], pool[i]["x"])
@@ -90,7 +90,7 @@ def test_replay_interleaved_sends_every_request_to_every_predictor():
             seen[self.label].append(feeds["x"].tobytes())
             return {"y": feeds["x"]}
 
-    w = Workload(kind="uniform", n_requests=20, pool_size=8)
+    w = Workload(kind="uniform", requests=20, pool_size=8)
     results = replay_interleaved({"a": Recorder("a"), "b": Recorder("b")}, pool, w, model="echo")
     assert [r.label for r in results] == ["a", "b"] and all(r.latencies_s.size == 20 for r in results)
     assert seen["a"] == seen["b"] == [pool[i]["x"].tobytes() for i in w.indices()]
