@@ -21,11 +21,14 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.config import require_int
 from kit.engines.onnxruntime import GRAPH_OPTIMIZATION_LEVELS
 from kit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: What an objective may optimize -> (the results column it reads, the direction).
 OBJECTIVES = {"p95_latency": ("p95_ms", "minimize"), "throughput": ("samples_per_s", "maximize")}
@@ -198,3 +201,17 @@ class Objective:
 
     def better(self, a: float, b: float) -> bool:
         return a < b if self.direction == "minimize" else a > b
+
+    def best_row(self, frame: pd.DataFrame) -> pd.Series | None:
+        """The best completed, feasible row of a results frame (``Tuner.to_frame()``) under *this* objective.
+
+        Re-chooses from trials already measured, e.g. under another budget or p99 target, with the
+        same rules as the tuner: a row that cannot show a constraint holds is infeasible. None when
+        no row is feasible.
+        """
+        done = frame[(frame["state"] == "complete") & frame[self.column].notna()]
+        ok = [index for index, row in done.iterrows() if all(v <= 0 for v in self.constraints(row).values())]
+        if not ok:
+            return None
+        chosen = done.loc[ok, self.column]
+        return done.loc[chosen.idxmin() if self.direction == "minimize" else chosen.idxmax()]

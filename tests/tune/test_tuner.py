@@ -57,6 +57,17 @@ def test_infeasible_trials_are_recorded_but_never_chosen(tmp_path):
     assert parameters.batch_timeout_micros == best.config.batch_timeout_micros
 
 
+def test_best_row_rechooses_from_the_frame_as_the_tuner_would(tmp_path):
+    tuner = Tuner(SPACE, Objective("throughput", accuracy_budget=1.0), synthetic, storage=memory())
+    frame = tuner.run(sampler="grid")
+    row = tuner.objective.best_row(frame)
+    assert row["value"] == tuner.best().value and row["feasible"]
+    relaxed = Objective("throughput", accuracy_budget=5.0).best_row(frame)  # int8 (5 points) now allowed
+    assert relaxed["variant"] == "int8" and relaxed["samples_per_s"] >= row["samples_per_s"]
+    assert Objective("throughput", accuracy_budget=1.0, p99_target_ms=0.1).best_row(frame) is None
+    assert Objective("p95_latency", accuracy_budget=None).best_row(frame)["p95_ms"] == frame["p95_ms"].min()
+
+
 def test_p99_target_and_tpe_constraints(tmp_path):
     objective = Objective("throughput", accuracy_budget=None, p99_target_ms=5.0)
     tuner = Tuner(SPACE, objective, synthetic, out_dir=tmp_path, storage=memory())
