@@ -1,18 +1,20 @@
 """Measure one tuner configuration on ONNX Runtime: real variants, real sessions, real latency.
 
-``OrtEvaluator(config)`` loads the configured variant with the configured provider, threads and
-graph level (one cached session per engine configuration), measures its latency at the batch size a
-dynamic batcher would really form, and its accuracy against the reference variant.
+``OrtEvaluator(config)`` loads the configured variant with the configured provider,
+``intra_op_num_threads`` and ``graph_optimization_level`` (one cached session per engine
+configuration), measures its latency at the batch size a dynamic batcher would really form, and its
+accuracy against the reference variant (``accuracy`` a fraction in [0, 1], as ``kit.optimize``
+reports it; ``accuracy_drop_pts`` in percentage points, the unit of ``Objective.accuracy_budget``).
 
 The batcher's effect is modelled from measurements rather than simulated with threads, so a trial
 costs a fraction of a second and does not depend on how busy the machine's other cores are: with
-requests arriving at ``arrival_rate`` per second, a batcher with ``batch_size`` B and timeout T
-dispatches ``b = min(B, 1 + floor(rate * T))`` requests at once, and the first request of a batch
-waits ``min(T, (b - 1) / rate)`` for it to fill. A request's latency is that wait plus the measured
-latency of a batch of b; throughput is ``b`` samples per *median* batch latency, because on a
-shared machine the mean is set by other processes' stalls rather than by the configuration (the
-percentiles keep those stalls: a user sees them). The wait charged is the first request's, the
-longest in the batch, so the latency figures are conservative.
+requests arriving at ``arrival_rate`` per second, a batcher with ``batch_size`` B and
+``batch_timeout_micros`` T (as seconds) dispatches ``b = min(B, 1 + floor(rate * T))`` requests at
+once, and the first request of a batch waits ``min(T, (b - 1) / rate)`` for it to fill. A request's
+latency is that wait plus the measured latency of a batch of b; throughput is ``b`` samples per
+*median* batch latency, because on a shared machine the mean is set by other processes' stalls
+rather than by the configuration (the percentiles keep those stalls: a user sees them). The wait
+charged is the first request's, the longest in the batch, so the latency figures are conservative.
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ def classification_accuracy(x: np.ndarray, y: np.ndarray, input_name: str, outpu
     return accuracy
 
 
-def batch_plan(batch_size: int, timeout_ms: float, arrival_rate: float) -> tuple[int, float]:
+def batch_plan(batch_size: int, batch_timeout_micros: int, arrival_rate: float) -> tuple[int, float]:
     """(requests per dispatched batch, ms the first one waits) for a batcher at ``arrival_rate``/s."""
-    formed = min(batch_size, 1 + math.floor(arrival_rate * timeout_ms / 1e3 + 1e-9))
-    wait_ms = min(timeout_ms, (formed - 1) / arrival_rate * 1e3)
+    timeout_s = batch_timeout_micros / 1e6
+    formed = min(batch_size, 1 + math.floor(arrival_rate * timeout_s + 1e-9))
+    wait_ms = min(timeout_s, (formed - 1) / arrival_rate) * 1e3
     return formed, wait_ms
 
 
@@ -89,19 +92,19 @@ class OrtEvaluator:
             raise ConfigError(f"arrival_rate must be a finite number of requests/s > 0, got {self.arrival_rate}")
 
     def engine(self, config: TrialConfig) -> Predictor:
-        """The cached session for ``config``'s variant, provider, threads and graph level."""
+        """The cached session for ``config``'s variant, provider, threads and graph optimization level."""
         from kit.engines.onnxruntime import OnnxRuntimeEngine
 
         if config.variant not in self.variants:
             raise ConfigError(f"variant {config.variant!r} is not one of {sorted(self.variants)}")
-        key = (config.variant, config.provider, config.threads, config.graph_level)
+        key = (config.variant, config.provider, config.intra_op_num_threads, config.graph_optimization_level)
         if key not in self._engines:
             self._engines[key] = OnnxRuntimeEngine(self.variants[config.variant], name=config.variant,
                                                    **config.ort_options())
         return self._engines[key]
 
     def _measure(self, config: TrialConfig, batch: int) -> np.ndarray:
-        key = (config.variant, config.provider, config.threads, config.graph_level, batch)
+        key = (config.variant, config.provider, config.intra_op_num_threads, config.graph_optimization_level, batch)
         if key not in self._latency:
             result = profile(self.engine(config), self.feeds(batch), self.profile_config)
             if result.errors and not len(result.latencies_s):
@@ -113,13 +116,13 @@ class OrtEvaluator:
     def _score(self, variant: str, config: TrialConfig) -> float:
         key = (variant, config.provider)
         if key not in self._accuracy:
-            probe = TrialConfig(variant, provider=config.provider, threads=config.threads,
-                                graph_level=config.graph_level)
+            probe = TrialConfig(variant, provider=config.provider, intra_op_num_threads=config.intra_op_num_threads,
+                                graph_optimization_level=config.graph_optimization_level)
             self._accuracy[key] = float(self.accuracy(self.engine(probe)))
         return self._accuracy[key]
 
     def __call__(self, config: TrialConfig) -> dict[str, float]:
-        formed, wait_ms = batch_plan(config.batch_size, config.batch_timeout_ms, self.arrival_rate)
+        formed, wait_ms = batch_plan(config.batch_size, config.batch_timeout_micros, self.arrival_rate)
         latencies = self._measure(config, formed)
         summary = latency_summary(latencies + wait_ms / 1e3)
         figures = {"p50_ms": summary["p50_ms"], "p95_ms": summary["p95_ms"], "p99_ms": summary["p99_ms"],
@@ -127,7 +130,7 @@ class OrtEvaluator:
                    "wait_ms": wait_ms}
         if self.accuracy is not None:
             figures["accuracy"] = self._score(config.variant, config)
-            figures["accuracy_drop"] = self._score(self.reference, config) - figures["accuracy"]
+            figures["accuracy_drop_pts"] = 100.0 * (self._score(self.reference, config) - figures["accuracy"])
         return figures
 
     @property

@@ -1,11 +1,17 @@
 """What the tuner may change and what it aims for: a declared search space and an objective.
 
-The space is a handful of discrete choices (model variant, execution provider, threads, graph
-optimization level, batch size, batcher timeout), declared up front so grid search and TPE search
-the very same points and a study stored in a database can be resumed or shared between machines.
-The objective is one figure to optimize (p95 latency or throughput) under constraints (accuracy
-drop within a budget, p99 within a target); a configuration that breaks a constraint is
+The space is a handful of discrete choices (model variant, execution provider, intra-op threads,
+graph optimization level, batch size, batcher timeout), declared up front so grid search and TPE
+search the very same points and a study stored in a database can be resumed or shared between
+machines. The objective is one figure to optimize (p95 latency or throughput) under constraints
+(accuracy drop within a budget, p99 within a target); a configuration that breaks a constraint is
 *infeasible* and is never chosen, however fast it is.
+
+Names and units are the ecosystem's own, the same as everywhere in the kit: ``intra_op_num_threads``
+and ``graph_optimization_level`` (ONNX Runtime's ``SessionOptions``), ``batch_size`` and
+``batch_timeout_micros`` (TF Serving's batching parameters, int microseconds), and
+``accuracy_budget`` / ``accuracy_drop_pts`` in percentage points (``1.0`` is one point of
+accuracy), as in ``kit.optimize.recommend``.
 """
 
 from __future__ import annotations
@@ -13,16 +19,19 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.config import require_int
+from kit.engines.onnxruntime import GRAPH_OPTIMIZATION_LEVELS
 from kit.errors import ConfigError
 
-GRAPH_LEVELS = ("disable", "basic", "extended", "layout", "all")
-METRICS = {"p95_ms": "minimize", "samples_per_s": "maximize"}
-_ALIASES = {"p95_latency": "p95_ms", "latency": "p95_ms", "throughput": "samples_per_s"}
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: What an objective may optimize -> (the results column it reads, the direction).
+OBJECTIVES = {"p95_latency": ("p95_ms", "minimize"), "throughput": ("samples_per_s", "maximize")}
 
 
 @dataclass(frozen=True)
@@ -31,23 +40,23 @@ class TrialConfig:
 
     variant: str
     provider: str = "CPUExecutionProvider"
-    threads: int = 1
-    graph_level: str = "all"
+    intra_op_num_threads: int = 1
+    graph_optimization_level: str = "all"
     batch_size: int = 1
-    batch_timeout_ms: float = 0.0
+    batch_timeout_micros: int = 0
 
     def __post_init__(self) -> None:
-        if self.graph_level not in GRAPH_LEVELS:
-            raise ConfigError(f"graph_level must be one of {GRAPH_LEVELS}, got {self.graph_level!r}")
-        require_int("threads", self.threads, 0, hint=" (0: the runtime chooses)")
+        if self.graph_optimization_level not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ConfigError(f"graph_optimization_level must be one of {GRAPH_OPTIMIZATION_LEVELS}, "
+                              f"got {self.graph_optimization_level!r}")
+        require_int("intra_op_num_threads", self.intra_op_num_threads, 0, hint=" (0: the runtime chooses)")
         require_int("batch_size", self.batch_size)
-        if not (self.batch_timeout_ms >= 0 and math.isfinite(self.batch_timeout_ms)):
-            raise ConfigError(f"batch_timeout_ms must be a finite number >= 0, got {self.batch_timeout_ms!r}")
+        require_int("batch_timeout_micros", self.batch_timeout_micros, 0)
 
     def ort_options(self) -> dict[str, Any]:
         """Keyword arguments for ``OrtOptions`` / ``create_engine`` on ONNX Runtime."""
-        return {"providers": (self.provider,), "graph_optimization_level": self.graph_level,
-                "intra_op_num_threads": self.threads}
+        return {"providers": (self.provider,), "graph_optimization_level": self.graph_optimization_level,
+                "intra_op_num_threads": self.intra_op_num_threads}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,45 +89,52 @@ def _tuple(name: str, values: Any, kind: type | tuple[type, ...]) -> tuple:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The discrete choices to search; one value fixes a dimension. ``size`` is the grid's budget."""
+    """The discrete choices to search; one value fixes a dimension. ``size`` is the grid's budget.
+
+    Each field is the plural of a ``TrialConfig`` field (``intra_op_num_threads`` is already plural),
+    and ``grid()`` names the dimensions by the ``TrialConfig`` fields, so a study's parameters, the
+    results columns and the exported configuration all carry the same names.
+    """
 
     variants: Sequence[str] = ("fp32", "int8")
     providers: Sequence[str] = ("CPUExecutionProvider",)
-    threads: Sequence[int] = (1, 2)
-    graph_levels: Sequence[str] = ("disable", "basic", "all")
+    intra_op_num_threads: Sequence[int] = (1, 2)
+    graph_optimization_levels: Sequence[str] = ("disable", "basic", "all")
     batch_sizes: Sequence[int] = (1, 4, 16, 32)
-    batch_timeouts_ms: Sequence[float] = (0.0, 2.0, 5.0)
+    batch_timeouts_micros: Sequence[int] = (0, 2000, 5000)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", _tuple("variants", self.variants, str))
         object.__setattr__(self, "providers", _tuple("providers", self.providers, str))
-        object.__setattr__(self, "threads", _tuple("threads", self.threads, int))
-        object.__setattr__(self, "graph_levels", _tuple("graph_levels", self.graph_levels, str))
+        object.__setattr__(self, "intra_op_num_threads",
+                           _tuple("intra_op_num_threads", self.intra_op_num_threads, int))
+        object.__setattr__(self, "graph_optimization_levels",
+                           _tuple("graph_optimization_levels", self.graph_optimization_levels, str))
         object.__setattr__(self, "batch_sizes", _tuple("batch_sizes", self.batch_sizes, int))
-        object.__setattr__(self, "batch_timeouts_ms",
-                           tuple(float(v) for v in _tuple("batch_timeouts_ms", self.batch_timeouts_ms,
-                                                          (int, float))))
+        object.__setattr__(self, "batch_timeouts_micros",
+                           _tuple("batch_timeouts_micros", self.batch_timeouts_micros, int))
         first = self.variants[0]
-        for level in self.graph_levels:  # TrialConfig owns the checks of every single value
-            TrialConfig(first, graph_level=level)
-        for threads in self.threads:
-            TrialConfig(first, threads=threads)
+        for level in self.graph_optimization_levels:  # TrialConfig owns the checks of every single value
+            TrialConfig(first, graph_optimization_level=level)
+        for threads in self.intra_op_num_threads:
+            TrialConfig(first, intra_op_num_threads=threads)
         for batch in self.batch_sizes:
             TrialConfig(first, batch_size=batch)
-        for timeout in self.batch_timeouts_ms:
-            TrialConfig(first, batch_timeout_ms=timeout)
+        for timeout in self.batch_timeouts_micros:
+            TrialConfig(first, batch_timeout_micros=timeout)
 
     def grid(self) -> dict[str, list]:
-        """The space as Optuna's ``GridSampler`` takes it (parameter name -> values)."""
-        return {"variant": list(self.variants), "provider": list(self.providers), "threads": list(self.threads),
-                "graph_level": list(self.graph_levels), "batch_size": list(self.batch_sizes),
-                "batch_timeout_ms": list(self.batch_timeouts_ms)}
+        """The space as Optuna's ``GridSampler`` takes it (``TrialConfig`` field name -> values)."""
+        return {"variant": list(self.variants), "provider": list(self.providers),
+                "intra_op_num_threads": list(self.intra_op_num_threads),
+                "graph_optimization_level": list(self.graph_optimization_levels),
+                "batch_size": list(self.batch_sizes), "batch_timeout_micros": list(self.batch_timeouts_micros)}
 
     @property
     def size(self) -> int:
         return math.prod(len(v) for v in self.grid().values())
 
-    def configs(self):  # -> Iterator[TrialConfig]
+    def configs(self) -> Iterator[TrialConfig]:
         grid = self.grid()
         for values in itertools.product(*grid.values()):
             yield TrialConfig(**dict(zip(grid, values)))
@@ -130,23 +146,23 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class Objective:
-    """What to optimize and what must hold.
+    """What to optimize and what must hold: ``Objective("throughput", accuracy_budget=1.0, p99_target_ms=6.0)``.
 
-    ``metric``: ``"p95_latency"`` (minimized, ms) or ``"throughput"`` (samples/s, maximized).
-    ``accuracy_budget``: largest accepted accuracy drop against the reference variant (absolute,
-    e.g. 0.01 for one point of accuracy); ``p99_target_ms``: largest accepted p99 latency.
-    ``None`` leaves a constraint out.
+    ``optimize``: ``"p95_latency"`` (the ``p95_ms`` column, minimized) or ``"throughput"`` (the
+    ``samples_per_s`` column, maximized); the same values as notebook 08's ``objective`` parameter.
+    ``accuracy_budget``: largest accepted accuracy drop against the reference variant, in
+    percentage points (``1.0``: one point, e.g. 98.0 % -> 97.0 %), compared with the measured
+    ``accuracy_drop_pts``; ``p99_target_ms``: largest accepted p99 latency. ``None`` leaves a
+    constraint out.
     """
 
-    metric: str = "p95_latency"
-    accuracy_budget: float | None = 0.01
+    optimize: str = "p95_latency"
+    accuracy_budget: float | None = 1.0
     p99_target_ms: float | None = None
 
     def __post_init__(self) -> None:
-        key = _ALIASES.get(self.metric, self.metric)
-        if key not in METRICS:
-            raise ConfigError(f"metric must be one of {sorted({*_ALIASES, *METRICS})}, got {self.metric!r}")
-        object.__setattr__(self, "metric", key)
+        if self.optimize not in OBJECTIVES:
+            raise ConfigError(f"optimize must be one of {sorted(OBJECTIVES)}, got {self.optimize!r}")
         for name in ("accuracy_budget", "p99_target_ms"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -154,14 +170,20 @@ class Objective:
                 raise ConfigError(f"{name} must be a finite number >= 0 or None, got {value!r}")
 
     @property
+    def column(self) -> str:
+        """The measured figure (results column) this objective optimizes: ``p95_ms`` or ``samples_per_s``."""
+        return OBJECTIVES[self.optimize][0]
+
+    @property
     def direction(self) -> str:
-        return METRICS[self.metric]
+        return OBJECTIVES[self.optimize][1]
 
     def value(self, measured: Mapping[str, float]) -> float:
-        """The objective figure from one measurement; a missing or non-finite one is an error."""
-        if self.metric not in measured:
-            raise ConfigError(f"the evaluation returned {sorted(measured)}; the objective needs {self.metric!r}")
-        return float(measured[self.metric])
+        """The objective figure from one measurement; a missing one is an error."""
+        if self.column not in measured:
+            raise ConfigError(f"the evaluation returned {sorted(measured)}; the objective {self.optimize!r} "
+                              f"needs {self.column!r}")
+        return float(measured[self.column])
 
     def constraints(self, measured: Mapping[str, float]) -> dict[str, float]:
         """Optuna's convention: one value per constraint, feasible when every value is <= 0.
@@ -170,8 +192,8 @@ class Objective:
         """
         out = {}
         if self.accuracy_budget is not None:
-            drop = float(measured.get("accuracy_drop", math.nan))
-            out["accuracy_drop"] = drop - self.accuracy_budget if math.isfinite(drop) else math.inf
+            drop = float(measured.get("accuracy_drop_pts", math.nan))
+            out["accuracy_drop_pts"] = drop - self.accuracy_budget if math.isfinite(drop) else math.inf
         if self.p99_target_ms is not None:
             p99 = float(measured.get("p99_ms", math.nan))
             out["p99_ms"] = p99 - self.p99_target_ms if math.isfinite(p99) else math.inf
@@ -179,3 +201,17 @@ class Objective:
 
     def better(self, a: float, b: float) -> bool:
         return a < b if self.direction == "minimize" else a > b
+
+    def best_row(self, frame: pd.DataFrame) -> pd.Series | None:
+        """The best completed, feasible row of a results frame (``Tuner.to_frame()``) under *this* objective.
+
+        Re-chooses from trials already measured, e.g. under another budget or p99 target, with the
+        same rules as the tuner: a row that cannot show a constraint holds is infeasible. None when
+        no row is feasible.
+        """
+        done = frame[(frame["state"] == "complete") & frame[self.column].notna()]
+        ok = [index for index, row in done.iterrows() if all(v <= 0 for v in self.constraints(row).values())]
+        if not ok:
+            return None
+        chosen = done.loc[ok, self.column]
+        return done.loc[chosen.idxmin() if self.direction == "minimize" else chosen.idxmax()]

@@ -2,12 +2,16 @@
 
 Studies live in a database: SQLite under the output folder by default, or any URL Optuna accepts
 (``postgresql://...``), so a study can be resumed after a crash and several machines can work on
-one. A trial whose evaluation raises a kit error (a provider that does not load, a model that fails)
-is recorded as failed with its message and the search goes on; a ``ConfigError`` or a programming
-error stops it, because no later trial would fare better. Constraints are enforced twice: TPE is
+one. A trial whose evaluation raises a ``KitError`` (a provider that does not load, a model that
+fails) is recorded as failed with its message (the ``error`` column of ``to_frame()``) and the
+search goes on; a ``ConfigError`` or a programming error (``TypeError``, ``AttributeError``, ...)
+stops it, because no later trial would fare better. Optuna's own ``TrialPruned`` is Optuna's to
+handle. Constraints are enforced twice: TPE is
 told about them (``Trial.set_constraint``; ``constraints_func`` on Optuna 4) so it learns to avoid
 infeasible regions, and ``best`` filters them, so grid search (which knows nothing of constraints)
 never picks an infeasible point either.
+
+The latency-throughput Pareto front is ``kit.optimize.pareto_front``, the kit's one implementation.
 """
 
 from __future__ import annotations
@@ -20,17 +24,22 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.artifacts import atomic_output
 from kit.errors import ConfigError, KitError, MissingDependencyError
+from kit.optimize.evaluate import pareto_front
 from kit.tune.space import Objective, SearchSpace, TrialConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
 
 log = logging.getLogger(__name__)
 
 Evaluate = Callable[[TrialConfig], Mapping[str, float]]
 SAMPLERS = ("tpe", "grid")
-METRIC_COLUMNS = ("p50_ms", "p95_ms", "p99_ms", "samples_per_s", "accuracy", "accuracy_drop")
+METRIC_COLUMNS = ("p50_ms", "p95_ms", "p99_ms", "samples_per_s", "accuracy", "accuracy_drop_pts")
 
 
 @functools.cache
@@ -70,24 +79,30 @@ def _optuna_quiet(optuna) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class BestTrial:
-    """The chosen configuration with the figures it was chosen on."""
+    """The chosen configuration with the figures it was chosen on.
+
+    ``value`` is the objective's figure (``objective.column`` of ``metrics``).
+    """
 
     number: int
     config: TrialConfig
     value: float
-    metric: str
+    objective: Objective
     metrics: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trial": self.number, "objective": {"metric": self.metric, "value": self.value},
+        return {"trial": self.number,
+                "objective": {"optimize": self.objective.optimize, "column": self.objective.column,
+                              "value": self.value},
                 "config": self.config.to_dict(), "metrics": self.metrics}
 
 
 class Tuner:
     """Optuna study over a ``SearchSpace`` towards an ``Objective``; ``evaluate`` measures one point.
 
-    ``evaluate(config)`` returns measured figures: at least the objective's metric (``p95_ms`` or
-    ``samples_per_s``), plus ``p99_ms`` and ``accuracy_drop`` when the objective constrains them.
+    ``evaluate(config)`` returns measured figures: at least the objective's column (``p95_ms`` or
+    ``samples_per_s``), plus ``p99_ms`` and ``accuracy_drop_pts`` (percentage points) when the
+    objective constrains them.
     """
 
     def __init__(self, space: SearchSpace, objective: Objective, evaluate: Evaluate,
@@ -130,16 +145,26 @@ class Tuner:
     def load(self, sampler: str = "tpe", seed: int = 0):
         """Create the study, or load it when it exists already (resume; several workers)."""
         optuna = _import_optuna()
+        from sqlalchemy.exc import SQLAlchemyError  # Optuna's RDB storage is built on SQLAlchemy
+
+        study_sampler = self._sampler(sampler, seed)
         try:
             with _optuna_quiet(optuna):
-                self._study = optuna.create_study(storage=self.storage, study_name=self.study_name,
-                                                  direction=self.objective.direction,
-                                                  sampler=self._sampler(sampler, seed), load_if_exists=True)
+                study = optuna.create_study(storage=self.storage, study_name=self.study_name,
+                                            direction=self.objective.direction, sampler=study_sampler,
+                                            load_if_exists=True)
         except ConfigError:
             raise
-        except Exception as exc:  # a bad URL, an unreachable database, a direction mismatch
+        except (SQLAlchemyError, optuna.exceptions.OptunaError, ImportError, ValueError) as exc:
+            # a URL SQLAlchemy cannot parse, an unknown dialect or a missing driver (ImportError), an
+            # unreachable or unwritable database; anything else is a bug and propagates
             raise ConfigError(f"cannot open the study {self.study_name!r} in {self._safe_storage()}: "
-                              f"{exc}") from exc
+                              f"{type(exc).__name__}: {exc}") from exc
+        if study.direction.name.lower() != self.objective.direction:  # load_if_exists keeps the stored one
+            raise ConfigError(f"study {self.study_name!r} in {self._safe_storage()} was made to "
+                              f"{study.direction.name.lower()}; the objective {self.objective.optimize!r} needs "
+                              f"{self.objective.direction}: use another study_name")
+        self._study = study
         return self._study
 
     @property
@@ -179,13 +204,13 @@ class Tuner:
             for key, excess in constraints.items():
                 trial.set_constraint(key, excess)
         if not math.isfinite(value):
-            trial.set_user_attr("error", f"non-finite {self.objective.metric}: {value}")
+            trial.set_user_attr("error", f"non-finite {self.objective.column}: {value}")
             raise _TrialFailed(f"non-finite objective {value}")
         return value
 
     def run(self, n_trials: int | None = None, sampler: str = "tpe", seed: int = 0,
-            timeout_s: float | None = None, progress: bool = False):  # -> pandas.DataFrame
-        """Run ``n_trials`` more trials (grid: until the grid is covered when None); return ``results()``."""
+            timeout_s: float | None = None, progress: bool = False) -> pd.DataFrame:
+        """Run ``n_trials`` more trials (grid: until the grid is covered when None); return ``to_frame()``."""
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if n_trials is not None and n_trials < 1:
@@ -199,19 +224,22 @@ class Tuner:
                     for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
             n_trials = max(0, self.space.size - len(done & set(map(self._key, self.space.configs()))))
             if n_trials == 0:
-                return self.results()
+                return self.to_frame()
         with _optuna_quiet(optuna):
             study.optimize(self._objective, n_trials=n_trials, timeout=timeout_s, catch=(_TrialFailed,),
                            show_progress_bar=progress)
-        return self.results()
+        return self.to_frame()
 
     def _key(self, config: TrialConfig) -> tuple:
         data = config.to_dict()
         return tuple(data[k] for k in self.space.grid())
 
     # -- reading results -------------------------------------------------------------------------
-    def results(self):  # -> pandas.DataFrame
-        """One row per trial: state, config, measured figures, objective value, feasibility, error."""
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trial: state, config, measured figures, objective value, feasibility, error.
+
+        A failed trial is a row too: state ``fail`` and its message in ``error``.
+        """
         import pandas as pd
 
         rows = []
@@ -241,22 +269,26 @@ class Tuner:
             raise KitError(f"no feasible trial in study {self.study_name!r}: every completed trial breaks a "
                            f"constraint ({self.objective}) or failed; relax the budget or widen the space")
         config = TrialConfig(**{k: best.params[k] for k in self.space.grid()})
-        return BestTrial(number=best.number, config=config, value=float(best.value), metric=self.objective.metric,
+        return BestTrial(number=best.number, config=config, value=float(best.value), objective=self.objective,
                          metrics=dict(best.user_attrs.get("metrics", {})))
 
     def trials_to_best(self) -> int:
         """How many trials (failed ones included) the study ran until it first reached its best value."""
         best = self.best()
-        frame = self.results().sort_values("trial").reset_index(drop=True)
+        frame = self.to_frame().sort_values("trial").reset_index(drop=True)
         hits = frame.index[frame["feasible"] & (frame["value"] == best.value)]
         return int(hits[0]) + 1
 
     # -- plots and exports -----------------------------------------------------------------------
-    def plot_pareto(self, ax: Any = None):
-        """p95 latency against throughput of every completed trial; the feasible Pareto front drawn."""
+    def plot_pareto(self, ax: Axes | None = None) -> Axes:
+        """p95 latency against throughput of every completed trial; the feasible Pareto front drawn.
+
+        The front is ``kit.optimize.pareto_front`` (lower ``p95_ms``, higher ``samples_per_s``) over
+        the feasible trials, one row per configuration (TPE may measure a point twice).
+        """
         import matplotlib.pyplot as plt
 
-        frame = self.results()
+        frame = self.to_frame()
         frame = frame[frame["state"] == "complete"]
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4.5))
@@ -265,7 +297,8 @@ class Tuner:
                    label=f"infeasible ({len(infeasible)})")
         ax.scatter(feasible["p95_ms"], feasible["samples_per_s"], color="tab:blue", alpha=0.6,
                    label=f"feasible ({len(feasible)})")
-        front = pareto_front(feasible)
+        distinct = feasible.drop_duplicates(subset=list(self.space.grid()))
+        front = distinct[pareto_front(distinct, x="p95_ms", y="samples_per_s")].sort_values("p95_ms")
         if len(front):
             ax.step(front["p95_ms"], front["samples_per_s"], where="post", color="tab:green",
                     label=f"Pareto front ({len(front)})")
@@ -297,23 +330,12 @@ class Tuner:
         ``kit.tfserving.batching_parameters`` owns that file format; this hands it the tuned values.
         ``batching`` sets the other ``BatchingConfig`` fields (``max_enqueued_batches``, ...).
         """
-        from kit.tfserving import batching_parameters
         from kit.serve.batching import BatchingConfig
+        from kit.tfserving import batching_parameters
 
         config = self.best().config
         target = Path(path) if path is not None else self.out_dir / "batching_parameters.txt"
         return batching_parameters.write(BatchingConfig(max_batch_size=config.batch_size,
-                                                    batch_timeout_micros=round(config.batch_timeout_ms * 1000),
+                                                    batch_timeout_micros=config.batch_timeout_micros,
                                                     **batching), target)
 
-
-def pareto_front(frame):  # -> pandas.DataFrame
-    """Rows of ``frame`` not dominated in (lower ``p95_ms``, higher ``samples_per_s``), by latency."""
-    ordered = frame.dropna(subset=["p95_ms", "samples_per_s"]).sort_values(["p95_ms", "samples_per_s"],
-                                                                            ascending=[True, False])
-    keep, best_throughput = [], -math.inf
-    for index, row in ordered.iterrows():
-        if row["samples_per_s"] > best_throughput:
-            keep.append(index)
-            best_throughput = row["samples_per_s"]
-    return ordered.loc[keep]
