@@ -12,15 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from kit._quiet import import_tensorflow  # noqa: E402,F401  (re-exported for callers)
 from kit.artifacts import ModelArtifact
 from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, PredictorBase
+from kit.engines.savedmodel_signature import read_signature
 from kit.errors import Closed, ConfigError, InferenceError, InputError, ModelLoadError, first_line
-from kit.specs import TensorSpec, check_feeds, describe
-
-from kit._quiet import import_tensorflow  # noqa: E402,F401  (re-exported for callers)
+from kit.specs import check_feeds, describe
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +46,6 @@ def configure_threads(intra_op_num_threads: int | None, inter_op_num_threads: in
                 f"intra_op={threading.get_intra_op_parallelism_threads()}, "
                 f"inter_op={threading.get_inter_op_parallelism_threads()}; thread settings must be applied "
                 f"before TensorFlow is first used (create this engine first, or restart the kernel)") from exc
-
-
-def _dim(d: Any) -> int | None:
-    return int(d) if d is not None and int(d) >= 0 else None
-
-
-def _spec(name: str, tf_spec: Any) -> TensorSpec:
-    shape = tuple(_dim(d) for d in tf_spec.shape.as_list()) if tf_spec.shape.rank is not None else ()
-    return TensorSpec(name, np.dtype(tf_spec.dtype.as_numpy_dtype), shape)
 
 
 class TensorFlowEngine(PredictorBase):
@@ -91,10 +80,7 @@ class TensorFlowEngine(PredictorBase):
             raise ModelLoadError(f"SavedModel {path} has no signature {signature!r}; available signatures: "
                                  f"{available or 'none (re-export it with a serving signature)'}")
         self._fn = self._loaded.signatures[signature]
-        _, kwargs = self._fn.structured_input_signature
-        self._input_specs = tuple(_spec(k, v) for k, v in kwargs.items())
-        outputs = self._fn.structured_outputs
-        self._output_specs = tuple(_spec(k, v) for k, v in outputs.items())
+        self._input_specs, self._output_specs = read_signature(path, signature)
 
     def predict(self, feeds: Feeds) -> Outputs:
         fn = self._fn

@@ -27,6 +27,7 @@ import numpy as np
 from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.config import require_int, resolve
+from kit.engines.savedmodel_signature import read_signature
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
 from kit.specs import TensorSpec, check_feeds, describe
 
@@ -48,17 +49,6 @@ class TFLiteQuantConfig:
         if self.mode not in TFLITE_MODES:
             raise ConfigError(f"mode must be one of {TFLITE_MODES}, got {self.mode!r}")
         require_int("representative_samples", self.representative_samples)
-
-
-def signature_specs(tf, path: Path, signature: str) -> tuple[TensorSpec, ...]:
-    """Input specs of one SavedModel signature."""
-    loaded = tf.saved_model.load(str(path))
-    if signature not in loaded.signatures:
-        raise ConfigError(f"signature {signature!r} not in {path}; it has {sorted(loaded.signatures)}")
-    _, kwargs = loaded.signatures[signature].structured_input_signature
-    return tuple(TensorSpec(name, np.dtype(spec.dtype.as_numpy_dtype),
-                            tuple(None if d is None else int(d) for d in spec.shape.as_list()))
-                 for name, spec in sorted(kwargs.items()))
 
 
 def _samples(specs: tuple[TensorSpec, ...], data: Mapping[str, np.ndarray] | None,
@@ -96,7 +86,7 @@ def quantize_tflite(artifact: ModelArtifact, representative: Mapping[str, np.nda
     tf = import_tensorflow()
     samples: list[dict[str, np.ndarray]] = []
     if config.mode in _NEEDS_DATA:
-        samples = _samples(signature_specs(tf, artifact.path, config.signature), representative,
+        samples = _samples(read_signature(artifact.path, config.signature)[0], representative,
                            config.representative_samples)
 
     def dataset() -> Iterator[dict[str, np.ndarray]]:

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from kit.artifacts import atomic_output
-from kit.engines.base import Feeds, Predictor
+from kit.engines.base import Feeds
+from kit.engines.savedmodel_signature import read_signature
 from kit.errors import ConfigError, InputError, MissingDependencyError, ModelLoadError
-from kit.specs import batch_size_of
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +42,9 @@ def _tf():
 
 def signature_inputs(saved_model_dir: str | os.PathLike[str],
                      signature_name: str = "serving_default") -> dict[str, tuple[np.dtype, tuple[int | None, ...]]]:
-    """Input keys of a SavedModel signature with dtype and shape (None: any size), read from saved_model.pb."""
-    tf, _, _ = _tf()
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    pb = Path(saved_model_dir) / "saved_model.pb"
-    if not pb.is_file():
-        raise ModelLoadError(f"{saved_model_dir} is not a SavedModel directory (no saved_model.pb)")
-    saved = saved_model_pb2.SavedModel()
-    try:
-        saved.ParseFromString(pb.read_bytes())
-    except Exception as exc:  # protobuf's DecodeError
-        raise ModelLoadError(f"cannot parse {pb}: {exc}") from exc
-    meta = next((m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags), None)
-    if meta is None or signature_name not in meta.signature_def:
-        available = sorted(meta.signature_def) if meta is not None else []
-        raise ModelLoadError(f"SavedModel {saved_model_dir} has no '{signature_name}' signature under tag "
-                             f"'serve'; it has {available}")
-    inputs = {}
-    for key, info in meta.signature_def[signature_name].inputs.items():
-        dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
-        shape = (None,) if info.tensor_shape.unknown_rank else tuple(
-            None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
-        inputs[key] = (dtype, shape)
-    return inputs
+    """Input keys of a SavedModel signature with dtype and shape (None: any size)."""
+    inputs, _ = read_signature(saved_model_dir, signature_name)
+    return {spec.name: (spec.dtype, spec.shape) for spec in inputs}
 
 
 def _check_request(feeds: Mapping[str, np.ndarray], inputs: Mapping[str, tuple[np.dtype, tuple]], where: str) -> None:
