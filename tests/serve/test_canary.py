@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from serve_fakes import SPEC_IN, SPEC_OUT, Scripted, feeds
 
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError, InferenceError
 from kit.serve.canary import CanaryConfig, roll_out, rollouts_frame
 from kit.serve.ledger import RequestLedger
-from serve_fakes import SPEC_IN, SPEC_OUT, Scripted, feeds
 
 
 class LabelView(PredictorBase):
