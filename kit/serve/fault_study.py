@@ -67,7 +67,7 @@ class FaultStudy:
     ledger: RequestLedger
     config: FaultStudyConfig
 
-    def latency_table(self) -> pd.DataFrame:
+    def to_frame(self) -> pd.DataFrame:
         """One row per stack: requests, answered, failed, success rate, latency percentiles of answered ones."""
         import pandas as pd
 
@@ -86,7 +86,7 @@ class FaultStudy:
 
     def describe(self) -> str:
         """One paragraph: what each protection bought against the unprotected primary and the healthy engine."""
-        t = self.latency_table().set_index("stack")
+        t = self.to_frame().set_index("stack")
         unprotected, retry, breaker, full = t.loc[UNPROTECTED], t.loc[RETRY], t.loc[BREAKER], t.loc[ALL]
         return (f"Unprotected, the primary answered {unprotected.success_rate:.1%} of requests with p99 "
                 f"{unprotected.p99_ms:.2f} ms. Retry with a {self.config.timeout_s * 1e3:g} ms timeout answered "

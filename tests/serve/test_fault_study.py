@@ -31,7 +31,7 @@ def test_every_stack_sees_every_request_and_the_books_balance():
     study = run_fault_study(make_engine, feeds(), _config(), ledger=ledger,
                             wrap=lambda name, stack: wrapped.append(name) or stack)
     try:
-        table = study.latency_table().set_index("stack")
+        table = study.to_frame().set_index("stack")
         assert list(table.index) == list(STACKS) and wrapped == list(STACKS)
         assert (table.requests == 30).all() and (table.answered + table.failed == table.requests).all()
         assert ledger.check()["in_flight"] == 0  # every failure a clear kit error, nothing lost
