@@ -469,7 +469,12 @@ def knee(results: Sequence[LoadResult], fraction: float = 0.9) -> LoadResult:
 
 @dataclass
 class RateSearch:
-    """Every run of a search for the highest Poisson rate whose p99 meets ``latency_target_ms``."""
+    """Every run of a search for the highest Poisson rate whose p99 meets ``latency_target_ms``.
+
+    ``best_qps`` is a measurement only when ``bracketed``: a search that ran out of runs before
+    any rate missed knows a lower bound, not the limit, and two such bounds must not be compared
+    as if they were measured limits (``describe()`` says which it is).
+    """
 
     latency_target_ms: float
     runs: list[LoadResult]
@@ -484,13 +489,33 @@ class RateSearch:
         best = self.best
         return float(best.params["target_qps"]) if best else 0.0
 
+    @property
+    def missed_qps(self) -> float:
+        """Lowest rate that missed the target above the best one that met it (inf: none missed)."""
+        return min((float(r.params["target_qps"]) for r in self.runs
+                    if not r.met and float(r.params["target_qps"]) > self.best_qps), default=math.inf)
+
+    @property
+    def bracketed(self) -> bool:
+        """A rate met the target and a faster one missed it: the limit lies between the two."""
+        return self.best is not None and not math.isinf(self.missed_qps)
+
+    def describe(self) -> str:
+        """The result in words, never presenting a bound as a measured limit."""
+        if self.bracketed:
+            return f"{self.best_qps:.1f} q/s (missed at {self.missed_qps:.1f})"
+        if self.best is not None:
+            return f"≥ {self.best_qps:.1f} q/s, not bracketed"
+        return f"< {self.missed_qps:.1f} q/s, no rate met the target"
+
     def to_frame(self) -> pd.DataFrame:
         return summary_frame(self.runs)
 
     def summary(self) -> dict[str, Any]:
         best = self.best
         return {"latency_target_ms": self.latency_target_ms, "best_qps": self.best_qps,
-                "best_p99_ms": best.summary()["p99_ms"] if best else math.nan, "runs": len(self.runs)}
+                "best_p99_ms": best.summary()["p99_ms"] if best else math.nan, "runs": len(self.runs),
+                "bracketed": self.bracketed, "missed_qps": self.missed_qps, "result": self.describe()}
 
 
 def find_max_rate(predictor: Predictor, latency_target_ms: float, feeds: FeedSource = None,
@@ -501,7 +526,9 @@ def find_max_rate(predictor: Predictor, latency_target_ms: float, feeds: FeedSou
 
     Doubles the rate from ``start_qps`` until a run fails, then bisects between the last
     rate that met the target and the first that did not, until they are within
-    ``tolerance`` (relative) or ``max_runs`` runs have been spent.
+    ``tolerance`` (relative) or ``max_runs`` runs have been spent. When the budget runs out
+    before a rate misses, the result says so (``RateSearch.bracketed`` is False): start near
+    the expected limit (e.g. the best closed-loop throughput) to bracket it in few runs.
     """
     _positive("latency_target_ms", latency_target_ms)
     _positive("start_qps", start_qps)
