@@ -150,6 +150,13 @@ class BatchingParameters(NotebookParameters):
     rate_search_runs: int = param(positive_int, "open-loop runs spent per rate search")
     monitor_s: float = param(positive_number, "seconds of traffic per monitored variant")
 
+    def check_together(self) -> None:
+        if self.rate_search_runs < 2:
+            raise ConfigError(f"rate_search_runs must be >= 2 (one rate that meets the target, one that misses), "
+                              f"got {self.rate_search_runs}")
+        if list(self.concurrency_levels) != sorted(self.concurrency_levels):
+            raise ConfigError(f"concurrency_levels must increase, got {list(self.concurrency_levels)}")
+
 
 @register
 @dataclass(frozen=True)
@@ -197,6 +204,8 @@ class SchedulingParameters(NotebookParameters):
             raise ConfigError(f"min_workers {self.min_workers} must be <= max_workers {self.max_workers}")
         if self.queue_low >= self.queue_high:
             raise ConfigError(f"queue_low {self.queue_low} must be below queue_high {self.queue_high}")
+        if not 0 < self.low_load < self.high_load:
+            raise ConfigError(f"need 0 < low_load < high_load, got {self.low_load} and {self.high_load}")
         if len(self.phase_seconds) != 3:
             raise ConfigError(f"phase_seconds must hold 3 durations (quiet, busy, quiet), got {self.phase_seconds}")
 
@@ -228,7 +237,7 @@ class AutotuneParameters(NotebookParameters):
 class VersionsParameters(NotebookParameters):
     notebook = "09_versions_and_resilience"
     model: str = param(non_empty_text, MODEL)
-    canary_steps: tuple[float, ...] = param(list_of(between(0.0, 100.0)), "canary traffic percentages, in order")
+    canary_steps: tuple[float, ...] = param(list_of(between(1e-9, 100.0)), "canary traffic percentages, in order")
     requests_per_step: int = param(positive_int, "requests at each canary step")
     canary_error_rate: float = param(between(0.0, 1.0), "error rate injected into the bad release")
     max_canary_error_rate: float = param(between(0.0, 1.0), "roll the canary back above this error rate")
@@ -243,3 +252,8 @@ class VersionsParameters(NotebookParameters):
     breaker_failures: int = param(positive_int, "consecutive failures that open the breaker")
     breaker_cool_down_ms: float = param(positive_number, "how long the breaker stays open before probing, ms")
     seed: int = param(non_negative_int, SEED)
+
+    def check_together(self) -> None:
+        if self.rounds < 3 or self.requests < self.rounds:
+            raise ConfigError(f"need rounds >= 3 (the middle one is the outage) and requests >= rounds, got "
+                              f"rounds={self.rounds}, requests={self.requests}")
