@@ -18,9 +18,12 @@ from kit.errors import KitError
 def _cmd_report(args: argparse.Namespace) -> int:
     from kit.report.runner import run_reports
 
-    runs = run_reports(profile=args.profile, notebooks=args.notebooks, out=args.out, hide_code=args.hide_code)
-    failed = [r.notebook for r in runs if r.status != "ok"]
-    print(f"{len(runs) - len(failed)}/{len(runs)} notebooks ok; index: {args.out}/index.html")
+    runs = run_reports(profile=args.profile, notebooks=args.notebooks, out=args.out, hide_code=args.hide_code,
+                       models=args.model, data=args.data, parameters=args.parameter or ())
+    failed = [r.notebook if r.model is None else f"{r.model}: {r.notebook}" for r in runs if r.status == "failed"]
+    skipped = sum(r.status == "skipped" for r in runs)
+    print(f"{len(runs) - len(failed) - skipped}/{len(runs)} notebook runs ok, {skipped} skipped; "
+          f"index: {args.out}/index.html")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -95,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
     report.add_argument("--out", default="reports/latest", help="output folder")
     report.add_argument("--hide-code", action="store_true", help="leave code cells out of the HTML")
+    report.add_argument("--model", action="append", metavar="MODEL",
+                        help="zoo name or path (.onnx, SavedModel folder, .tflite, .keras); repeat for one "
+                             "sub-report per model")
+    report.add_argument("--data", metavar="DATA", help="inputs: a .npz named after the model's inputs (optional "
+                                                       "'labels'), or module:function returning feeds")
+    report.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        help="a notebook parameter, typed as the notebook declares it (lists as JSON)")
     report.set_defaults(func=_cmd_report)
 
     env = sub.add_parser("env", help="print the environment record reports carry")

@@ -188,7 +188,8 @@ def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = Non
     """Write the comparison page into the newer run's folder and refresh its index to link it."""
     from kit.report.index import load_summary, write_index
 
-    target = Path(path) if path is not None else comparison.newer.folder / f"compare_{comparison.older.folder.name}.html"
+    default = comparison.newer.folder / f"compare_{comparison.older.folder.name}.html"
+    target = Path(path) if path is not None else default
     frame = comparison.frame
 
     def cell(value: Any) -> str:

@@ -17,18 +17,24 @@ def _fmt(value: Any) -> str:
 def write_index(out_dir: Path, summary: dict[str, Any]) -> Path:
     """Write ``index.html`` from a run summary (as saved in ``run.json``)."""
     env = summary.get("environment", {})
+    by_model = bool(summary.get("models"))
     rows = []
     for nb in summary["notebooks"]:
-        link = f'<a href="{html.escape(nb["html"])}">{html.escape(nb["notebook"])}</a>' if nb.get("html") \
-            else html.escape(nb["notebook"])
+        link = f'<a href="{html.escape(nb["html"], quote=True)}">{html.escape(nb["notebook"])}</a>' \
+            if nb.get("html") else html.escape(nb["notebook"])
         status = nb["status"]
         detail = html.escape(nb.get("error") or "")
         if nb.get("failed_cell") is not None:
             detail = f"cell {nb['failed_cell']}: {detail}"
+        skipped = "".join(f"<br>{html.escape(section)}: skipped: {html.escape(reason)}"
+                          for section, reason in (nb.get("skipped_sections") or {}).items()
+                          if section != "whole notebook")
         figures = "<br>".join(f"{html.escape(k)}: <b>{_fmt(v)}</b>" for k, v in nb.get("headline", {}).items())
-        rows.append(f'<tr class="{status}"><td>{link}</td><td>{status}</td><td>{nb["seconds"]:.1f}</td>'
-                    f"<td>{figures}</td><td>{detail}</td></tr>")
-    failed = sum(nb["status"] != "ok" for nb in summary["notebooks"])
+        model = f"<td>{html.escape(str(nb.get('model') or ''))}</td>" if by_model else ""
+        rows.append(f'<tr class="{status}">{model}<td>{link}</td><td class="status">{status}</td>'
+                    f'<td>{nb["seconds"]:.1f}</td><td>{figures}</td><td>{detail}{skipped}</td></tr>')
+    failed = sum(nb["status"] == "failed" for nb in summary["notebooks"])
+    skipped_count = sum(nb["status"] == "skipped" for nb in summary["notebooks"])
     comparison = ""
     for extra in sorted(out_dir.glob("compare*.html")):
         comparison += f'<p><a href="{extra.name}">Comparison: {html.escape(extra.stem)}</a></p>'
@@ -41,15 +47,18 @@ def write_index(out_dir: Path, summary: dict[str, Any]) -> Path:
 body {{ font-family: system-ui, sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }}
-tr.ok td:nth-child(2) {{ color: #070; }} tr.failed td:nth-child(2) {{ color: #b00; font-weight: bold; }}
+tr.ok .status {{ color: #070; }} tr.failed .status {{ color: #b00; font-weight: bold; }}
+tr.skipped .status {{ color: #666; }}
 </style></head><body>
 <h1>kit performance reports</h1>
-<p>Profile <b>{html.escape(summary['profile'])}</b>; {len(summary['notebooks'])} notebooks,
-{failed} failed; {summary['seconds']:.0f} s in all. Parameters, results and environment of each notebook
+<p>Profile <b>{html.escape(summary['profile'])}</b>; {len(summary['notebooks'])} notebook runs,
+{failed} failed, {skipped_count} skipped (nothing in them applies to the model); {summary['seconds']:.0f} s
+in all. Parameters, results and environment of each notebook
 are in the JSON files beside this page (<code>run.json</code>, <code>*.params.json</code>,
 <code>*.results.json</code>).</p>
 {comparison}
-<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>headline</th><th>error</th></tr>
+<table><tr>{'<th>model</th>' if by_model else ''}<th>notebook</th><th>status</th><th>seconds</th><th>headline</th>
+<th>error / skipped</th></tr>
 {''.join(rows)}</table>
 <h2>Environment</h2><table>{env_rows}</table><p>{html.escape(libs)}</p>
 </body></html>

@@ -74,3 +74,48 @@ def check_parameters(notebook: str | Path, params: dict[str, Any]) -> None:
             raise ConfigError(f"{Path(notebook).stem} parameter {name!r} must be a "
                               f"{declared[name]['inferred_type_name']} ({declared[name]['help']}), "
                               f"got {value!r}")
+
+
+def _typed(notebook: str, name: str, text: str, declared: dict[str, Any]) -> Any:
+    kind = declared["inferred_type_name"]
+    expected = f"{notebook} parameter {name!r} is a {kind} ({declared['help']})"
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return lowered in ("true", "1", "yes")
+        if kind in ("list", "dict", "tuple"):
+            value = json.loads(text)
+            if not isinstance(value, _TYPES[kind]):
+                raise ValueError(text)
+            return value
+    except ValueError:
+        raise ConfigError(f"{expected}; got {text!r}" + (" (write lists and dicts as JSON, e.g. [1, 8])"
+                                                           if kind in ("list", "dict", "tuple") else "")) from None
+    return text
+
+
+def typed_parameters(notebooks: list[Path], pairs: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """``-p NAME VALUE`` pairs typed by each notebook's declared parameter types, per notebook.
+
+    A name goes to every chosen notebook that declares it; a name no chosen notebook declares,
+    or a value that does not parse as the declared type, is a ``ConfigError`` before any kernel
+    starts (papermill itself would inject an unknown name silently and pass every value as text).
+    """
+    import papermill as pm
+
+    declared = {p.stem: pm.inspect_notebook(str(p)) for p in notebooks}
+    out: dict[str, dict[str, Any]] = {p.stem: {} for p in notebooks}
+    for name, text in pairs:
+        owners = [stem for stem, params in declared.items() if name in params]
+        if not owners:
+            known = sorted({n for params in declared.values() for n in params})
+            raise ConfigError(f"no chosen notebook has a parameter {name!r}; their parameters are {known}")
+        for stem in owners:
+            out[stem][name] = _typed(stem, name, text, declared[stem][name])
+    return out

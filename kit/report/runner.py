@@ -20,8 +20,16 @@ from typing import Any
 from kit._quiet import silenced_stderr
 from kit.errors import ConfigError, first_line
 from kit.report.index import write_index
-from kit.report.profiles import NOTEBOOK_DIR, PROFILES, check_parameters, list_notebooks, profile_parameters
+from kit.report.profiles import (
+    NOTEBOOK_DIR,
+    PROFILES,
+    check_parameters,
+    list_notebooks,
+    profile_parameters,
+    typed_parameters,
+)
 from kit.report.publish import HEADLESS_ENV, RESULTS_ENV
+from kit.report.skips import NotebookSkipped
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,9 @@ class NotebookRun:
     failed_cell: int | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     headline: dict[str, Any] = field(default_factory=dict)
+    skipped_sections: dict[str, str] = field(default_factory=dict)
     html: str | None = None
+    model: str | None = None
 
 
 def resolve_notebooks(names: Sequence[str] | None, directory: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -100,8 +110,11 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
                                 log_output=False)
         run.status = "ok"
     except PapermillExecutionError as exc:
-        run.status, run.failed_cell = "failed", exc.exec_count
-        run.error = f"{exc.ename}: {exc.evalue}"
+        if exc.ename == NotebookSkipped.__name__:  # nothing in it applies to this model: not a failure
+            run.status, run.error = "skipped", exc.evalue
+        else:
+            run.status, run.failed_cell = "failed", exc.exec_count
+            run.error = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, timeout, bad notebook: record and go on
         run.status, run.error = "failed", f"{type(exc).__name__}: {first_line(exc)}"
     finally:
@@ -112,7 +125,9 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
             else:
                 os.environ[key] = value
     if results.exists():
-        run.headline = json.loads(results.read_text()).get("headline", {})
+        recorded = json.loads(results.read_text())
+        run.headline = recorded.get("headline", {})
+        run.skipped_sections = recorded.get("skipped_sections", {})
     if executed.exists():
         html = out_dir / f"{notebook.stem}.html"
         try:
@@ -123,9 +138,31 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
     return run
 
 
+def _slug(model: str) -> str:
+    """A folder name for a model's sub-report: the zoo name, or the file's stem."""
+    stem = Path(model).name
+    for suffix in (".onnx", ".tflite", ".keras"):
+        stem = stem.removesuffix(suffix)
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "model"
+
+
+def _check_model(model: str) -> None:
+    """Refuse a model that cannot be one, before any folder is written or kernel started."""
+    from kit.models import resolve_model
+
+    resolve_model(model)
+
+
 def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,
-                out: str | Path = "reports/latest", hide_code: bool = False) -> list[NotebookRun]:
-    """Run every (or the named) notebook with ``profile`` into ``out`` and write the index."""
+                out: str | Path = "reports/latest", hide_code: bool = False, models: Sequence[str] | None = None,
+                data: str | None = None, parameters: Sequence[tuple[str, str]] = ()) -> list[NotebookRun]:
+    """Run every (or the named) notebook with ``profile`` into ``out`` and write the index.
+
+    With ``models``, each model gets its own sub-report ``out/<model>/`` and the top index has a
+    row per model and notebook. ``data`` and ``parameters`` (``-p NAME VALUE`` pairs, typed by
+    each notebook's declared types) go to every notebook that declares them. Every input is
+    checked before anything is written.
+    """
     from tqdm.auto import tqdm
 
     from kit.profile.sysinfo import environment
@@ -133,21 +170,55 @@ def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     paths = resolve_notebooks(notebooks)
-    for path in paths:
-        check_parameters(path, profile_parameters(path, profile))  # fail fast, before any kernel starts
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "environment.json").write_text(json.dumps(environment(), indent=2, default=str))
+    pairs = list(parameters)
+    if data:
+        pairs.append(("data", str(Path(data).absolute()) if ":" not in data or Path(data).exists() else data))
+    extra = typed_parameters(paths, pairs)
+    for path in paths:  # fail fast, before any kernel starts
+        check_parameters(path, {**profile_parameters(path, profile), **extra[path.stem]})
+    targets: list[str | None] = [None]
+    if models:
+        for model in models:
+            _check_model(model)
+        targets = [str(Path(m).absolute()) if Path(m).exists() else m for m in models]
+        slugs = [_slug(m) for m in targets]
+        if len(set(slugs)) != len(slugs):
+            raise ConfigError(f"two models would share a report folder: {slugs}; rename one file")
+    out_dir = _writable_folder(Path(out))
+    env = environment()
+    (out_dir / "environment.json").write_text(json.dumps(env, indent=2, default=str))
     runs: list[NotebookRun] = []
     started = time.time()
-    bar = tqdm(paths, desc=f"kit report ({profile})", unit="notebook")
-    for path in bar:
-        bar.set_postfix_str(path.stem)
-        run = run_notebook(path, out_dir, profile, hide_code)
+    jobs = [(model, path) for model in targets for path in paths]
+    bar = tqdm(jobs, desc=f"kit report ({profile})", unit="notebook")
+    for model, path in bar:
+        where = out_dir if model is None else out_dir / _slug(model)
+        bar.set_postfix_str(path.stem if model is None else f"{_slug(model)}/{path.stem}")
+        params = dict(extra[path.stem]) | ({"model": model} if model is not None else {})
+        run = run_notebook(path, where, profile, hide_code, extra_parameters=params)
+        run.model = model
+        if model is not None and run.html:
+            run.html = f"{_slug(model)}/{run.html}"
         runs.append(run)
-        bar.write(f"{run.status:>6}  {run.seconds:6.1f} s  {path.stem}" + (f"  {run.error}" if run.error else ""))
+        label = path.stem if model is None else f"{_slug(model)}/{path.stem}"
+        bar.write(f"{run.status:>7}  {run.seconds:6.1f} s  {label}" + (f"  {run.error}" if run.error else ""))
     summary = {"profile": profile, "started": started, "seconds": time.time() - started,
-               "environment": environment(), "notebooks": [asdict(r) for r in runs]}
+               "environment": env, "models": [m for m in targets if m is not None],
+               "notebooks": [asdict(r) for r in runs]}
     (out_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
     write_index(out_dir, summary)
     return runs
+
+
+def _writable_folder(out: Path) -> Path:
+    """``out`` created if missing; a file in the way or a read-only folder is a ``ConfigError``."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".kit-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report into {out}: {exc.strerror or exc}") from exc
+    return out

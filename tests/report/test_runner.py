@@ -90,3 +90,53 @@ def test_every_profile_matches_its_notebook_parameters():
     for notebook in list_notebooks():
         for profile in PROFILES:
             check_parameters(notebook, profile_parameters(notebook, profile))
+
+
+def _typed_notebook(tmp_path):
+    cell = ("size: int = 3  # how many\nratio: float = 0.5  # a share\nname: str = 'x'  # a label\n"
+            "flag: bool = False  # on or off\nsizes: list = [1]  # batch sizes\nshapes: dict = {}  # per input")
+    return _notebook(tmp_path / "20_typed.ipynb", "pass", param=cell)
+
+
+def test_cli_parameters_are_typed_by_the_notebook(tmp_path):
+    from kit.report.profiles import typed_parameters
+
+    nb = _typed_notebook(tmp_path)
+    pairs = [("size", "8"), ("ratio", "2"), ("name", "8"), ("flag", "yes"), ("sizes", "[1, 8]"),
+             ("shapes", '{"x": [1, 3]}')]
+    assert typed_parameters([nb], pairs) == {"20_typed": {"size": 8, "ratio": 2.0, "name": "8", "flag": True,
+                                                          "sizes": [1, 8], "shapes": {"x": [1, 3]}}}
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("size", "eight", "is a int"), ("ratio", "1,5", "is a float"), ("flag", "maybe", "is a bool"),
+    ("sizes", "1, 8", "as JSON"), ("shapes", "[1]", "is a dict"), ("colour", "red", "no chosen notebook"),
+])
+def test_cli_parameters_refuse_unknown_names_and_wrong_types(tmp_path, name, value, words):
+    from kit.report.profiles import typed_parameters
+
+    with pytest.raises(ConfigError, match=words):
+        typed_parameters([_typed_notebook(tmp_path)], [(name, value)])
+
+
+def test_report_refuses_bad_input_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", "--notebooks", "00_engines", "--out", str(out), "-p", "rounds", "three"]) == 2
+    assert "rounds" in capsys.readouterr().err and not out.exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["report", "--notebooks", "00_engines", "--out", str(blocker), "--profile", "quick",
+                 "-p", "rounds", "1", "--model", "no/such/model.onnx"]) == 2
+    assert main(["report", "--notebooks", "00_engines", "--out", str(blocker / "under")]) == 2
+    assert blocker.read_text() == ""
+
+
+@pytest.mark.slow
+def test_a_notebook_that_does_not_apply_is_skipped_not_failed(tmp_path):
+    nb = _notebook(tmp_path / "21_skip.ipynb", "import kit.report.skips as s\n"
+                   "s.skip_section('TFLite', 'the model is ONNX only')\ns.skip_notebook('nothing here applies')")
+    runs = run_reports("quick", [str(nb)], out=tmp_path / "out")
+    assert runs[0].status == "skipped" and runs[0].error == "nothing here applies"
+    assert runs[0].skipped_sections["TFLite"] == "the model is ONNX only"
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "skipped" in index and "the model is ONNX only" in index
