@@ -9,37 +9,58 @@ imported only by the functions that use them, so ``import kit`` is fast and work
 either engine missing.
 """
 
-from kit import _quiet  # noqa: F401  (must run before TensorFlow is imported)
-from kit import engines, loading, optimize, profile, report, serve, tfserving, tune, zoo  # noqa: F401  (subpackages)
+from kit import (  # noqa: F401  (subpackages)
+                        _quiet,  # noqa: F401  (must run before TensorFlow is imported)
+                        engines,
+                        loading,
+                        optimize,
+                        profile,
+                        report,
+                        serve,
+                        tfserving,
+                        tune,
+                        zoo,
+)
 from kit.artifacts import ModelArtifact, lineage_frame
 from kit.engines import Predictor, PredictorBase, Wrapper, create_engine
 from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
 from kit.engines.providers import discover_providers
 from kit.engines.tfserving import TFServingEngine
-from kit.errors import (CircuitOpen, Closed, ConfigError, ConversionError, DeadlineExceeded, InferenceError,
-                        InputError, KitError, MissingDependencyError, ModelLoadError, Overloaded,
-                        ProviderUnavailableError, QuantizationError, ServingError)
-from kit.profile import Instrumented, MetricsRecorder, ProfileConfig, ProfileResult, compare, environment
+from kit.errors import (
+                        CircuitOpen,
+                        Closed,
+                        ConfigError,
+                        ConversionError,
+                        DeadlineExceeded,
+                        InferenceError,
+                        InputError,
+                        KitError,
+                        MissingDependencyError,
+                        ModelLoadError,
+                        Overloaded,
+                        ProviderUnavailableError,
+                        QuantizationError,
+                        ServingError,
+)
+from kit.profile import Instrumented, MetricsRecorder, ProfileConfig, ProfileResult, compare, environment, summary_frame
 from kit.profile import profile as measure
-from kit.profile import summary_frame
 from kit.profile.providers import choose_providers
 from kit.report import interactive, publish
 from kit.serve import CacheConfig, CircuitBreaker, DynamicBatcher, ResultCache, Retry, Router
-from kit.tfserving import ModelRegistry, ModelServer
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
+from kit.tfserving import ModelRegistry, ModelServer
 from kit.tune import Objective, SearchSpace, Tuner
 from kit.zoo import digits_data, get_model, sample_feeds
 
 __version__ = "0.1.0"
 
-__all__ = sorted([
+__all__ = [
     "CacheConfig", "CircuitBreaker", "CircuitOpen", "Closed", "ConfigError", "ConversionError", "DeadlineExceeded",
     "DynamicBatcher", "InferenceError", "InputError", "Instrumented", "KitError", "MetricsRecorder",
     "MissingDependencyError", "ModelArtifact", "ModelLoadError", "ModelRegistry", "ModelServer", "Objective",
-    "OnnxRuntimeEngine", "OrtOptions", "Overloaded", "Predictor", "PredictorBase", "ProfileConfig",
-    "ProfileResult", "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router",
-    "SearchSpace", "ServingError", "TFServingEngine", "TensorSpec", "Tuner", "Wrapper", "__version__",
-    "check_feeds", "choose_providers", "compare", "create_engine", "digits_data", "discover_providers",
-    "environment", "get_model", "interactive", "lineage_frame", "measure", "publish", "summary_frame",
-    "sample_feeds", "synthetic_feeds",
-])
+    "OnnxRuntimeEngine", "OrtOptions", "Overloaded", "Predictor", "PredictorBase", "ProfileConfig", "ProfileResult",
+    "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router", "SearchSpace", "ServingError",
+    "TFServingEngine", "TensorSpec", "Tuner", "Wrapper", "__version__", "check_feeds", "choose_providers", "compare",
+    "create_engine", "digits_data", "discover_providers", "environment", "get_model", "interactive", "lineage_frame",
+    "measure", "publish", "sample_feeds", "summary_frame", "synthetic_feeds"
+]

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from kit.engines.probe import ONNX_IR_VERSION, ONNX_OPSET, make_add_model, make_mlp_model  # noqa: F401  (re-exported)
+
 
 def gpu_provider_loads() -> bool:
     """Whether a CUDA session really runs on CUDA here (listing it proves nothing)."""

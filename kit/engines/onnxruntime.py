@@ -20,8 +20,16 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, PredictorBase
-from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError,
-                        ModelLoadError, ProviderUnavailableError, first_line)
+from kit.errors import (
+    Closed,
+    ConfigError,
+    InferenceError,
+    InputError,
+    MissingDependencyError,
+    ModelLoadError,
+    ProviderUnavailableError,
+    first_line,
+)
 from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)

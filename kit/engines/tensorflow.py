@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def configure_threads(intra_op_num_threads: int | None, inter_op_num_threads: int | None) -> None:
     """Set TensorFlow's thread pools, or raise ``ConfigError`` if TF already started others."""
-    for label, value in (("intra_op_num_threads", intra_op_num_threads), ("inter_op_num_threads", inter_op_num_threads)):
+    counts = (("intra_op_num_threads", intra_op_num_threads), ("inter_op_num_threads", inter_op_num_threads))
+    for label, value in counts:
         require_int(label, value, 0, hint=" (0 lets TensorFlow choose)", allow_none=True)
     if intra_op_num_threads is None and inter_op_num_threads is None:
         return

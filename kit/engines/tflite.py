@@ -25,8 +25,15 @@ from kit._quiet import import_tensorflow, silenced_stderr
 from kit.artifacts import ModelArtifact
 from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, PredictorBase
-from kit.errors import (Closed, ConfigError, InferenceError, InputError, MissingDependencyError, ModelLoadError,
-                        first_line)
+from kit.errors import (
+    Closed,
+    ConfigError,
+    InferenceError,
+    InputError,
+    MissingDependencyError,
+    ModelLoadError,
+    first_line,
+)
 from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)

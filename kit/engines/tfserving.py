@@ -33,8 +33,16 @@ from kit.config import require_int
 from kit.engines import tfserving_wire as wire
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.engines.deadline import remaining_deadline
-from kit.errors import (Closed, ConfigError, DeadlineExceeded, InferenceError, InputError, KitError, ModelLoadError,
-                        Overloaded)
+from kit.errors import (
+    Closed,
+    ConfigError,
+    DeadlineExceeded,
+    InferenceError,
+    InputError,
+    KitError,
+    ModelLoadError,
+    Overloaded,
+)
 from kit.specs import TensorSpec, check_feeds, describe
 
 log = logging.getLogger(__name__)
@@ -301,7 +309,7 @@ class _RestTransport:
                 if response.will_close:
                     self._drop()
                 break
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 self._drop()  # a late answer must never be read as the next request's
                 raise DeadlineExceeded(f"{name}: no answer from {self.host}:{self.port} within {timeout:.3f} s") \
                     from exc

@@ -27,8 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from kit.errors import (CircuitOpen, Closed, DeadlineExceeded, InferenceError, InputError, KitError,
-                        MissingDependencyError, ModelLoadError, Overloaded)
+from kit.errors import (
+    CircuitOpen,
+    Closed,
+    DeadlineExceeded,
+    InferenceError,
+    InputError,
+    KitError,
+    MissingDependencyError,
+    ModelLoadError,
+    Overloaded,
+)
 from kit.specs import TensorSpec
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -91,9 +100,13 @@ def grpc_apis() -> SimpleNamespace:
             with silenced_stderr():
                 from google.protobuf import json_format
                 from tensorflow.core.framework import tensor_pb2, types_pb2
-                from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                                     model_service_pb2_grpc, predict_pb2,
-                                                     prediction_service_pb2_grpc)
+                from tensorflow_serving.apis import (
+                    get_model_metadata_pb2,
+                    get_model_status_pb2,
+                    model_service_pb2_grpc,
+                    predict_pb2,
+                    prediction_service_pb2_grpc,
+                )
         except ImportError as exc:
             raise MissingDependencyError("tensorflow-serving-api", purpose) from exc
         _APIS = SimpleNamespace(grpc=grpc, json_format=json_format, tensor_pb2=tensor_pb2, types_pb2=types_pb2,

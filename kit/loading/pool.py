@@ -20,6 +20,7 @@ from kit.config import require_int
 from kit.engines.base import Predictor
 from kit.errors import ConfigError
 
+
 @dataclass
 class _Slot:
     engine: Predictor

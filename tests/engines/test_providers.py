@@ -10,8 +10,20 @@ import pytest
 
 from kit.engines.iobinding import IoBoundEngine
 from kit.engines.onnxruntime import OnnxRuntimeEngine, import_onnxruntime
-from kit.engines.providers import (CPU, CUDA, TENSORRT, CudaOptions, TensorRTOptions, discover_providers, library_problem, probe_provider, provider_arg,
-                                   providers_frame, validate_provider_names, working_providers)
+from kit.engines.providers import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    CudaOptions,
+    TensorRTOptions,
+    discover_providers,
+    library_problem,
+    probe_provider,
+    provider_arg,
+    providers_frame,
+    validate_provider_names,
+    working_providers,
+)
 from kit.errors import ConfigError, InputError, ProviderUnavailableError
 from kit.profile.providers import choose_providers
 from kit.testing import gpu_provider_loads, make_add_model

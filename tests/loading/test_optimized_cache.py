@@ -9,9 +9,8 @@ import pytest
 from kit.artifacts import file_digest
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError
+from kit.loading.optimized_cache import OptimizedModelCache, load_breakdown, optimized_cache_key, read_blob, write_blob
 from kit.loading.pool import EnginePool
-from kit.loading.optimized_cache import (OptimizedModelCache, load_breakdown, optimized_cache_key, read_blob,
-                                write_blob)
 from kit.specs import synthetic_feeds
 from kit.testing import run_threads
 
