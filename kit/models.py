@@ -118,7 +118,7 @@ def _check_onnx(path: Path) -> None:
                           f"{path.parent}; keep the model's folder together")
     try:
         onnx.checker.check_model(str(path))  # by path: external data is checked without loading it
-    except Exception as exc:  # ONNX Runtime runs many models the checker finds fault with: say so, go on
+    except Exception as exc:  # noqa: BLE001 -- ONNX Runtime runs many models the checker finds fault with: say so, go on
         log.warning("onnx.checker finds fault with %s (%s); trying it anyway", path, first_line(exc))
 
 

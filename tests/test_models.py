@@ -9,7 +9,13 @@ from onnx_models import make_external_data_model, make_state_model
 
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError
-from kit.models import FormatUnavailable, available_formats, content_digest, open_model, resolve_model
+from kit.models import (
+    FormatUnavailable,
+    available_formats,
+    content_digest,
+    open_model,
+    resolve_model,
+)
 
 
 def test_onnx_path_resolves_to_a_source_artifact(tmp_path):
@@ -126,7 +132,7 @@ def test_keras_file_derives_savedmodel_onnx_and_tflite_once(tmp_path, monkeypatc
     tfl = resolve_model(tmp_path / "user.keras", format="tflite")
     assert tfl.path.is_file() and tfl.parent.path == art.parent.path  # one SavedModel, reused
 
-    import kit.optimize.convert as convert
+    from kit.optimize import convert
 
     def boom(*args, **kwargs):
         raise AssertionError("converted again instead of using the cache")

@@ -158,9 +158,9 @@ def test_bad_value_ranges(ranges, needle):
 def test_state_model_runs_on_synthetic_feeds(tmp_path):
     """The [2, batch, 128] state + int64 scalar model from issue 13 runs on what synthetic_feeds makes."""
     import onnxruntime as ort
+    from onnx_models import make_state_model
 
     from kit.specs import supports_batching
-    from onnx_models import make_state_model
 
     path = make_state_model(tmp_path / "state.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
