@@ -22,11 +22,15 @@ import importlib.util
 import json
 import logging
 import os
+import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from kit.artifacts import ModelArtifact, detect_format, file_digest
-from kit.errors import ConfigError, ModelLoadError, first_line
+from kit.errors import ConfigError, ConversionError, ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -209,17 +213,9 @@ def _derive(art: ModelArtifact, target: str) -> ModelArtifact:
     filename = _FILES[target]
 
     def build(tmp: Path) -> dict[str, object]:
-        from kit.optimize import convert
-
         log.info("converting %s to %s (one-time; cached in %s)", art.name, target, entry)
-        if target == "savedmodel":
-            made = convert.keras_to_savedmodel(source, tmp / filename)
-        elif target == "onnx":
-            made = convert.savedmodel_to_onnx(source, tmp / filename)
-        else:
-            made = convert.savedmodel_to_tflite(source, tmp / filename)
-        return {"source": str(art.path), "transform": made.transform, "params": dict(made.params),
-                "metrics": dict(made.metrics), "versions": library_versions()}
+        made = _convert_in_child(source, target, tmp / filename)
+        return {"source": str(art.path), **made, "versions": library_versions()}
 
     manifest = get_or_build(entry, (filename,), build)
     return source.derive(entry / filename, manifest["transform"], name=f"{art.name}-{target}", format=target,
@@ -235,3 +231,40 @@ def _zoo_entry(art: ModelArtifact) -> Path | None:
     if root.name in MODELS and root.format == "savedmodel" and (entry / "manifest.json").is_file():
         return entry
     return None
+
+
+def _convert_in_child(source: ModelArtifact, target: str, out: Path) -> dict[str, Any]:
+    """Run one conversion in a child Python process, as the zoo's builds do.
+
+    TensorFlow fixes its thread pools when it starts; converting in the notebook's own process would take
+    that choice away from the TensorFlow engine created afterwards.
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "kit.models", str(source.path), source.format, target, str(out)]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        errors = [line.strip() for line in proc.stderr.splitlines() if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+        summary = (errors[-1] if errors else (proc.stderr.strip().splitlines() or ["no output"])[-1])[:600]
+        summary = re.sub(r"^kit\.errors\.\w+: ", "", summary)  # the kit's own message already says what
+        raise ConversionError(f"converting {source.name} ({source.format}) to {target} failed: {summary}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _child_main(argv: list[str]) -> int:
+    from kit import _quiet  # noqa: F401  (before TensorFlow is imported)
+    from kit.optimize import convert
+
+    path, fmt, target, out = argv
+    source = ModelArtifact(Path(path), fmt)
+    step = {"savedmodel": convert.keras_to_savedmodel, "onnx": convert.savedmodel_to_onnx,
+            "tflite": convert.savedmodel_to_tflite}[target]
+    made = step(source, Path(out))
+    print("RESULT " + json.dumps({"transform": made.transform, "params": dict(made.params),
+                                  "metrics": dict(made.metrics)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

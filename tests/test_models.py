@@ -132,12 +132,27 @@ def test_keras_file_derives_savedmodel_onnx_and_tflite_once(tmp_path, monkeypatc
     tfl = resolve_model(tmp_path / "user.keras", format="tflite")
     assert tfl.path.is_file() and tfl.parent.path == art.parent.path  # one SavedModel, reused
 
-    from kit.optimize import convert
+    import kit.models
 
     def boom(*args, **kwargs):
         raise AssertionError("converted again instead of using the cache")
 
-    monkeypatch.setattr(convert, "savedmodel_to_onnx", boom)
-    monkeypatch.setattr(convert, "keras_to_savedmodel", boom)
+    monkeypatch.setattr(kit.models, "_convert_in_child", boom)
     again = resolve_model(tmp_path / "user.keras", format="onnx")
     assert again.path == art.path and again.metrics == art.metrics
+
+
+@pytest.mark.tensorflow
+def test_a_failed_conversion_is_one_line_and_leaves_no_cache_entry(tmp_path, monkeypatch):
+    import zipfile
+
+    from kit.errors import ConversionError
+    from kit.models import derived_root
+
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    with zipfile.ZipFile(tmp_path / "broken.keras", "w") as z:
+        z.writestr("config.json", "{not json")
+    with pytest.raises(ConversionError, match="converting broken \\(keras\\) to savedmodel failed: .*") as info:
+        resolve_model(tmp_path / "broken.keras", format="savedmodel")
+    assert "\n" not in str(info.value)
+    assert not [p for p in derived_root().glob("*") if p.is_dir()]
