@@ -299,8 +299,11 @@ def _check_ranges(specs: Sequence[TensorSpec], value_ranges: Mapping[str, Sequen
 
 
 def _config_like(spec: TensorSpec) -> bool:
-    """An integer input holding one fixed value: a setting (sample rate, top-k), not data."""
-    return spec.dtype.kind in "iu" and all(d == 1 for d in spec.shape)
+    """An integer input holding one fixed value (shape ``()`` or ``[1]``): a setting (sample rate, top-k), not data.
+
+    A ``[1, 1]`` input is left alone: that is a decoder's one token, not a setting.
+    """
+    return spec.dtype.kind in "iu" and len(spec.shape) <= 1 and all(d == 1 for d in spec.shape)
 
 
 def synthetic_feeds(specs: Sequence[TensorSpec], batch_size: int | None = None, seed: int = 0,

@@ -130,6 +130,9 @@ def test_bad_input_shapes_are_config_errors(shapes, needle):
 def test_synthetic_feeds_refuse_an_undeclared_scalar_int_and_honour_ranges():
     with pytest.raises(InputError, match=r"integer input 'sr'.*value_ranges=\{'sr'"):
         synthetic_feeds(STATEFUL)
+    with pytest.raises(InputError, match="integer input 'k'"):
+        synthetic_feeds((TensorSpec("k", np.int32, (1,)),))
+    assert synthetic_feeds((TensorSpec("token", np.int64, (1, 1)),))["token"].shape == (1, 1)
     feeds = synthetic_feeds(STATEFUL, 2, value_ranges={"sr": (16000, 16000)}, input_shapes={"input": [1, 512]})
     assert feeds["sr"].shape == () and feeds["sr"] == 16000 and feeds["sr"].dtype == np.int64
     assert feeds["input"].shape == (2, 512) and feeds["state"].shape == (2, 2, 128)
