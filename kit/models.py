@@ -142,8 +142,16 @@ def _check_keras(path: Path) -> None:
 
 
 def available_formats(model: str | os.PathLike[str] | ModelArtifact) -> dict[str, str | None]:
-    """Each requestable format -> ``None`` when the kit can get the model in it, else the one-line reason."""
-    art = model if isinstance(model, ModelArtifact) else resolve_model(model)
+    """Each requestable format -> ``None`` when the kit can get the model in it, else the one-line reason.
+
+    Converts nothing and, for a zoo name, builds nothing.
+    """
+    from kit.zoo import MODELS
+
+    if isinstance(model, str) and model in MODELS:
+        return {f: None if f != "keras" else f"the zoo model {model} comes as savedmodel, onnx or tflite, not keras"
+                for f in REQUESTABLE}
+    art = model if isinstance(model, ModelArtifact) else open_model(model)
     zoo = _zoo_entry(art) is not None
     out: dict[str, str | None] = {}
     for target in REQUESTABLE:

@@ -110,6 +110,9 @@ def test_zoo_names_go_to_the_zoo(monkeypatch, tmp_path):
     assert calls == [("digits_cnn", "onnx"), ("digits_cnn", "tflite")]
     with pytest.raises(FormatUnavailable, match="not keras"):
         resolve_model("digits_cnn", format="keras")
+    formats = available_formats("mobilenet_v2")  # builds nothing
+    assert calls == [("digits_cnn", "onnx"), ("digits_cnn", "tflite")] and formats["tflite"] is None
+    assert "not keras" in formats["keras"]
 
 
 @pytest.mark.tensorflow
