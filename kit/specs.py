@@ -28,7 +28,8 @@ class TensorSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
-        object.__setattr__(self, "shape", tuple(self.shape))
+        # some exporters name every unknown dim "?": that is no name, and must not tie unrelated axes together
+        object.__setattr__(self, "shape", tuple(None if d in ("", "?") else d for d in self.shape))
 
     def _dims(self) -> str:
         return ", ".join("?" if d is None else str(d) for d in self.shape)

@@ -109,6 +109,9 @@ def test_shared_symbols_get_one_size_and_defaults_are_realistic():
     assert shapes["mask"] == (2, 640, 320) and shapes["ids"][0] == 2
     assert resolve_shapes(specs, 4, input_shapes={"image": [1, 3, 64, 64]})["mask"] == (4, 64, 64)
     assert resolve_shapes((TensorSpec("x", np.float32, (None, None, None, None)),))["x"] == (1, 3, 224, 224)
+    unnamed = TensorSpec("x", np.float32, ("batch", 3, "?", "?"))  # a PaddleOCR export: "?" is no name
+    assert unnamed.shape == ("batch", 3, None, None)
+    assert resolve_shapes((unnamed,), input_shapes={"x": [1, 3, 48, 192]})["x"] == (1, 3, 48, 192)
 
 
 @pytest.mark.parametrize("shapes, needle", [
