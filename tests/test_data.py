@@ -181,3 +181,39 @@ def test_state_model_runs_on_its_dataset(tmp_path):
     assert isinstance(ds, Dataset) and len(ds) == 6
     outs = [session.run(None, feeds)[0] for feeds in ds.batches(4)]
     np.testing.assert_allclose(np.concatenate(outs), np.full(6, 0.5), rtol=1e-6)  # mean 1 * 8000/16000
+
+
+# --- real pretrained models (tests/pretrained.py, from the pretrained catalogue; skipped where it is absent
+# or the index is out of reach) --------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_silero_vad_state_and_sample_rate_from_specs_and_declared_range():
+    """Silero VAD: input [?, ?], state [2, ?, 128], sr int64 scalar (issue 13 item 6, issue 12 item 4)."""
+    pretrained = pytest.importorskip("pretrained")
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.models import resolve_model
+    from kit.specs import batch_axes, batch_size_of, supports_batching
+
+    with OnnxRuntimeEngine(resolve_model(pretrained.pretrained_path("silero-vad"))) as engine:
+        specs = engine.input_specs
+        assert batch_axes(specs) == {"input": 0, "state": 1, "sr": None} and supports_batching(specs)[0]
+        with pytest.raises(InputError, match="'sr'.*value_ranges"):
+            load_data(None, engine)
+        ds = load_data(None, engine, input_shapes={"input": [1, 512]}, value_ranges={"sr": (16000, 16000)}, samples=6)
+        feeds = ds.batches(3)[0]
+        assert batch_size_of(feeds, specs) == 3
+        out = engine.predict(feeds)
+        assert out["output"].shape == (3, 1) and out["stateN"].shape == (2, 3, 128)
+
+
+@pytest.mark.slow
+def test_paddleocr_classifier_with_unnamed_dims_and_declared_shape():
+    """PaddleOCR's angle classifier: x [?, 3, ?, ?] (dims named "?"); 48x192 declared by the user."""
+    pretrained = pytest.importorskip("pretrained")
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.models import resolve_model
+
+    with OnnxRuntimeEngine(resolve_model(pretrained.pretrained_path("ppocr-v2-cls"))) as engine:
+        ds = load_data(None, engine, input_shapes={"x": [1, 3, 48, 192]}, samples=4)
+        assert "x [4,3,48,192] float32" in ds.describe()
+        assert engine.predict(ds.batches(2)[0])
