@@ -3,6 +3,10 @@
 Engines describe their inputs and outputs with ``TensorSpec`` so that a load generator,
 a cache or a router can build valid requests for any model, and so that a bad request
 gets a message listing exactly what the model expects.
+
+Which axis of each input is the batch (``batch_axes``; a recurrent state's is axis 1, a sample
+rate has none) and what size an unresolved dimension takes (``resolve_shapes``) are decided here
+once, so a measurement, a batcher and a self-check cannot disagree about them.
 """
 
 from __future__ import annotations
