@@ -30,6 +30,7 @@ from kit.artifacts import ModelArtifact, atomic_output
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION, ModelSource, as_artifact, check_same_inputs, load_onnx, normalize
+from kit.optimize.quality import Slices
 from kit.specs import TensorSpec, check_feeds, describe, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -302,7 +303,8 @@ def _tried(notes: Mapping[str, Any]) -> str:
 
 def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: str, kind: str,
                    run: Callable[[str, str], None], notes: dict[str, Any], prepared: Path,
-                   feeds: Mapping[str, np.ndarray] | None = None, feeds_note: str = "") -> dict[str, Any]:
+                   feeds: Mapping[str, np.ndarray] | None = None, feeds_note: str = "",
+                   slices: Slices | None = None) -> dict[str, Any]:
     """Run one ORT quantizer from ``source`` into ``target`` atomically, translating its failures.
 
     Returns the self-check's figures (quality against the parent on the check inputs).
@@ -317,7 +319,7 @@ def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: st
             hint = _hint(source, "exclude the op types or nodes named, or quantize fewer op types (op_types=...)")
             raise QuantizationError(f"{kind} quantization of {artifact.name} failed: {first_line(exc)}; "
                                     f"tried: {_tried(notes)}; {hint}") from exc
-        return _finish(artifact, tmp, source, name, prepared, feeds=feeds, feeds_note=feeds_note)
+        return _finish(artifact, tmp, source, name, prepared, feeds=feeds, feeds_note=feeds_note, slices=slices)
 
 
 def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[Path, dict[str, Any]]:
@@ -406,14 +408,17 @@ def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None)
 
 
 def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None,
-               feeds_note: str = "") -> dict[str, Any]:
+               feeds_note: str = "", slices: Slices | None = None) -> dict[str, Any]:
     """Run ``child`` and its ``parent`` on the same inputs and judge the child (kit.optimize.quality).
 
     Refuses (``QuantizationError``) a child that does not run, lost or reshaped an output,
     or returns NaN/inf where the parent does not: such a variant is broken on any data.
-    Other quality problems are recorded (and logged) but do not refuse, because the check
-    inputs may be synthetic; the figures say which inputs were used.
+    On the user's data (``feeds`` given), an output or declared slice that collapsed to a
+    constant is refused too (e.g. a detector's class scores all 0 after int8). Other quality
+    problems are recorded (and logged) but do not refuse, because the check inputs may be
+    synthetic and the budget is the user's (``evaluate``); the figures say which inputs were used.
     """
+    real = feeds is not None
     from kit.engines.onnxruntime import OnnxRuntimeEngine
     from kit.optimize.quality import compare
 
@@ -422,19 +427,19 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
             OnnxRuntimeEngine(child, name=name, graph_optimization_level="disable") as new:
         if feeds is None:
             feeds, feeds_note = synthetic_feeds(ref.input_specs), "synthetic inputs (batch 1, unknown dims 1)"
-        report = compare(ref.predict(feeds), new.predict(feeds), scores=False)
-    broken = [p for p in report.parts if p.nonfinite or np.isnan(p.rel_error)]
+        report = compare(ref.predict(feeds), new.predict(feeds), slices=slices, scores=False)
+    broken = [p for p in report.parts if p.nonfinite or np.isnan(p.rel_error) or (real and p.collapsed)]
     if broken:
         raise QuantizationError(f"the quantized model {name} is broken on {feeds_note or 'the given inputs'}: "
-                                f"{broken[0].label}: {broken[0].reason}; exclude the op types that overflow "
-                                f"(e.g. exclude_op_types=...) or keep this model in float32")
+                                f"{broken[0].label}: {broken[0].reason}; keep the op types involved in float32 "
+                                f"(exclude_op_types=... / exclude_nodes=...) or keep this model in float32")
     if not report.ok:
         log.warning("%s differs from its parent on %s: %s", name, feeds_note or "the given inputs", report.reason)
     return {**report.summary(), "checked_with": feeds_note or "the given inputs"}
 
 
 def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepared: Path, feeds=None,
-            feeds_note: str = "") -> dict[str, Any]:
+            feeds_note: str = "", slices: Slices | None = None) -> dict[str, Any]:
     model = _onnx().load(str(tmp), load_external_data=False)
     if _quantized_count(model) == 0:
         original = _onnx().load(str(source), load_external_data=False)
@@ -446,7 +451,7 @@ def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepare
                f"and the exclusions")
         raise QuantizationError(f"nothing in {artifact.name} was quantized: {why}")
     check_same_inputs(prepared, model, f"the quantized model {name}", QuantizationError)
-    return self_check(prepared, tmp, name, feeds, feeds_note)
+    return self_check(prepared, tmp, name, feeds, feeds_note, slices)
 
 
 # ---------------------------------------------------------------- transforms
@@ -461,11 +466,12 @@ def _check_feeds(source: Path, feeds: Mapping[str, np.ndarray] | None) -> tuple[
 
 def quantize_dynamic(artifact: ModelSource, config: DynamicQuantConfig | None = None,
                      out: str | Path | None = None, feeds: Mapping[str, np.ndarray] | None = None,
-                     **overrides: Any) -> ModelArtifact:
+                     slices: Slices | None = None, **overrides: Any) -> ModelArtifact:
     """Dynamic int8 quantization (``onnxruntime.quantization.quantize_dynamic``) of an artifact or a path.
 
     ``feeds`` (the user's data) are what the result is checked on against its parent;
     without them, synthetic inputs, and the artifact's metrics say which were used.
+    ``slices`` names meaningful parts of outputs, judged on their own (kit.optimize.quality).
     """
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
@@ -484,7 +490,7 @@ def quantize_dynamic(artifact: ModelSource, config: DynamicQuantConfig | None = 
         check = _quantize_into(target, artifact, source, name, "dynamic", lambda src, dst: ort_quantize_dynamic(
             src, dst, weight_type=qtype[config.weight_type], per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
-            nodes_to_exclude=exclude or None), notes, Path(work).resolve() / "prepared.onnx", checked, note)
+            nodes_to_exclude=exclude or None), notes, Path(work).resolve() / "prepared.onnx", checked, note, slices)
     return artifact.derive(target, "quantize_dynamic", name=name, params={**asdict(config), **notes},
                            metrics={**_cpu_note(), **check})
 
@@ -541,10 +547,11 @@ def _reader(model, data: Calibration, config: StaticQuantConfig):
 
 
 def quantize_static(artifact: ModelSource, calibration: Calibration, config: StaticQuantConfig | None = None,
-                    out: str | Path | None = None, **overrides: Any) -> ModelArtifact:
+                    out: str | Path | None = None, slices: Slices | None = None, **overrides: Any) -> ModelArtifact:
     """Static quantization calibrated on ``calibration`` (real samples: name -> array, or feed dicts).
 
-    The result is checked against its parent on the first calibration batch (the user's data).
+    The result is checked against its parent on the first calibration batch (the user's
+    data), each of ``slices`` on its own: an output or slice that collapsed is refused.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
@@ -571,7 +578,7 @@ def quantize_static(artifact: ModelSource, calibration: Calibration, config: Sta
             weight_type=qtype[config.weight_type], calibrate_method=method, per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
             nodes_to_exclude=exclude or None, extra_options=extra), notes, Path(work).resolve() / "prepared.onnx",
-            first, note)
+            first, note, slices)
     params = {**asdict(config), **notes, "calibration_samples_used": reader.samples}
     return artifact.derive(target, "quantize_static", name=name, params=params, metrics={**_cpu_note(), **check})
 
@@ -621,7 +628,8 @@ def _failing_op(model, message: str) -> str | None:
 
 
 def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: str | Path | None = None,
-               feeds: Mapping[str, np.ndarray] | None = None, **overrides: Any) -> ModelArtifact:
+               feeds: Mapping[str, np.ndarray] | None = None, slices: Slices | None = None,
+               **overrides: Any) -> ModelArtifact:
     """float16 conversion (``onnxconverter_common.float16``) of an artifact or a path, float32 I/O kept by default.
 
     Op types that break the conversion stay in float32 and the lineage says which
@@ -686,7 +694,7 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
             if blocked:
                 notes["float32_op_types"] = sorted(blocked)
                 notes["float32_nodes"] = sum(len(v) for v in blocked.values())
-            check = self_check(source, tmp, name, checked, note)
+            check = self_check(source, tmp, name, checked, note, slices)
     return artifact.derive(target, "to_float16", name=name, params={**asdict(config), **notes}, metrics=check)
 
 

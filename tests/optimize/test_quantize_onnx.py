@@ -354,3 +354,47 @@ def test_paths_are_accepted_and_the_check_names_its_inputs(mlp_onnx, tmp_path):
     assert art.metrics["quality_ok"] and "within the gate" in art.metrics["quality"]
     with pytest.raises(InputError):
         quantize_dynamic(mlp_onnx, out=tmp_path / "q2.onnx", feeds={"wrong": feeds["features"]})
+
+
+def _detector_head(path):
+    """One output mixing box coordinates (0-320) and class scores (0-0.5), as YOLO-style heads do."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("MatMul", ["x", "wb"], ["b0"], name="box_mm"),
+             helper.make_node("Sigmoid", ["b0"], ["b1"], name="box_sig"),
+             helper.make_node("Mul", ["b1", "k320"], ["boxes"], name="box_scale"),
+             helper.make_node("MatMul", ["x", "ws"], ["s0"], name="cls_mm"),
+             helper.make_node("Sigmoid", ["s0"], ["s1"], name="cls_sig"),
+             helper.make_node("Mul", ["s1", "khalf"], ["scores"], name="cls_scale"),
+             helper.make_node("Concat", ["boxes", "scores"], ["output0"], name="concat", axis=1)]
+    inits = [onnx.numpy_helper.from_array((rng.standard_normal((16, 4)) * 0.5).astype(np.float32), "wb"),
+             onnx.numpy_helper.from_array(rng.standard_normal((16, 3)).astype(np.float32), "ws"),
+             onnx.numpy_helper.from_array(np.array(320, np.float32), "k320"),
+             onnx.numpy_helper.from_array(np.array(0.5, np.float32), "khalf")]
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 7])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+    return path
+
+
+def test_detector_scores_collapsed_by_static_int8_are_caught(tmp_path):
+    from kit.optimize.quality import compare
+
+    head = _detector_head(tmp_path / "head.onnx")
+    calib = {"x": np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32)}
+    art = quantize_static(head, calib, out=tmp_path / "q.onnx")  # no slices declared: the whole tensor looks fine
+    assert art.metrics["quality_ok"] and art.metrics["min_cosine"] > 0.999
+    feeds = {"x": calib["x"][:8]}
+    with OnnxRuntimeEngine(head) as ref, OnnxRuntimeEngine(art.path) as new:
+        want, got = ref.predict(feeds), new.predict(feeds)
+    assert np.all(got["output0"][:, 4:] == 0.0)  # one int8 scale for 0-320 wipes every score
+    slices = {"output0": {"boxes": (1, 0, 4), "scores": (1, 4, None, "scores")}}
+    report = compare(want, got, slices=slices)
+    assert not report.ok and report.reason.startswith("output0[scores]: collapsed to a constant 0")
+    assert report.parts[0].cosine > 0.999 and report.parts[1].ok
+    with pytest.raises(QuantizationError, match=r"broken on the first calibration batch.*output0\[scores\]: collapsed"):
+        quantize_static(head, calib, out=tmp_path / "q2.onnx", slices=slices)
+    assert not (tmp_path / "q2.onnx").exists()
