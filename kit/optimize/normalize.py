@@ -183,7 +183,7 @@ def _describe(signature: dict[str, tuple[int, int]]) -> str:
     def dtype(elem: int) -> str:
         try:
             return helper.tensor_dtype_to_np_dtype(elem).name
-        except Exception:  # undefined or non-tensor types
+        except (KeyError, ValueError):  # undefined or non-tensor types
             return f"type{elem}"
 
     return ", ".join(f"{name}: {dtype(elem)} rank {rank}" for name, (elem, rank) in signature.items()) or "none"

@@ -262,7 +262,7 @@ def _fake_pre_process(fail_symbolic: bool, fail_plain: bool, add_inputs: bool = 
 
     def pre_process(src, dst, skip_symbolic_shape=False, **_):
         if (fail_symbolic and not skip_symbolic_shape) or (fail_plain and skip_symbolic_shape):
-            raise Exception("Incomplete symbolic shape inference" if not skip_symbolic_shape else "shape mismatch")
+            raise RuntimeError("Incomplete symbolic shape inference" if not skip_symbolic_shape else "shape mismatch")
         if add_inputs:  # what pre-processing once did to an IR-3 model: constants became graph inputs
             model = onnx.load(src)
             for init in model.graph.initializer:
