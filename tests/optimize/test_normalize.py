@@ -94,3 +94,24 @@ def test_as_artifact_takes_paths_and_artifacts(conv_onnx):
     assert as_artifact(art) is art and as_artifact(conv_onnx).path == art.path
     with pytest.raises(ModelLoadError, match="expected a ModelArtifact or a path"):
         as_artifact(42)
+
+
+def test_used_names_see_loop_bodies_nested_in_if_branches():
+    from onnx import TensorProto, helper
+
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "step"], ["acc_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [4])])
+    out = helper.make_tensor_value_info("r", TensorProto.FLOAT, [4])
+    then = helper.make_graph([helper.make_node("Loop", ["trips", "", "start"], ["r"], body=body)], "then", [], [out])
+    other = helper.make_graph([helper.make_node("Identity", ["start"], ["r"])], "else", [], [out])
+    graph = helper.make_graph([helper.make_node("If", ["flag"], ["y"], then_branch=then, else_branch=other)], "g",
+                              [helper.make_tensor_value_info(n, t, s) for n, t, s in (
+                                  ("flag", TensorProto.BOOL, []), ("trips", TensorProto.INT64, []),
+                                  ("start", TensorProto.FLOAT, [4]), ("step", TensorProto.FLOAT, [4]))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    assert {"flag", "trips", "start", "step"} <= used_names(graph)

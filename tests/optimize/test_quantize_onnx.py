@@ -398,3 +398,29 @@ def test_detector_scores_collapsed_by_static_int8_are_caught(tmp_path):
     with pytest.raises(QuantizationError, match=r"broken on the first calibration batch.*output0\[scores\]: collapsed"):
         quantize_static(head, calib, out=tmp_path / "q2.onnx", slices=slices)
     assert not (tmp_path / "q2.onnx").exists()
+
+
+def test_float16_retries_with_the_op_type_a_failed_load_names(conv_onnx, tmp_path, monkeypatch):
+    import kit.optimize.quantize_onnx as q
+
+    real, calls = q.verify, []
+
+    def verify_once_failing(path, name, feeds=None):
+        calls.append(path)
+        if len(calls) == 1:
+            raise QuantizationError("the quantized model does not run in ONNX Runtime (Type Error: Type "
+                                    "(tensor(float16)) of output arg (r) of node (relu) does not match)")
+        return real(path, name, feeds)
+
+    monkeypatch.setattr(q, "verify", verify_once_failing)
+    art = q.to_float16(conv_onnx, out=tmp_path / "h.onnx")
+    assert art.params["float32_op_types"] == ["Relu"] and art.params["float32_nodes"] == 1
+    assert any(n.op_type == "Cast" and n.name.startswith("relu") for n in onnx.load(str(art.path)).graph.node)
+
+    def always_failing(path, name, feeds=None):
+        raise QuantizationError("does not run (Type Error ... of node (relu) ...)")
+
+    monkeypatch.setattr(q, "verify", always_failing)
+    with pytest.raises(QuantizationError, match=r"kept in float32: \['Relu'\]"):
+        q.to_float16(conv_onnx, out=tmp_path / "h2.onnx")
+    assert not (tmp_path / "h2.onnx").exists()
