@@ -149,6 +149,7 @@ class QualityReport:
         """Flat figures for an artifact's metrics or a results row."""
         finite = [p for p in self.parts if not math.isnan(p.rel_error)]
         return {"quality_ok": self.ok, "quality": self.reason,
+                "max_abs_error": max((p.max_abs_error for p in finite), default=math.nan),
                 "worst_rel_error": max((p.rel_error for p in finite), default=math.nan),
                 "min_cosine": min((p.cosine for p in finite), default=math.nan),
                 **({"metric": self.metric, "metric_reference": self.metric_reference} if self.metric is not None else {})}
@@ -260,6 +261,10 @@ def compare(reference: Outputs, candidate: Outputs, slices: Slices | None = None
                 continue  # the whole output already failed on its shape
             parts.append(_part(output, name, part.take(ref, output), part.take(got, output),
                                part.axis if part.scores else None, top_k, gate))
+    for output in candidate:
+        if output not in reference:
+            parts.append(OutputQuality(output, "", tuple(np.shape(candidate[output])), False,
+                                       f"not an output of the reference ({sorted(reference)})"))
     value = base = None
     if metric is not None:
         value, base = float(metric(reference, candidate, labels)), float(metric(reference, reference, labels))

@@ -91,6 +91,8 @@ def test_missing_output_wrong_shape_and_integer_outputs():
     report = compare(ref, {"a": np.zeros((2, 4)), "ids": np.array([1, 2, 3], np.int64)})
     assert not report.ok and "shape" in report.reason
     assert not compare(ref, {"ids": ref["ids"]}).ok
+    extra = compare({"ids": ref["ids"]}, ref)
+    assert not extra.ok and "a: not an output of the reference" in extra.reason
     assert compare({"ids": ref["ids"]}, {"ids": ref["ids"]}).ok
     assert not compare({"ids": ref["ids"]}, {"ids": np.array([1, 2, 9], np.int64)}).ok
 
@@ -130,3 +132,4 @@ def test_summary_is_flat_figures():
     summary = compare(ref, {"y": ref["y"] * 1.01}).summary()
     assert summary["quality_ok"] and summary["worst_rel_error"] == pytest.approx(0.01)
     assert summary["min_cosine"] > 0.999 and "within the gate" in summary["quality"]
+    assert summary["max_abs_error"] == pytest.approx(0.01)
