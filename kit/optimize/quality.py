@@ -80,6 +80,8 @@ class Gate:
     """When a part fails. Collapsed and NaN/inf parts always fail.
 
     ``max_rel_error``: max abs error over the reference's own range (max - min) of that part;
+    ``ignore_below``: an absolute error at or below this passes that check anyway (float
+    rounding on a nearly constant output: a text detector's map on a blank image spans 8e-6);
     ``min_cosine`` / ``min_topk_agreement``: optional floors; ``atol``/``rtol``: optional
     elementwise closeness (``np.allclose``), for checks that a rewrite changed nothing;
     ``max_metric_loss``: how much worse the user metric may get than the reference's own
@@ -87,6 +89,7 @@ class Gate:
     """
 
     max_rel_error: float = 0.2
+    ignore_below: float = 0.0
     min_cosine: float | None = None
     min_topk_agreement: float | None = None
     atol: float | None = None
@@ -96,6 +99,8 @@ class Gate:
     def __post_init__(self) -> None:
         if not self.max_rel_error > 0:
             raise ConfigError(f"max_rel_error must be > 0, got {self.max_rel_error!r}")
+        if not (isinstance(self.ignore_below, (int, float)) and 0 <= self.ignore_below < math.inf):
+            raise ConfigError(f"ignore_below must be a finite number >= 0, got {self.ignore_below!r}")
         for name in ("min_cosine", "min_topk_agreement", "atol", "max_metric_loss"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
@@ -103,7 +108,7 @@ class Gate:
 
 
 DEFAULT_GATE = Gate()
-EQUIVALENT = Gate(max_rel_error=1e-3)
+EQUIVALENT = Gate(max_rel_error=1e-3, ignore_below=1e-5)
 """For rewrites meant to change nothing numerically (graph optimization): float rounding only."""
 
 
@@ -209,7 +214,7 @@ def _part(output: str, name: str, ref: np.ndarray, got: np.ndarray, scores_axis:
     if collapsed:
         problems.append(f"collapsed to a constant {float(g[0]) if g.size else math.nan:.4g} "
                         f"(reference spans {r.min():.4g}..{r.max():.4g})")
-    if rel > gate.max_rel_error:
+    if rel > gate.max_rel_error and max_abs > gate.ignore_below:
         problems.append(f"max error {max_abs:.3g} is {100 * rel:.3g}% of its range {ref_range:.3g} "
                         f"(gate {100 * gate.max_rel_error:.3g}%)")
     if gate.min_cosine is not None and cosine < gate.min_cosine:

@@ -84,6 +84,9 @@ def test_equivalent_gate_and_elementwise_tolerance():
     assert compare(ref, {"y": ref["y"] + 1e-5}, gate=EQUIVALENT).ok
     assert not compare(ref, {"y": ref["y"] + 0.1}, gate=EQUIVALENT).ok
     assert not compare(ref, {"y": ref["y"] + 1e-3}, gate=Gate(atol=1e-5)).ok
+    flat = {"y": np.full(10, 1e-5) + np.linspace(0, 8e-6, 10)}  # a nearly constant map: rounding is all of its range
+    assert compare(flat, {"y": flat["y"] + 1.5e-7}, gate=EQUIVALENT).ok
+    assert not compare(flat, {"y": flat["y"] + 1.5e-7}, gate=Gate(max_rel_error=1e-3)).ok
 
 
 def test_missing_output_wrong_shape_and_integer_outputs():
@@ -123,6 +126,8 @@ def test_bad_slices_and_gates_are_config_errors():
         Gate(max_rel_error=0)
     with pytest.raises(ConfigError):
         Gate(min_cosine=math.nan)
+    with pytest.raises(ConfigError):
+        Gate(ignore_below=-1)
     with pytest.raises(ConfigError):
         compare(ref, ref, top_k=0)
 
