@@ -607,24 +607,87 @@ def _split_consumed_outputs(model) -> int:
     return len(consumed)
 
 
-_NODE_IN_ERROR = re.compile(r"of node \(([^)]*)\)")
+_NODE_IN_ERROR = re.compile(r"\b[Nn]ode \(([^)]*)\)")  # "of node (x)", "in node (x)", "Node (x)"
+
+
+def _all_nodes(model) -> list:
+    from kit.optimize.normalize import subgraphs
+
+    return [n for g in (model.graph, *subgraphs(model.graph)) for n in g.node]
 
 
 def _float32_casts(model) -> list[str]:
     """``Cast(to=FLOAT)`` nodes: onnxconverter-common retypes their outputs to float16 but not their ``to``,
     which ONNX Runtime rejects ("Type (tensor(float16)) of output arg ... does not match expected type")."""
-    return [n.name for n in model.graph.node if n.op_type == "Cast"
+    return [n.name for n in _all_nodes(model) if n.op_type == "Cast"
             and any(a.name == "to" and a.i == _onnx().TensorProto.FLOAT for a in n.attribute)]
 
 
-def _failing_op(model, message: str) -> str | None:
-    """The op type of the node an ONNX Runtime type error names (inserted casts carry their node's name)."""
-    match = _NODE_IN_ERROR.search(message)
-    if not match or not match.group(1):
-        return None
-    named = sorted((n for n in model.graph.node if n.name and match.group(1).startswith(n.name)),
-                   key=lambda n: len(n.name), reverse=True)
-    return named[0].op_type if named else None
+def _sort_subgraphs(model) -> None:
+    """Topologically sort every subgraph's nodes, in place.
+
+    onnxconverter-common appends the casts it inserts at the end of a graph and sorts only
+    the main graph, so a blocked node inside an ``If`` branch leaves the branch unsorted
+    ("Nodes in a graph must be topologically sorted"). Names a graph does not produce come
+    from the outer scope and are always available.
+    """
+    from onnx import AttributeProto
+
+    from kit.optimize.normalize import subgraphs, used_names
+
+    def needs(node) -> set[str]:  # inputs, and what the node's own subgraphs read from this scope
+        names = {i for i in node.input if i}
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs)):
+                names |= used_names(sub)
+        return names
+
+    for graph in subgraphs(model.graph):
+        nodes = list(graph.node)
+        produced = {o for n in nodes for o in n.output}
+        wants = [needs(n) & produced for n in nodes]
+        ready: set[str] = set()
+        pending, ordered = list(range(len(nodes))), []
+        while pending:
+            rest = [i for i in pending if not wants[i] <= ready]
+            done = [i for i in pending if wants[i] <= ready]
+            if not done:  # a cycle: leave the rest as it was, ONNX Runtime will name it
+                ordered += rest
+                break
+            for i in done:
+                ready.update(nodes[i].output)
+            ordered += done
+            pending = rest
+        nodes = [copy.deepcopy(nodes[i]) for i in ordered]
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+
+def _float16_count(model) -> int:
+    """float16 weights (initializers and ``Constant`` values) in every graph: zero means nothing was converted."""
+    from kit.optimize.normalize import subgraphs
+
+    fp16 = _onnx().TensorProto.FLOAT16
+    graphs = (model.graph, *subgraphs(model.graph))
+    return (sum(1 for g in graphs for i in g.initializer if i.data_type == fp16)
+            + sum(1 for g in graphs for n in g.node if n.op_type == "Constant"
+                  for a in n.attribute if a.t.data_type == fp16))
+
+
+def _failing_op(model, message: str, blocked: Mapping[str, list[str]]) -> str | None:
+    """The op type to keep in float32 next: of the innermost node an ONNX Runtime type error names
+    (subgraphs included; inserted casts carry their node's name), or, when that op type is already
+    kept, of the node enclosing it (an ``If`` error names the ``If`` and then its branch's node)."""
+    nodes = _all_nodes(model)
+    for wanted in reversed(_NODE_IN_ERROR.findall(message)):
+        named = sorted((n for n in nodes if n.name and wanted.startswith(n.name)), key=lambda n: len(n.name),
+                       reverse=True)
+        if not named:
+            continue
+        op = named[0].op_type
+        if op not in blocked or not {n.name for n in nodes if n.op_type == op} <= set(blocked[op]):
+            return op
+    return None
 
 
 def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: str | Path | None = None,
@@ -672,19 +735,17 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
                     raise QuantizationError(f"float16 conversion of {artifact.name} failed: {first_line(exc)}; "
                                             f"kept in float32: {sorted(blocked) or 'nothing'}; exclude the op "
                                             f"types involved (exclude_op_types=...)") from exc
+                _sort_subgraphs(converted)
                 converted.ir_version = min(converted.ir_version, MAX_IR_VERSION)
                 onnx.save(converted, str(tmp))
                 try:
                     verify(tmp, name, checked)
                     break
                 except QuantizationError as exc:
-                    op = _failing_op(model, str(exc))
-                    if op is None or (op in blocked and op != "Cast"):
+                    op = _failing_op(model, str(exc), blocked)
+                    if op is None:
                         raise QuantizationError(f"{exc}; kept in float32: {sorted(blocked) or 'nothing'}") from exc
-                    names = [n.name for n in model.graph.node if n.op_type == op]
-                    if op in blocked and set(names) <= set(blocked[op]):
-                        raise QuantizationError(f"{exc}; kept in float32: {sorted(blocked)}") from exc
-                    blocked[op] = names
+                    blocked[op] = [n.name for n in _all_nodes(model) if n.op_type == op]
                     log.info("float16 conversion of %s: keeping %s nodes in float32 (%s)", artifact.name, op,
                              first_line(exc))
             else:
@@ -694,6 +755,10 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
             if blocked:
                 notes["float32_op_types"] = sorted(blocked)
                 notes["float32_nodes"] = sum(len(v) for v in blocked.values())
+            if not _float16_count(converted):
+                raise QuantizationError(f"nothing in {artifact.name} was converted to float16: with "
+                                        f"{sorted(blocked) or 'no op types'} kept in float32 (they break the "
+                                        f"conversion), every float weight and op stayed float32")
             check = self_check(source, tmp, name, checked, note, slices)
     return artifact.derive(target, "to_float16", name=name, params={**asdict(config), **notes}, metrics=check)
 

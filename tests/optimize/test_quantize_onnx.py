@@ -424,3 +424,21 @@ def test_float16_retries_with_the_op_type_a_failed_load_names(conv_onnx, tmp_pat
     with pytest.raises(QuantizationError, match=r"kept in float32: \['Relu'\]"):
         q.to_float16(conv_onnx, out=tmp_path / "h2.onnx")
     assert not (tmp_path / "h2.onnx").exists()
+
+
+def test_float16_of_an_if_model_refuses_clearly_and_unsorted_branches_are_sorted(if_onnx, tmp_path):
+    """A branch reading a main-graph weight gets it as float16 beside a float32 input, whatever is kept
+    in float32 (onnxconverter-common converts outer-scope initializers): one clear refusal, no file."""
+    from kit.optimize.quantize_onnx import _sort_subgraphs
+
+    feeds = {"x": np.ones((2, 4), np.float32), "flag": np.array(True), "bias": np.ones(4, np.float32)}
+    with pytest.raises(QuantizationError, match=r"then_mm.*kept in float32: \['If', 'MatMul'\]"):
+        to_float16(if_onnx, out=tmp_path / "h.onnx", feeds=feeds)
+    assert not (tmp_path / "h.onnx").exists()
+    model = onnx.load(str(if_onnx))
+    then = next(a.g for a in model.graph.node[0].attribute if a.name == "then_branch")
+    nodes = list(then.node)
+    del then.node[:]
+    then.node.extend(reversed(nodes))  # what onnxconverter-common's appended casts do to a branch
+    _sort_subgraphs(model)
+    assert [n.name for n in then.node] == ["then_mm", "then_add"]
