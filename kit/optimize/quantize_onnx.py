@@ -3,9 +3,11 @@
 The work is done by ``onnxruntime.quantization`` (dynamic, static with calibration,
 pre-processing) and ``onnxconverter_common.float16``; this module adds what a user
 needs around them: typed configs, calibration from real samples checked against the
-model's inputs, the repairs that models from elsewhere need (old opsets, initializers
-listed as graph inputs), a check that the written model loads and runs, an error that
-says what to do when nothing could be quantized, and never a broken file on disk.
+model's inputs, the repairs that models from elsewhere need (kit.optimize.normalize on
+load; old opsets upgraded; pre-processing retried without symbolic shape inference, then
+skipped), a self-check against the parent on the user's data (or synthetic inputs, said
+so) that refuses NaN/inf, lost inputs and collapsed outputs, one error that says what was
+tried, and never a broken file on disk. Every transform takes a path or an artifact.
 """
 
 from __future__ import annotations
