@@ -48,10 +48,10 @@ class Slice:
             raise ConfigError(f"Slice.stop must be an int or None, got {self.stop!r}")
 
     @classmethod
-    def of(cls, value: Slice | tuple) -> Slice:
+    def of(cls, value: Slice | tuple | list) -> Slice:
         if isinstance(value, Slice):
             return value
-        if isinstance(value, tuple) and len(value) in (3, 4):
+        if isinstance(value, (tuple, list)) and len(value) in (3, 4):  # lists: from JSON or notebook parameters
             scores = len(value) == 4 and value[3] in ("scores", True)
             if len(value) == 4 and not scores and value[3] not in ("values", False):
                 raise ConfigError(f"a slice's 4th item must be 'scores' or 'values', got {value[3]!r}")

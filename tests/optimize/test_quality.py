@@ -121,7 +121,10 @@ def test_bad_slices_and_gates_are_config_errors():
     with pytest.raises(ConfigError, match="axis"):
         compare(ref, ref, slices={"y": {"s": (4, 0, 1)}})
     with pytest.raises(ConfigError, match="tuple"):
-        Slice.of([1, 0, 2])
+        Slice.of("1:4")
+    assert Slice.of([1, 4, None, "scores"]) == Slice(1, 4, None, scores=True)
+    with pytest.raises(ConfigError, match="'scores' or 'values'"):
+        Slice.of((1, 4, None, "probs"))
     with pytest.raises(ConfigError):
         Gate(max_rel_error=0)
     with pytest.raises(ConfigError):
