@@ -84,8 +84,8 @@ class Gate:
     rounding on a nearly constant output: a text detector's map on a blank image spans 8e-6);
     ``min_cosine`` / ``min_topk_agreement``: optional floors; ``atol``/``rtol``: optional
     elementwise closeness (``np.allclose``), for checks that a rewrite changed nothing;
-    ``max_metric_loss``: how much worse the user metric may get than the reference's own
-    score, in the metric's units (e.g. 0.01 for one accuracy point on a 0-1 metric).
+    ``accuracy_budget``: how many percentage points the user metric (on a 0-1 scale, like
+    accuracy) may lose against the reference's own score, the project's budget unit.
     """
 
     max_rel_error: float = 0.2
@@ -94,14 +94,14 @@ class Gate:
     min_topk_agreement: float | None = None
     atol: float | None = None
     rtol: float = 0.0
-    max_metric_loss: float | None = None
+    accuracy_budget: float | None = None
 
     def __post_init__(self) -> None:
         if not self.max_rel_error > 0:
             raise ConfigError(f"max_rel_error must be > 0, got {self.max_rel_error!r}")
         if not (isinstance(self.ignore_below, (int, float)) and 0 <= self.ignore_below < math.inf):
             raise ConfigError(f"ignore_below must be a finite number >= 0, got {self.ignore_below!r}")
-        for name in ("min_cosine", "min_topk_agreement", "atol", "max_metric_loss"):
+        for name in ("min_cosine", "min_topk_agreement", "atol", "accuracy_budget"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number or None, got {value!r}")
@@ -243,7 +243,8 @@ def compare(reference: Outputs, candidate: Outputs, slices: Slices | None = None
     looks fine. ``scores`` forces (True) or disables (False) top-k agreement on whole
     outputs; ``None`` treats 2-D ``[batch, classes]`` outputs as scores. ``metric(reference,
     candidate, labels)`` is the user's own figure (e.g. :func:`top1_accuracy`); it is also
-    computed for the reference against itself, and ``gate.max_metric_loss`` bounds the loss.
+    computed for the reference against itself, and ``gate.accuracy_budget`` bounds the loss
+    (percentage points).
     """
     gate = gate or DEFAULT_GATE
     if not isinstance(top_k, int) or top_k < 1:
@@ -275,11 +276,11 @@ def compare(reference: Outputs, candidate: Outputs, slices: Slices | None = None
         value, base = float(metric(reference, candidate, labels)), float(metric(reference, reference, labels))
     failed = [p for p in parts if not p.ok]
     reasons = [f"{p.label}: {p.reason}" for p in failed]
-    if value is not None and gate.max_metric_loss is not None:
-        loss = (base - value) if higher_is_better else (value - base)
-        if not loss <= gate.max_metric_loss:
-            reasons.insert(0, f"metric {value:.4g} vs reference {base:.4g}: loss {loss:.4g} beyond "
-                              f"{gate.max_metric_loss:g}")
+    if value is not None and gate.accuracy_budget is not None:
+        points = 100.0 * ((base - value) if higher_is_better else (value - base))
+        if not points <= gate.accuracy_budget:
+            reasons.insert(0, f"metric {value:.4g} vs reference {base:.4g}: {points:.3g} points lost, budget "
+                              f"{gate.accuracy_budget:g}")
     if reasons:
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
         return QualityReport(tuple(parts), False, reasons[0] + more, value, base)

@@ -105,10 +105,10 @@ def test_user_metric_is_reported_and_gated():
     ref = {"p": np.eye(3)[[1, 0, 2]]}
     worse = {"p": np.eye(3)[[1, 0, 0]] * 0.9 + 0.05}
     report = compare(ref, worse, labels=labels, metric=top1_accuracy(), gate=Gate(max_rel_error=10,
-                                                                                  max_metric_loss=0.1))
+                                                                                  accuracy_budget=10.0))
     assert report.metric == pytest.approx(2 / 3) and report.metric_reference == 1.0
-    assert not report.ok and report.reason.startswith("metric")
-    lower = compare(ref, ref, metric=lambda r, c, _: 0.5, higher_is_better=False, gate=Gate(max_metric_loss=0.0))
+    assert not report.ok and report.reason.startswith("metric 0.6667 vs reference 1: 33.3 points lost, budget 10")
+    lower = compare(ref, ref, metric=lambda r, c, _: 0.5, higher_is_better=False, gate=Gate(accuracy_budget=0.0))
     assert lower.ok and lower.summary()["metric"] == 0.5
 
 
