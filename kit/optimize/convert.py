@@ -22,12 +22,12 @@ import numpy as np
 from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.errors import ConversionError, KitError, MissingDependencyError, first_line
+from kit.optimize.normalize import MAX_IR_VERSION
 from kit.specs import synthetic_feeds
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
-MAX_IR_VERSION = 10  # ONNX Runtime 1.31 reads IR <= 13; keep a margin for older runtimes
 DEFAULT_ATOL = 1e-3
 DEFAULT_MIN_COSINE = 0.9999
 

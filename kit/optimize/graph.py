@@ -6,11 +6,17 @@ of being ignored. ONNX Runtime's optimized model at level ``all`` holds CPU-spec
 ops, so that artifact records the CPU it was made on; and because a saved optimized
 model can keep graph inputs nothing consumes, every result is loaded and run against
 its parent before it is returned (DESIGN.md §6).
+
+Models are normalized once on load (kit.optimize.normalize): IR-3 graphs stop listing
+initializers as inputs, so ONNX Runtime can fold them. Inputs are only ever dropped when
+nothing reads them, subgraphs of ``If``/``Loop``/``Scan`` included, and every result must
+keep exactly the model's real inputs and agree with it (kit.optimize.quality).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +26,11 @@ import numpy as np
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError, first_line
+from kit.optimize.normalize import (MAX_IR_VERSION, ModelSource, as_artifact, check_same_inputs, load_onnx, normalize,
+                                    used_names)
+from kit.optimize.quality import EQUIVALENT, compare
 from kit.optimize.quantize_onnx import input_specs, op_types
-from kit.specs import synthetic_feeds
+from kit.specs import check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
 
@@ -59,105 +68,124 @@ class PassConfig:
 
 
 def _load(artifact: ModelArtifact):
-    import onnx
-
-    if artifact.format != "onnx":
-        raise ModelLoadError(f"{artifact.name} is a {artifact.format} model; graph optimization takes ONNX")
-    try:
-        return onnx.load(str(artifact.path))
-    except Exception as exc:
-        raise ModelLoadError(f"cannot read {artifact.path} as ONNX: {exc}") from exc
+    return load_onnx(artifact, ModelLoadError)
 
 
 def _drop_unconsumed_inputs(model) -> list[str]:
-    """Remove graph inputs that no node and no output uses (ORT's saved models can keep them)."""
-    used = {i for node in model.graph.node for i in node.input} | {o.name for o in model.graph.output}
+    """Remove graph inputs nothing reads, subgraphs included (ORT's saved models can keep them)."""
+    used = used_names(model.graph)
     dropped = [v.name for v in model.graph.input if v.name not in used]
     for value in [v for v in model.graph.input if v.name in dropped]:
         model.graph.input.remove(value)
     return dropped
 
 
-def check_agreement(parent: ModelArtifact, child_path: Path, seed: int = 0) -> dict[str, float]:
-    """Run parent and child on the same synthetic feeds; max abs difference over all outputs."""
+def check_agreement(parent: ModelArtifact | bytes, child_path: Path, seed: int = 0, name: str = "",
+                    feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Run parent and child on the same feeds and judge the child (``quality.EQUIVALENT``), or raise.
+
+    ``feeds`` are the user's data; without them, synthetic feeds of batch 2. The result
+    says which were used (``checked_with``).
+    """
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
+    name = name or getattr(parent, "name", "the model")
     try:
         with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
                 OnnxRuntimeEngine(child_path, graph_optimization_level="disable") as new:
-            feeds = synthetic_feeds(ref.input_specs, batch_size=2, seed=seed)
+            if feeds is None:
+                feeds, used = synthetic_feeds(ref.input_specs, batch_size=2, seed=seed), "synthetic inputs (batch 2)"
+            else:
+                feeds = check_feeds(ref.input_specs, feeds)
+                used = "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()) + ")"
             want, got = ref.predict(feeds), new.predict(feeds)
     except KitError as exc:
-        raise ModelLoadError(f"the optimized model of {parent.name} does not run ({exc})") from exc
+        raise ModelLoadError(f"the optimized model of {name} does not run ({exc})") from exc
     if set(want) != set(got):
-        raise ModelLoadError(f"the optimized model of {parent.name} has outputs {sorted(got)}, expected {sorted(want)}")
-    err = max(float(np.max(np.abs(want[k].astype(np.float64) - got[k].astype(np.float64)))) if want[k].size else 0.0
-              for k in want)
-    if not np.isfinite(err):
-        raise ModelLoadError(f"the optimized model of {parent.name} returns non-finite values")
-    return {"max_abs_diff_vs_parent": err}
+        raise ModelLoadError(f"the optimized model of {name} has outputs {sorted(got)}, expected {sorted(want)}")
+    report = compare(want, got, gate=EQUIVALENT, scores=False)
+    if not report.ok:
+        raise ModelLoadError(f"the optimized model of {name} disagrees with it on {used}: {report.reason}")
+    err = max((p.max_abs_error for p in report.parts), default=0.0)
+    return {"max_abs_diff_vs_parent": err, "worst_rel_error": report.summary()["worst_rel_error"],
+            "checked_with": used}
 
 
-def apply_passes(artifact: ModelArtifact, config: PassConfig | None = None, out: str | Path | None = None,
-                 **overrides: Any) -> ModelArtifact:
-    """Run onnxoptimizer's passes; the result is checked to run and agree with its parent."""
+def _normalized(artifact: ModelArtifact) -> tuple[Any, list[str]]:
+    return normalize(_load(artifact))
+
+
+def apply_passes(artifact: ModelSource, config: PassConfig | None = None, out: str | Path | None = None,
+                 feeds: Mapping[str, np.ndarray] | None = None, **overrides: Any) -> ModelArtifact:
+    """Run onnxoptimizer's passes on an artifact or a path; the result keeps the model's real inputs
+    and is checked to run and agree with its parent (on ``feeds`` when given)."""
     import onnx
     import onnxoptimizer
 
+    artifact = as_artifact(artifact)
     config = resolve(PassConfig, config, overrides)
-    model = _load(artifact)
+    model, changes = _normalized(artifact)
     try:
         optimized = onnxoptimizer.optimize(model, list(config.passes), fixed_point=config.fixed_point)
     except Exception as exc:
         raise ModelLoadError(f"onnxoptimizer failed on {artifact.name}: {first_line(exc)}") from exc
-    optimized.ir_version = min(optimized.ir_version, 10)
+    optimized.ir_version = min(optimized.ir_version, MAX_IR_VERSION)
+    check_same_inputs(model, optimized, f"the onnxoptimizer result of {artifact.name}")
     target = Path(out) if out else artifact.path.parent / f"{artifact.name}.onnxopt.onnx"
     with atomic_output(target) as tmp:
         onnx.save(optimized, str(tmp))
-        metrics = check_agreement(artifact, tmp)
-    return artifact.derive(target, "onnxoptimizer", name=f"{artifact.name}-onnxopt",
-                           params={"passes": list(config.passes), "fixed_point": config.fixed_point},
-                           metrics=metrics)
+        metrics = check_agreement(artifact, tmp, name=artifact.name, feeds=feeds)
+    params: dict[str, Any] = {"passes": list(config.passes), "fixed_point": config.fixed_point}
+    if changes:
+        params["normalized"] = changes
+    return artifact.derive(target, "onnxoptimizer", name=f"{artifact.name}-onnxopt", params=params, metrics=metrics)
 
 
-def ort_optimize(artifact: ModelArtifact, level: str = "extended", out: str | Path | None = None) -> ModelArtifact:
-    """ONNX Runtime's offline optimization at ``level``, written to disk and checked to run.
+def ort_optimize(artifact: ModelSource, level: str = "extended", out: str | Path | None = None,
+                 feeds: Mapping[str, np.ndarray] | None = None) -> ModelArtifact:
+    """ONNX Runtime's offline optimization at ``level`` of an artifact or a path, written to disk and checked.
 
     At ``layout``/``all`` the file holds CPU-specific ops (NCHWc): it is only valid on the
-    CPU recorded in its params.
+    CPU recorded in its params. The model is normalized first, so an IR-3 graph's
+    initializers are constants ORT can fold rather than overridable inputs.
     """
     import onnx
 
     from kit.engines.onnxruntime import OnnxRuntimeEngine
     from kit.profile.sysinfo import cpu_model
 
+    artifact = as_artifact(artifact)
     if level not in ORT_LEVELS:
         raise ConfigError(f"level must be one of {ORT_LEVELS}, got {level!r}")
-    _load(artifact)  # a clear error for a non-ONNX or unreadable file
+    normalized, changes = _normalized(artifact)  # also a clear error for a non-ONNX or unreadable file
+    source: ModelArtifact | bytes = normalized.SerializeToString() if changes else artifact
     target = Path(out) if out else artifact.path.parent / f"{artifact.name}.ort-{level}.onnx"
     with atomic_output(target) as tmp:
         raw = tmp.with_name("raw.onnx")
-        OnnxRuntimeEngine(artifact, graph_optimization_level=level, optimized_model_filepath=str(raw)).close()
+        OnnxRuntimeEngine(source, graph_optimization_level=level, optimized_model_filepath=str(raw)).close()
         model = onnx.load(str(raw))
         raw.unlink()
         dropped = _drop_unconsumed_inputs(model)
+        check_same_inputs(normalized, model, f"the ONNX Runtime '{level}' result of {artifact.name}")
         onnx.save(model, str(tmp))
-        metrics = check_agreement(artifact, tmp)
+        metrics = check_agreement(artifact, tmp, name=artifact.name, feeds=feeds)
     params: dict[str, Any] = {"level": level, "hardware_specific": level in ("layout", "all")}
     if params["hardware_specific"]:
         params["cpu"] = cpu_model()
     if dropped:
         params["unconsumed_inputs_dropped"] = dropped
+    if changes:
+        params["normalized"] = changes
     return artifact.derive(target, "ort_optimize", name=f"{artifact.name}-ort-{level}", params=params,
                            metrics=metrics)
 
 
-def op_histogram(artifact: ModelArtifact) -> dict[str, int]:
+def op_histogram(artifact: ModelSource) -> dict[str, int]:
     """Op type -> node count of the main graph."""
-    return op_types(_load(artifact))
+    return op_types(_load(as_artifact(artifact)))
 
 
-def graph_diff(before: ModelArtifact, after: ModelArtifact):  # -> pandas.DataFrame
+def graph_diff(before: ModelSource, after: ModelSource):  # -> pandas.DataFrame
     """Per op type: count before, after and the change; a ``TOTAL`` row last."""
     import pandas as pd
 
@@ -172,12 +200,12 @@ def graph_diff(before: ModelArtifact, after: ModelArtifact):  # -> pandas.DataFr
     return pd.concat([frame, total], ignore_index=True)
 
 
-def graph_summary(artifacts: list[ModelArtifact]):  # -> pandas.DataFrame
+def graph_summary(artifacts: list[ModelSource]):  # -> pandas.DataFrame
     """One row per artifact: node count, distinct op types, inputs, size."""
     import pandas as pd
 
     rows = []
-    for art in artifacts:
+    for art in map(as_artifact, artifacts):
         model = _load(art)
         rows.append({"name": art.name, "nodes": len(model.graph.node), "op_types": len(op_types(model)),
                      "inputs": len(input_specs(model)), "size_kb": art.size_bytes / 1024,
@@ -185,7 +213,7 @@ def graph_summary(artifacts: list[ModelArtifact]):  # -> pandas.DataFrame
     return pd.DataFrame(rows)
 
 
-def load_times(artifacts: list[ModelArtifact], level: str = "disable", repeats: int = 3):  # -> pandas.DataFrame
+def load_times(artifacts: list[ModelSource], level: str = "disable", repeats: int = 3):  # -> pandas.DataFrame
     """Median seconds to create an ONNX Runtime session for each artifact, interleaved.
 
     Offline optimization moves graph work out of session creation: load the optimized
@@ -198,6 +226,7 @@ def load_times(artifacts: list[ModelArtifact], level: str = "disable", repeats: 
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
     require_int("repeats", repeats)
+    artifacts = [as_artifact(a) for a in artifacts]
     samples: dict[str, list[float]] = {a.name: [] for a in artifacts}
     for art in artifacts:  # one untimed load each, so no variant pays for a cold file cache
         OnnxRuntimeEngine(art, graph_optimization_level=level).close()

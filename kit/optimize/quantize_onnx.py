@@ -3,16 +3,20 @@
 The work is done by ``onnxruntime.quantization`` (dynamic, static with calibration,
 pre-processing) and ``onnxconverter_common.float16``; this module adds what a user
 needs around them: typed configs, calibration from real samples checked against the
-model's inputs, the repairs that models from elsewhere need (old opsets, initializers
-listed as graph inputs), a check that the written model loads and runs, an error that
-says what to do when nothing could be quantized, and never a broken file on disk.
+model's inputs, the repairs that models from elsewhere need (kit.optimize.normalize on
+load; old opsets upgraded; pre-processing retried without symbolic shape inference, then
+skipped), a self-check against the parent on the user's data (or synthetic inputs, said
+so) that refuses NaN/inf, lost inputs and collapsed outputs, one error that says what was
+tried, and never a broken file on disk. Every transform takes a path or an artifact.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -27,6 +31,8 @@ import numpy as np
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
+from kit.optimize.normalize import MAX_IR_VERSION, ModelSource, as_artifact, check_same_inputs, load_onnx, normalize
+from kit.optimize.quality import Slices
 from kit.specs import TensorSpec, check_feeds, describe, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -286,9 +292,25 @@ def _default_out(artifact: ModelArtifact, tag: str, out: str | Path | None) -> P
     return target.resolve()
 
 
+def _tried(notes: Mapping[str, Any]) -> str:
+    """What was tried before quantizing, for the one error message a failure gets."""
+    steps = list(notes.get("normalized", []))
+    steps += [f"pre-processing {t}" for t in notes.get("preprocess_failed", [])]
+    if notes.get("preprocessed"):
+        steps.append(f"pre-processing {notes['preprocessed']} (succeeded)")
+    elif "preprocess_failed" not in notes:
+        steps.append("no pre-processing (preprocess=False)")
+    return "; ".join(steps) or "the model as given"
+
+
 def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: str, kind: str,
-                   run: Callable[[str, str], None], feeds: Mapping[str, np.ndarray] | None = None) -> None:
-    """Run one ORT quantizer from ``source`` into ``target`` atomically, translating its failures."""
+                   run: Callable[[str, str], None], notes: dict[str, Any], prepared: Path,
+                   feeds: Mapping[str, np.ndarray] | None = None, feeds_note: str = "",
+                   slices: Slices | None = None) -> dict[str, Any]:
+    """Run one ORT quantizer from ``source`` into ``target`` atomically, translating its failures.
+
+    Returns the self-check's figures (quality against the parent on the check inputs).
+    """
     with atomic_output(target) as tmp:
         try:
             with quiet_ort_quantization():
@@ -296,28 +318,33 @@ def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: st
         except KitError:
             raise  # e.g. bad calibration data found while ORT reads it
         except Exception as exc:
-            hint = _hint(source, "try preprocess=True, or exclude the op types named")
+            hint = _hint(source, "exclude the op types or nodes named, or quantize fewer op types (op_types=...)")
             raise QuantizationError(f"{kind} quantization of {artifact.name} failed: {first_line(exc)}; "
-                                    f"{hint}") from exc
-        _finish(artifact, tmp, source, name, feeds=feeds)
+                                    f"tried: {_tried(notes)}; {hint}") from exc
+        return _finish(artifact, tmp, source, name, prepared, feeds=feeds, feeds_note=feeds_note, slices=slices)
 
 
 def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[Path, dict[str, Any]]:
-    """A copy of the model that ORT's quantizer takes, plus notes on what was changed.
+    """A copy of the model that ORT's quantizer takes, plus notes on what was changed and tried.
 
-    Upgrades opsets below 13, drops initializers that are also listed as graph inputs
-    (a runtime override of a quantized weight cannot work), then optionally runs
-    ``quant_pre_process`` (symbolic shape inference and ORT's basic optimizations).
+    The model is normalized (kit.optimize.normalize: initializers listed as graph inputs
+    dropped, since a run-time override of a quantized weight cannot work; ``Constant``
+    weights folded into initializers; nodes named), opsets below 13 are upgraded, and with
+    ``preprocess`` ORT's ``quant_pre_process`` runs: first with symbolic shape inference,
+    which fails on many real models, then with ``skip_symbolic_shape=True``; if both fail
+    (or change the model's real inputs) the normalized model is quantized as it is, and
+    the notes say what was tried. The prepared copy is ``workdir / "prepared.onnx"``.
     """
     onnx = _onnx()
-    if artifact.format != "onnx":
-        raise QuantizationError(f"{artifact.name} is a {artifact.format} model; ONNX Runtime quantization "
-                                f"takes an ONNX model (convert it with kit.optimize.convert first)")
-    try:
-        model = onnx.load(str(artifact.path))
-    except Exception as exc:
-        raise QuantizationError(f"cannot read {artifact.path} as ONNX: {exc}") from exc
+    model = load_onnx(artifact, QuantizationError)
     notes: dict[str, Any] = {}
+    inits = {i.name for i in model.graph.initializer}
+    listed = sum(1 for v in model.graph.input if v.name in inits)
+    model, changes = normalize(model, drop_initializer_inputs=True)
+    if listed:
+        notes["initializer_inputs_removed"] = listed
+    if changes:
+        notes["normalized"] = changes
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
     if opset < MIN_OPSET:
         from onnx import version_converter
@@ -329,13 +356,7 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
                                     f"needs, and onnx could not upgrade it ({first_line(exc)}); "
                                     f"re-export the model at opset >= {MIN_OPSET}") from exc
         notes["opset_upgraded_from"] = opset
-    inits = {i.name for i in model.graph.initializer}
-    listed = [v for v in model.graph.input if v.name in inits]
-    if listed:
-        for value in listed:
-            model.graph.input.remove(value)
-        notes["initializer_inputs_removed"] = len(listed)
-    model.ir_version = min(model.ir_version, 10)
+    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
     workdir = Path(workdir).resolve()  # ORT later runs in a scratch directory
     prepared = workdir / "prepared.onnx"
     onnx.save(model, str(prepared))
@@ -343,16 +364,26 @@ def prepare(artifact: ModelArtifact, workdir: Path, preprocess: bool) -> tuple[P
         return prepared, notes
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    processed = workdir / "preprocessed.onnx"
-    try:
-        with quiet_ort_quantization():
-            quant_pre_process(str(prepared), str(processed))
-    except Exception as exc:
-        hint = _hint(prepared, "pass preprocess=False to quantize the model as given")
-        raise QuantizationError(f"ORT pre-processing (shape inference + optimization) failed on {artifact.name}: "
-                                f"{first_line(exc)}; {hint}") from exc
-    notes["preprocessed"] = True
-    return processed, notes
+    failed: list[str] = []
+    for label, options in (("with symbolic shape inference", {}),
+                           ("without symbolic shape inference", {"skip_symbolic_shape": True})):
+        processed = workdir / f"preprocessed{len(failed)}.onnx"
+        try:
+            with quiet_ort_quantization():
+                quant_pre_process(str(prepared), str(processed), **options)
+            check_same_inputs(model, processed, "the pre-processed model", QuantizationError)
+        except Exception as exc:  # noqa: BLE001 - ORT raises anything here (even AssertionError); recorded
+            failed.append(f"{label} failed ({first_line(exc)[:200]})")
+            log.info("quantization pre-processing of %s %s", artifact.name, failed[-1])
+            continue
+        notes["preprocessed"] = label
+        if failed:
+            notes["preprocess_failed"] = failed
+        return processed, notes
+    notes["preprocess_failed"] = failed
+    log.warning("quantization pre-processing of %s failed %s and %s; quantizing the normalized model as it is",
+                artifact.name, *failed)
+    return prepared, notes
 
 
 def _exclusions(model, exclude_nodes: tuple[str, ...], exclude_op_types: tuple[str, ...]) -> list[str]:
@@ -378,7 +409,39 @@ def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None)
                                 f"exclude the failing nodes or op types and try again") from exc
 
 
-def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, feeds=None) -> None:
+def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None,
+               feeds_note: str = "", slices: Slices | None = None) -> dict[str, Any]:
+    """Run ``child`` and its ``parent`` on the same inputs and judge the child (kit.optimize.quality).
+
+    Refuses (``QuantizationError``) a child that does not run, lost or reshaped an output,
+    or returns NaN/inf where the parent does not: such a variant is broken on any data.
+    On the user's data (``feeds`` given), an output or declared slice that collapsed to a
+    constant is refused too (e.g. a detector's class scores all 0 after int8). Other quality
+    problems are recorded (and logged) but do not refuse, because the check inputs may be
+    synthetic and the budget is the user's (``evaluate``); the figures say which inputs were used.
+    """
+    real = feeds is not None
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.optimize.quality import compare
+
+    verify(child, name, feeds)
+    with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
+            OnnxRuntimeEngine(child, name=name, graph_optimization_level="disable") as new:
+        if feeds is None:
+            feeds, feeds_note = synthetic_feeds(ref.input_specs), "synthetic inputs (batch 1, unknown dims 1)"
+        report = compare(ref.predict(feeds), new.predict(feeds), slices=slices, scores=False)
+    broken = [p for p in report.parts if p.nonfinite or np.isnan(p.rel_error) or (real and p.collapsed)]
+    if broken:
+        raise QuantizationError(f"the quantized model {name} is broken on {feeds_note or 'the given inputs'}: "
+                                f"{broken[0].label}: {broken[0].reason}; keep the op types involved in float32 "
+                                f"(exclude_op_types=... / exclude_nodes=...) or keep this model in float32")
+    if not report.ok:
+        log.warning("%s differs from its parent on %s: %s", name, feeds_note or "the given inputs", report.reason)
+    return {**report.summary(), "checked_with": feeds_note or "the given inputs"}
+
+
+def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepared: Path, feeds=None,
+            feeds_note: str = "", slices: Slices | None = None) -> dict[str, Any]:
     model = _onnx().load(str(tmp), load_external_data=False)
     if _quantized_count(model) == 0:
         original = _onnx().load(str(source), load_external_data=False)
@@ -389,17 +452,33 @@ def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, feeds=N
                f"it has no op ONNX Runtime quantizes here (ops: {sorted(op_types(original))}); check op_types "
                f"and the exclusions")
         raise QuantizationError(f"nothing in {artifact.name} was quantized: {why}")
-    verify(tmp, name, feeds)
+    check_same_inputs(prepared, model, f"the quantized model {name}", QuantizationError)
+    return self_check(prepared, tmp, name, feeds, feeds_note, slices)
 
 
 # ---------------------------------------------------------------- transforms
 
-def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None = None,
-                     out: str | Path | None = None, **overrides: Any) -> ModelArtifact:
-    """Dynamic int8 quantization (``onnxruntime.quantization.quantize_dynamic``)."""
+def _check_feeds(source: Path, feeds: Mapping[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The user's check inputs, validated against the model's real inputs, and how the figures name them."""
+    if feeds is None:
+        return None, ""
+    checked = check_feeds(input_specs(_onnx().load(str(source), load_external_data=False)), feeds)
+    return checked, "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in checked.items()) + ")"
+
+
+def quantize_dynamic(artifact: ModelSource, config: DynamicQuantConfig | None = None,
+                     out: str | Path | None = None, feeds: Mapping[str, np.ndarray] | None = None,
+                     slices: Slices | None = None, **overrides: Any) -> ModelArtifact:
+    """Dynamic int8 quantization (``onnxruntime.quantization.quantize_dynamic``) of an artifact or a path.
+
+    ``feeds`` (the user's data) are what the result is checked on against its parent;
+    without them, synthetic inputs, and the artifact's metrics say which were used.
+    ``slices`` names meaningful parts of outputs, judged on their own (kit.optimize.quality).
+    """
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
+    artifact = as_artifact(artifact)
     config = resolve(DynamicQuantConfig, config, overrides)
     warn_if_slow_int8(config.reduce_range)
     target = _default_out(artifact, config.tag, out)
@@ -409,12 +488,13 @@ def quantize_dynamic(artifact: ModelArtifact, config: DynamicQuantConfig | None 
         source, notes = prepare(artifact, Path(work), config.preprocess)
         exclude = _exclusions(_onnx().load(str(source), load_external_data=False), config.exclude_nodes,
                               config.exclude_op_types)
-        _quantize_into(target, artifact, source, name, "dynamic", lambda src, dst: ort_quantize_dynamic(
+        checked, note = _check_feeds(source, feeds)
+        check = _quantize_into(target, artifact, source, name, "dynamic", lambda src, dst: ort_quantize_dynamic(
             src, dst, weight_type=qtype[config.weight_type], per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
-            nodes_to_exclude=exclude or None))
+            nodes_to_exclude=exclude or None), notes, Path(work).resolve() / "prepared.onnx", checked, note, slices)
     return artifact.derive(target, "quantize_dynamic", name=name, params={**asdict(config), **notes},
-                           metrics=_cpu_note())
+                           metrics={**_cpu_note(), **check})
 
 
 class FeedsReader:
@@ -468,12 +548,17 @@ def _reader(model, data: Calibration, config: StaticQuantConfig):
     return reader  # a CalibrationDataReader by its get_next (the ABC's subclass hook)
 
 
-def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: StaticQuantConfig | None = None,
-                    out: str | Path | None = None, **overrides: Any) -> ModelArtifact:
-    """Static quantization calibrated on ``calibration`` (real samples: name -> array, or feed dicts)."""
+def quantize_static(artifact: ModelSource, calibration: Calibration, config: StaticQuantConfig | None = None,
+                    out: str | Path | None = None, slices: Slices | None = None, **overrides: Any) -> ModelArtifact:
+    """Static quantization calibrated on ``calibration`` (real samples: name -> array, or feed dicts).
+
+    The result is checked against its parent on the first calibration batch (the user's
+    data), each of ``slices`` on its own: an output or slice that collapsed is refused.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
+    artifact = as_artifact(artifact)
     config = resolve(StaticQuantConfig, config, overrides)
     warn_if_slow_int8(config.reduce_range)
     target = _default_out(artifact, config.tag, out)
@@ -488,13 +573,16 @@ def quantize_static(artifact: ModelArtifact, calibration: Calibration, config: S
         reader = _reader(model, calibration, config)
         exclude = _exclusions(model, config.exclude_nodes, config.exclude_op_types)
         fmt = QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator
-        _quantize_into(target, artifact, source, name, "static", lambda src, dst: ort_quantize_static(
+        first = reader.batches[0]
+        note = "the first calibration batch (" + ", ".join(f"{k}{list(v.shape)}" for k, v in first.items()) + ")"
+        check = _quantize_into(target, artifact, source, name, "static", lambda src, dst: ort_quantize_static(
             src, dst, reader, quant_format=fmt, activation_type=qtype[config.activation_type],
             weight_type=qtype[config.weight_type], calibrate_method=method, per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
-            nodes_to_exclude=exclude or None, extra_options=extra), feeds=reader.batches[0])
+            nodes_to_exclude=exclude or None, extra_options=extra), notes, Path(work).resolve() / "prepared.onnx",
+            first, note, slices)
     params = {**asdict(config), **notes, "calibration_samples_used": reader.samples}
-    return artifact.derive(target, "quantize_static", name=name, params=params, metrics=_cpu_note())
+    return artifact.derive(target, "quantize_static", name=name, params=params, metrics={**_cpu_note(), **check})
 
 
 def _split_consumed_outputs(model) -> int:
@@ -521,12 +609,100 @@ def _split_consumed_outputs(model) -> int:
     return len(consumed)
 
 
-def to_float16(artifact: ModelArtifact, config: Float16Config | None = None, out: str | Path | None = None,
-               **overrides: Any) -> ModelArtifact:
-    """float16 conversion (``onnxconverter_common.float16``), float32 I/O kept by default.
+_NODE_IN_ERROR = re.compile(r"\b[Nn]ode \(([^)]*)\)")  # "of node (x)", "in node (x)", "Node (x)"
 
-    Check the result against its float32 parent before trusting it: float16 can overflow
-    to inf/NaN on some models (DESIGN.md §6); ``evaluate`` does that.
+
+def _all_nodes(model) -> list:
+    from kit.optimize.normalize import subgraphs
+
+    return [n for g in (model.graph, *subgraphs(model.graph)) for n in g.node]
+
+
+def _float32_casts(model) -> list[str]:
+    """``Cast(to=FLOAT)`` nodes: onnxconverter-common retypes their outputs to float16 but not their ``to``,
+    which ONNX Runtime rejects ("Type (tensor(float16)) of output arg ... does not match expected type")."""
+    return [n.name for n in _all_nodes(model) if n.op_type == "Cast"
+            and any(a.name == "to" and a.i == _onnx().TensorProto.FLOAT for a in n.attribute)]
+
+
+def _sort_subgraphs(model) -> None:
+    """Topologically sort every subgraph's nodes, in place.
+
+    onnxconverter-common appends the casts it inserts at the end of a graph and sorts only
+    the main graph, so a blocked node inside an ``If`` branch leaves the branch unsorted
+    ("Nodes in a graph must be topologically sorted"). Names a graph does not produce come
+    from the outer scope and are always available.
+    """
+    from onnx import AttributeProto
+
+    from kit.optimize.normalize import subgraphs, used_names
+
+    def needs(node) -> set[str]:  # inputs, and what the node's own subgraphs read from this scope
+        names = {i for i in node.input if i}
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs)):
+                names |= used_names(sub)
+        return names
+
+    for graph in subgraphs(model.graph):
+        nodes = list(graph.node)
+        produced = {o for n in nodes for o in n.output}
+        wants = [needs(n) & produced for n in nodes]
+        ready: set[str] = set()
+        pending, ordered = list(range(len(nodes))), []
+        while pending:
+            rest = [i for i in pending if not wants[i] <= ready]
+            done = [i for i in pending if wants[i] <= ready]
+            if not done:  # a cycle: leave the rest as it was, ONNX Runtime will name it
+                ordered += rest
+                break
+            for i in done:
+                ready.update(nodes[i].output)
+            ordered += done
+            pending = rest
+        nodes = [copy.deepcopy(nodes[i]) for i in ordered]
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+
+def _float16_count(model) -> int:
+    """float16 weights (initializers and ``Constant`` values) in every graph: zero means nothing was converted."""
+    from kit.optimize.normalize import subgraphs
+
+    fp16 = _onnx().TensorProto.FLOAT16
+    graphs = (model.graph, *subgraphs(model.graph))
+    return (sum(1 for g in graphs for i in g.initializer if i.data_type == fp16)
+            + sum(1 for g in graphs for n in g.node if n.op_type == "Constant"
+                  for a in n.attribute if a.t.data_type == fp16))
+
+
+def _failing_op(model, message: str, blocked: Mapping[str, list[str]]) -> str | None:
+    """The op type to keep in float32 next: of the innermost node an ONNX Runtime type error names
+    (subgraphs included; inserted casts carry their node's name), or, when that op type is already
+    kept, of the node enclosing it (an ``If`` error names the ``If`` and then its branch's node)."""
+    nodes = _all_nodes(model)
+    for wanted in reversed(_NODE_IN_ERROR.findall(message)):
+        named = sorted((n for n in nodes if n.name and wanted.startswith(n.name)), key=lambda n: len(n.name),
+                       reverse=True)
+        if not named:
+            continue
+        op = named[0].op_type
+        if op not in blocked or not {n.name for n in nodes if n.op_type == op} <= set(blocked[op]):
+            return op
+    return None
+
+
+def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: str | Path | None = None,
+               feeds: Mapping[str, np.ndarray] | None = None, slices: Slices | None = None,
+               **overrides: Any) -> ModelArtifact:
+    """float16 conversion (``onnxconverter_common.float16``) of an artifact or a path, float32 I/O kept by default.
+
+    Op types that break the conversion stay in float32 and the lineage says which
+    (``float32_op_types``): ``Cast(to=FLOAT)`` nodes always (blocked by node, since putting
+    ``Cast`` in the converter's ``op_block_list`` makes it loop forever on the casts it
+    inserts), and any op type a failed load names, retried a few times. The result is
+    checked against its float32 parent on ``feeds`` (or synthetic inputs) and refused if it
+    returns NaN/inf where the parent does not (DESIGN.md §6).
     """
     try:
         from onnxconverter_common import float16
@@ -534,6 +710,7 @@ def to_float16(artifact: ModelArtifact, config: Float16Config | None = None, out
         from kit.errors import MissingDependencyError
 
         raise MissingDependencyError("onnxconverter-common", "float16 conversion") from exc
+    artifact = as_artifact(artifact)
     config = resolve(Float16Config, config, overrides)
     target = _default_out(artifact, config.tag, out)
     name = f"{artifact.name}-{config.tag}"
@@ -541,24 +718,54 @@ def to_float16(artifact: ModelArtifact, config: Float16Config | None = None, out
         source, notes = prepare(artifact, Path(work), preprocess=False)
         onnx = _onnx()
         model = onnx.load(str(source))
+        checked, note = _check_feeds(source, feeds)
         nodes = _exclusions(model, config.exclude_nodes, config.exclude_op_types)  # before the added Identities
         if _split_consumed_outputs(model):
             notes["outputs_split"] = True
+        casts = _float32_casts(model)
+        blocked: dict[str, list[str]] = {"Cast": casts} if casts else {}
         with atomic_output(target) as tmp:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # "value truncated" chatter: quality is checked by evaluate
-                    converted = float16.convert_float_to_float16(model, keep_io_types=config.keep_io_types,
-                                                                 node_block_list=nodes or None)
-            except Exception as exc:
-                raise QuantizationError(f"float16 conversion of {artifact.name} failed: {exc}") from exc
-            converted.ir_version = min(converted.ir_version, 10)
-            onnx.save(converted, str(tmp))
-            verify(tmp, name)
-    return artifact.derive(target, "to_float16", name=name, params={**asdict(config), **notes})
+            for _ in range(4):
+                extra = [n for names in blocked.values() for n in names]
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # "value truncated" chatter: quality is checked below
+                        converted = float16.convert_float_to_float16(
+                            copy.deepcopy(model), keep_io_types=config.keep_io_types,
+                            node_block_list=list(dict.fromkeys(nodes + extra)) or None)
+                except Exception as exc:
+                    raise QuantizationError(f"float16 conversion of {artifact.name} failed: {first_line(exc)}; "
+                                            f"kept in float32: {sorted(blocked) or 'nothing'}; exclude the op "
+                                            f"types involved (exclude_op_types=...)") from exc
+                _sort_subgraphs(converted)
+                converted.ir_version = min(converted.ir_version, MAX_IR_VERSION)
+                onnx.save(converted, str(tmp))
+                try:
+                    verify(tmp, name, checked)
+                    break
+                except QuantizationError as exc:
+                    op = _failing_op(model, str(exc), blocked)
+                    if op is None:
+                        raise QuantizationError(f"{exc}; kept in float32: {sorted(blocked) or 'nothing'}") from exc
+                    blocked[op] = [n.name for n in _all_nodes(model) if n.op_type == op]
+                    log.info("float16 conversion of %s: keeping %s nodes in float32 (%s)", artifact.name, op,
+                             first_line(exc))
+            else:
+                raise QuantizationError(f"float16 conversion of {artifact.name} still does not load with "
+                                        f"{sorted(blocked)} kept in float32; exclude more op types "
+                                        f"(exclude_op_types=...) or keep this model in float32")
+            if blocked:
+                notes["float32_op_types"] = sorted(blocked)
+                notes["float32_nodes"] = sum(len(v) for v in blocked.values())
+            if not _float16_count(converted):
+                raise QuantizationError(f"nothing in {artifact.name} was converted to float16: with "
+                                        f"{sorted(blocked) or 'no op types'} kept in float32 (they break the "
+                                        f"conversion), every float weight and op stayed float32")
+            check = self_check(source, tmp, name, checked, note, slices)
+    return artifact.derive(target, "to_float16", name=name, params={**asdict(config), **notes}, metrics=check)
 
 
-def standard_variants(artifact: ModelArtifact, calibration: Calibration | None, out_dir: str | Path,
+def standard_variants(artifact: ModelSource, calibration: Calibration | None, out_dir: str | Path,
                       calibration_method: str = "minmax", calibration_samples: int = 64,
                       static: bool = True, float16: bool = True) -> list[ModelArtifact]:
     """The variants worth measuring against each other on a CPU, made from ``artifact``.
@@ -569,6 +776,7 @@ def standard_variants(artifact: ModelArtifact, calibration: Calibration | None, 
     """
     from tqdm.auto import tqdm
 
+    artifact = as_artifact(artifact)
     out_dir = Path(out_dir)
     stem = artifact.name
     jobs: list[tuple[str, Any]] = [("dynamic int8", lambda: quantize_dynamic(

@@ -95,3 +95,89 @@ def runtime_weight_onnx(model_dir) -> Path:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])
     return _save(helper.make_graph(nodes, "cos", [x], [y], inits), model_dir / "runtime_weight.onnx")
+
+
+# ---------------------------------------------------------------- models from other exporters (issue 13)
+
+@pytest.fixture(scope="session")
+def ir3_onnx(model_dir) -> Path:
+    """IR 3 / opset 8: every initializer is also a graph input, as the spec then required."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    inits = [_init("w1", rng.standard_normal((16, 32)) * 0.3), _init("w2", rng.standard_normal((32, 4)) * 0.3)]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"), helper.make_node("Relu", ["h"], ["hr"]),
+             helper.make_node("MatMul", ["hr", "w2"], ["y"], name="mm2")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
+              helper.make_tensor_value_info("w1", TensorProto.FLOAT, [16, 32]),
+              helper.make_tensor_value_info("w2", TensorProto.FLOAT, [32, 4])]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    model = helper.make_model(helper.make_graph(nodes, "ir3", inputs, [y], inits),
+                              opset_imports=[helper.make_opsetid("", 8)])
+    model.ir_version = 3
+    path = model_dir / "ir3.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def constant_weight_onnx(model_dir) -> Path:
+    """Conv and MatMul weights held by ``Constant`` nodes, not initializers (Paddle-style exports)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+
+    def const(name, array):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array.astype(np.float32), name))
+
+    nodes = [const("wc", rng.standard_normal((4, 3, 3, 3)) * 0.3), const("bc", np.zeros(4)),
+             const("wf", rng.standard_normal((4, 5)) * 0.3),
+             helper.make_node("Conv", ["image", "wc", "bc"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "wf"], ["y"], name="fc")]
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])
+    return _save(helper.make_graph(nodes, "constw", [x], [y]), model_dir / "constant_weight.onnx")
+
+
+@pytest.fixture(scope="session")
+def cast_heavy_onnx(model_dir) -> Path:
+    """Unnamed nodes and ``Cast(to=FLOAT)`` nodes, which a plain float16 conversion leaves mistyped."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(5)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]),
+             helper.make_node("Cast", ["m"], ["mc"], to=TensorProto.FLOAT),
+             helper.make_node("Relu", ["mc"], ["r"]),
+             helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMax", ["sf"], ["n"], keepdims=1),
+             helper.make_node("Div", ["r", "n"], ["y"])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])
+    return _save(helper.make_graph(nodes, "casts", [x], [y], [_init("w", rng.standard_normal((8, 8)))]),
+                 model_dir / "cast_heavy.onnx")
+
+
+@pytest.fixture(scope="session")
+def if_onnx(model_dir) -> Path:
+    """An ``If`` whose branches read a main-graph input (``bias``) and initializer (``w``) nothing else reads."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(6)
+    out = helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, ["batch", 4])
+    then = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["xw"], name="then_mm"),
+                              helper.make_node("Add", ["xw", "bias"], ["branch_out"], name="then_add")],
+                             "then", [], [out])
+    other = helper.make_graph([helper.make_node("Sub", ["x", "bias"], ["branch_out"], name="else_sub")],
+                              "else", [], [out])
+    nodes = [helper.make_node("If", ["flag"], ["y"], name="branch", then_branch=then, else_branch=other)]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+              helper.make_tensor_value_info("flag", TensorProto.BOOL, []),
+              helper.make_tensor_value_info("bias", TensorProto.FLOAT, [4])]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    return _save(helper.make_graph(nodes, "if", inputs, [y], [_init("w", rng.standard_normal((4, 4)))]),
+                 model_dir / "if.onnx")

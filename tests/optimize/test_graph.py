@@ -94,7 +94,7 @@ def test_bad_level_and_non_onnx_input(conv_onnx, tmp_path):
         ort_optimize(ModelArtifact.from_path(conv_onnx), "max")
     fake = tmp_path / "m.tflite"
     fake.write_bytes(b"x")
-    with pytest.raises(ModelLoadError, match="takes ONNX"):
+    with pytest.raises(ModelLoadError, match="takes an ONNX model"):
         apply_passes(ModelArtifact.from_path(fake))
 
 
@@ -114,3 +114,66 @@ def test_load_times_has_a_row_per_artifact(conv_onnx, tmp_path):
     assert list(frame["name"]) == [source.name, art.name] and (frame["load_ms"] > 0).all()
     with pytest.raises(ConfigError):
         load_times([source], repeats=0)
+
+
+# ---------------------------------------------------------------- models from other exporters (issue 13)
+
+def _inputs(path):
+    model = onnx.load(str(path))
+    inits = {i.name for i in model.graph.initializer}
+    return [v.name for v in model.graph.input], [v.name for v in model.graph.input if v.name not in inits]
+
+
+@pytest.mark.parametrize("optimize", ["passes", *ORT_LEVELS])
+def test_ir3_graph_keeps_its_inputs_and_initializers_stop_being_inputs(ir3_onnx, tmp_path, optimize):
+    art = (apply_passes(str(ir3_onnx), out=tmp_path / "p.onnx") if optimize == "passes"
+           else ort_optimize(str(ir3_onnx), optimize, out=tmp_path / f"{optimize}.onnx"))
+    listed, real = _inputs(art.path)
+    assert listed == real == ["x"]
+    assert any("IR version 3" in c for c in art.params["normalized"])
+    assert art.metrics["max_abs_diff_vs_parent"] < 1e-4 and art.metrics["checked_with"].startswith("synthetic")
+
+
+@pytest.mark.parametrize("optimize", ["passes", *ORT_LEVELS])
+def test_if_model_keeps_inputs_its_subgraphs_use(if_onnx, tmp_path, optimize):
+    art = (apply_passes(if_onnx, out=tmp_path / "p.onnx") if optimize == "passes"
+           else ort_optimize(if_onnx, optimize, out=tmp_path / f"{optimize}.onnx"))
+    assert _inputs(art.path)[1] == ["x", "flag", "bias"]
+    assert "unconsumed_inputs_dropped" not in art.params
+    rng = np.random.default_rng(0)
+    for flag in (True, False):
+        feeds = {"x": rng.random((3, 4), dtype=np.float32), "flag": np.array(flag), "bias": np.ones(4, np.float32)}
+        with OnnxRuntimeEngine(if_onnx) as ref, OnnxRuntimeEngine(art) as new:
+            np.testing.assert_allclose(new.predict(feeds)["y"], ref.predict(feeds)["y"], rtol=1e-5, atol=1e-6)
+
+
+def test_agreement_uses_the_given_feeds_and_says_so(conv_onnx, tmp_path):
+    feeds = {"gpu_0/data_0": np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)}
+    art = ort_optimize(conv_onnx, "extended", out=tmp_path / "e.onnx", feeds=feeds)
+    assert art.metrics["checked_with"] == "the given feeds (gpu_0/data_0[5, 1, 8, 8])"
+
+
+def test_a_disagreeing_or_input_changing_result_is_refused(identity_chain, tmp_path, monkeypatch):
+    import onnxoptimizer
+
+    from kit.optimize import graph
+
+    def add_input(original, passes, fixed_point=False):
+        model = onnx.ModelProto.FromString(original.SerializeToString())  # onnxoptimizer returns a new model
+        model.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1]))
+        return model
+
+    monkeypatch.setattr(onnxoptimizer, "optimize", add_input)
+    with pytest.raises(ModelLoadError, match=r"does not keep the model's real inputs: added \['extra'\]"):
+        apply_passes(identity_chain, out=tmp_path / "p.onnx")
+    assert not (tmp_path / "p.onnx").exists()
+
+    def scale(original, passes, fixed_point=False):
+        model = onnx.ModelProto.FromString(original.SerializeToString())
+        model.graph.initializer.remove(next(i for i in model.graph.initializer if i.name == "b"))
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.full(4, 5.0, np.float32), "b"))
+        return model
+
+    monkeypatch.setattr(onnxoptimizer, "optimize", scale)
+    with pytest.raises(ModelLoadError, match="disagrees with it on synthetic inputs"):
+        graph.apply_passes(identity_chain, out=tmp_path / "p.onnx")
