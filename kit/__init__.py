@@ -19,7 +19,7 @@ from kit.engines.tfserving import TFServingEngine
 from kit.errors import (CircuitOpen, Closed, ConfigError, ConversionError, DeadlineExceeded, InferenceError,
                         InputError, KitError, MissingDependencyError, ModelLoadError, Overloaded,
                         ProviderUnavailableError, QuantizationError, ServingError)
-from kit.profile import Instrumented, MetricsRecorder, ProfileConfig, ProfileResult, compare, environment
+from kit.profile import Instrumented, LoadConfig, LoadResult, MetricsRecorder, compare, environment
 from kit.profile import profile as measure
 from kit.profile import summary_frame
 from kit.profile.providers import choose_providers
@@ -36,8 +36,8 @@ __all__ = sorted([
     "CacheConfig", "CircuitBreaker", "CircuitOpen", "Closed", "ConfigError", "ConversionError", "DeadlineExceeded",
     "DynamicBatcher", "InferenceError", "InputError", "Instrumented", "KitError", "MetricsRecorder",
     "MissingDependencyError", "ModelArtifact", "ModelLoadError", "ModelRegistry", "ModelServer", "Objective",
-    "OnnxRuntimeEngine", "OrtOptions", "Overloaded", "Predictor", "PredictorBase", "ProfileConfig",
-    "ProfileResult", "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router",
+    "OnnxRuntimeEngine", "OrtOptions", "Overloaded", "Predictor", "PredictorBase", "LoadConfig",
+    "LoadResult", "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router",
     "SearchSpace", "ServingError", "TFServingEngine", "TensorSpec", "Tuner", "Wrapper", "__version__",
     "check_feeds", "choose_providers", "compare", "create_engine", "digits_data", "discover_providers",
     "environment", "get_model", "interactive", "lineage_frame", "measure", "publish", "summary_frame",
