@@ -14,9 +14,11 @@ Scenarios (the figure each one is judged by):
 
 This is the kit's one measuring core: ``kit.profile.profile`` is the ``SingleStream``
 scenario, ``compare`` runs it interleaved in rounds, and ``kit.serve.scaling.step_load``
-is the ``Steps`` scenario. Every run returns a ``LoadResult`` and takes a ``LoadConfig``.
+is the ``Steps`` scenario. Every run takes a ``LoadConfig`` and returns a ``LoadResult``
+(the load generator's names, kept because every measurement here is a load of some shape;
+"profile" is left free for per-operator profiles of where the time goes).
 
-Every run warms up (the first ``warmup_queries`` are sent but not counted), then runs
+Every run but ``Steps`` warms up (the first ``warmup_queries`` are sent but not counted), then runs
 until both ``min_duration_s`` and ``min_queries`` are reached. Each query records when
 it was scheduled, when it was really sent and when it was answered, so the generator's
 own lag (sent - scheduled) is measured and reported: a result whose generator fell behind

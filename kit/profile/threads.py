@@ -34,7 +34,7 @@ from kit.artifacts import ModelArtifact
 from kit.config import require_int
 from kit.engines.base import Feeds
 from kit.errors import ConfigError, KitError, ModelLoadError, first_line
-from kit.profile.loadgen import LoadConfig, compare
+from kit.profile.loadgen import LoadConfig, compare, profile
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of
 
@@ -236,13 +236,11 @@ def _tf_worker(spec: dict[str, Any]) -> None:
         if not command or command[0] == "quit":
             break
         seconds, min_queries = float(command[1]), int(command[2])
-        latencies: list[float] = []
-        start = time.perf_counter()
-        while len(latencies) < min_queries or time.perf_counter() - start < seconds:
-            t = time.perf_counter()
-            engine.predict(feeds)
-            latencies.append(time.perf_counter() - t)
-        say({"latencies": latencies})
+        result = profile(engine, feeds, LoadConfig(warmup_queries=0, min_duration_s=seconds, min_queries=min_queries))
+        if result.errors and not result.latencies_s.size:  # the parent records the point as failed, with this
+            engine.close()
+            sys.exit(result.error_messages[0])
+        say({"latencies": result.latencies_s.tolist()})
     engine.close()
 
 
