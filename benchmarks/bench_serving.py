@@ -23,7 +23,7 @@ import numpy as np
 
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.engines.tfserving import TFServingEngine
-from kit.profile import ProfileConfig, compare
+from kit.profile import LoadConfig, compare
 from kit.profile.sysinfo import environment
 from kit.zoo import get_model, sample_feeds
 
@@ -63,7 +63,7 @@ def main() -> None:
             reference = variants["in-process ORT"].predict(feeds)["probabilities"]
             worst = {k: float(np.max(np.abs(v.predict(feeds)["probabilities"] - reference)))
                      for k, v in variants.items()}
-            config = ProfileConfig(warmup=20, min_duration_s=seconds * len(batch_sizes), min_queries=50)
+            config = LoadConfig(warmup_queries=20, min_duration_s=seconds * len(batch_sizes), min_queries=50)
             results = compare(variants, feeds, rounds=rounds, config=config)
             base = results[0].summary()
             for result in results:

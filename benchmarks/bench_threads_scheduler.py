@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from kit.engines.base import Wrapper  # noqa: E402
 from kit.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
-from kit.profile.profiler import ProfileConfig, compare, profile  # noqa: E402
+from kit.profile.loadgen import LoadConfig, compare, profile  # noqa: E402
 from kit.profile.stats import median_spread  # noqa: E402
 from kit.profile.threads import ThreadSweepConfig, sweep_ort_threads  # noqa: E402
 from kit.serve.scaling import ScalingConfig, ScalingPool, step_load  # noqa: E402
@@ -62,7 +62,8 @@ def thread_sweep(model, feeds, rounds: int, seconds: float) -> bool:
                "best": OnnxRuntimeEngine(model, intra_op_num_threads=best["intra_op_num_threads"],
                                          inter_op_num_threads=best["inter_op_num_threads"],
                                          execution_mode=best["execution_mode"])}
-    results = compare(engines, feeds, rounds=rounds * 2, config=ProfileConfig(warmup=3, min_duration_s=2 * seconds))
+    results = compare(engines, feeds, rounds=rounds * 2,
+                      config=LoadConfig(warmup_queries=3, min_duration_s=2 * seconds, min_queries=20))
     p50 = {r.label: float(np.median(r.latencies_s)) * 1e3 for r in results}
     for engine in engines.values():
         engine.close()
@@ -99,7 +100,8 @@ def scheduler(title: str, predictor, feeds, rounds: int, adaptive_cfg: ScalingCo
     workers_used = []
     cpu_holds = decisions = 0
     for r in range(rounds):
-        service_ms = profile(predictor, feeds, ProfileConfig(warmup=2, min_duration_s=0.8)).summary()["p50_ms"]
+        service_ms = profile(predictor, feeds,
+                             LoadConfig(warmup_queries=2, min_duration_s=0.8, min_queries=20)).summary()["p50_ms"]
         low, high = 0.3 * 1e3 / service_ms, 1.6 * 1e3 / service_ms
         phases = [(low, 3.0), (high, 6.0), (low, 4.0)]
         print(f"  round {r + 1}: service time {service_ms:.1f} ms -> {low:.1f} / {high:.1f} / {low:.1f} q/s")
@@ -110,7 +112,7 @@ def scheduler(title: str, predictor, feeds, rounds: int, adaptive_cfg: ScalingCo
             stats = pool.stats()
             pool.close()
             summary = result.summary()
-            lat[name].append(result.latency_s[np.isfinite(result.latency_s)])
+            lat[name].append(result.latencies_s)
             p99[name].append(summary["p99_ms"])
             extra = ""
             if name == "adaptive":
@@ -119,7 +121,8 @@ def scheduler(title: str, predictor, feeds, rounds: int, adaptive_cfg: ScalingCo
                 decisions += len(result.trace)
                 extra = f"  ({stats['scale_ups']} ups, {stats['scale_downs']} downs)"
             print(f"    {name:<8}: p50 {summary['p50_ms']:8.1f} ms  p99 {summary['p99_ms']:8.1f} ms  requests "
-                  f"{result.latency_s.size}  unanswered {int(summary['failed_or_rejected'])}  max workers "
+                  f"{int(summary['queries'] + summary['errors'] + summary['dropped'])}  unanswered "
+                  f"{int(summary['errors'] + summary['dropped'])}  max workers "
                   f"{stats['max_workers_used']}{extra}")
     pooled = {k: float(np.percentile(np.concatenate(v) * 1e3, 99)) for k, v in lat.items()}
     ratio = pooled["fixed"] / pooled["adaptive"]

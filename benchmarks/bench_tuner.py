@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kit.optimize.quantize_onnx import quantize_dynamic  # noqa: E402
-from kit.profile.profiler import ProfileConfig  # noqa: E402
+from kit.profile.loadgen import LoadConfig  # noqa: E402
 from kit.profile.sysinfo import environment  # noqa: E402
 from kit.tune import Objective, OrtEvaluator, SearchSpace, Tuner, classification_accuracy  # noqa: E402
 from kit.zoo import digits_data, get_model  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> int:
     print(f"grid budget: {space.size} trials; TPE budget: {budget} trials ({TPE_SHARE:.0%}), seeds {list(SEEDS)}\n")
     evaluate = OrtEvaluator({"fp32": fp32, "int8": int8}, feeds=lambda n: {"image": data.x_test[:n]},
                             accuracy=classification_accuracy(data.x_test, data.y_test, "image"),
-                            profile_config=ProfileConfig(warmup=3, min_duration_s=0.15, min_queries=15))
+                            profile_config=LoadConfig(warmup_queries=3, min_duration_s=0.15, min_queries=15))
     objectives = {"p95 latency": Objective("p95_latency", accuracy_budget=1.0),
                   "throughput, p99 <= 5 ms": Objective("throughput", accuracy_budget=1.0, p99_target_ms=5.0)}
     import optuna

@@ -26,7 +26,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError
-from kit.profile.profiler import check_run_bounds
+from kit.profile.loadgen import check_run_bounds
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     import pandas as pd
 
     from kit.engines.registry import create_engine
-    from kit.profile.profiler import ProfileConfig, compare
+    from kit.profile.loadgen import LoadConfig, compare
 
     config = resolve(EvalConfig, config, overrides)
     data = {k: np.asarray(v) for k, v in data.items()}
@@ -195,7 +195,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                 rec["accuracy_drop_pts"] = 100.0 * (1.0 - rec["top1_agreement"])
 
         rows = []
-        profile_config = ProfileConfig(warmup=config.warmup, min_duration_s=config.min_duration_s,
+        profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
                                        min_queries=config.min_queries)
         for batch in config.batch_sizes:
             feeds = _take(data, batch)

@@ -60,7 +60,7 @@ class ProviderChoice:
 
 def _measure(model: str | os.PathLike[str] | ModelArtifact, providers: Mapping[str, ProviderArg],
              batch_sizes: Sequence[int], config: Any, rounds: int, feeds_fn: Any) -> list[dict[str, Any]]:
-    from kit.profile.profiler import compare
+    from kit.profile.loadgen import compare
 
     engines = {}
     rows: list[dict[str, Any]] = []
@@ -101,7 +101,7 @@ def choose_providers(model: str | os.PathLike[str] | ModelArtifact,
     slower than CPU are dropped, since CPU takes every op and would never hand them work.
     ``feeds_fn(batch_size) -> feeds`` overrides the synthetic inputs.
     """
-    from kit.profile.profiler import ProfileConfig
+    from kit.profile.loadgen import LoadConfig
 
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
         raise ConfigError(f"batch_sizes must be ints >= 1, got {list(batch_sizes)!r}")
@@ -125,7 +125,7 @@ def choose_providers(model: str | os.PathLike[str] | ModelArtifact,
     working = {n: a for n, a in zip(names, args) if n not in missing}
     if CPU not in working:
         working[CPU] = CPU  # the fallback is always measured, so the order can be justified
-    config = config or ProfileConfig(warmup=3, min_duration_s=0.6, min_queries=10)
+    config = config or LoadConfig(warmup_queries=3, min_duration_s=0.6, min_queries=10)
     rows = _measure(model, working, batch_sizes, config, rounds, feeds_fn)
     rows += [{"provider": n, "batch_size": b, "status": f"unavailable: {r}"} for n, r in missing.items()
              for b in batch_sizes]

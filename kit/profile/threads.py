@@ -34,7 +34,7 @@ from kit.artifacts import ModelArtifact
 from kit.config import require_int
 from kit.engines.base import Feeds
 from kit.errors import ConfigError, KitError, ModelLoadError, first_line
-from kit.profile.profiler import ProfileConfig, compare
+from kit.profile.loadgen import LoadConfig, compare, profile
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of
 
@@ -82,8 +82,8 @@ class ThreadSweepConfig:
         require_int("min_queries", self.min_queries)
         require_int("warmup", self.warmup, 0)
 
-    def profile_config(self) -> ProfileConfig:
-        return ProfileConfig(warmup=self.warmup, min_duration_s=self.min_duration_s, min_queries=self.min_queries)
+    def profile_config(self) -> LoadConfig:
+        return LoadConfig(warmup_queries=self.warmup, min_duration_s=self.min_duration_s, min_queries=self.min_queries)
 
 
 @dataclass
@@ -178,7 +178,8 @@ def sweep_ort_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feed
             except ConfigError:
                 raise
             except KitError as exc:
-                rows.append(_failed("onnxruntime", intra, inter, mode, batch, str(exc), (intra, inter, mode) == points[0]))
+                rows.append(_failed("onnxruntime", intra, inter, mode, batch, str(exc),
+                                    (intra, inter, mode) == points[0]))
         rows += _measure_in_process("onnxruntime", engines, feeds, config, points[0])
     finally:
         for engine in engines.values():
@@ -235,13 +236,11 @@ def _tf_worker(spec: dict[str, Any]) -> None:
         if not command or command[0] == "quit":
             break
         seconds, min_queries = float(command[1]), int(command[2])
-        latencies: list[float] = []
-        start = time.perf_counter()
-        while len(latencies) < min_queries or time.perf_counter() - start < seconds:
-            t = time.perf_counter()
-            engine.predict(feeds)
-            latencies.append(time.perf_counter() - t)
-        say({"latencies": latencies})
+        result = profile(engine, feeds, LoadConfig(warmup_queries=0, min_duration_s=seconds, min_queries=min_queries))
+        if result.errors and not result.latencies_s.size:  # the parent records the point as failed, with this
+            engine.close()
+            sys.exit(result.error_messages[0])
+        say({"latencies": result.latencies_s.tolist()})
     engine.close()
 
 
@@ -252,7 +251,8 @@ def sweep_tf_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feeds
     path = str(model.path if isinstance(model, ModelArtifact) else model)
     if not Path(path).is_dir():
         raise ModelLoadError(f"SavedModel directory not found: {path}")
-    points = [(0, 0)] + [(a, b) for a in config.intra_op_num_threads for b in config.inter_op_num_threads if (a, b) != (0, 0)]
+    points = [(0, 0)] + [(a, b) for a in config.intra_op_num_threads for b in config.inter_op_num_threads
+                         if (a, b) != (0, 0)]
     batch = batch_size_of(feeds)
     rows: list[dict[str, Any]] = []
     repo_root = str(Path(__file__).resolve().parents[2])
@@ -327,7 +327,8 @@ def _read_line(proc: subprocess.Popen, deadline: float) -> str:
 def _tail(stderr: Any, n: int = 3) -> str:
     stderr.flush()
     stderr.seek(0)
-    lines = [l for l in stderr.read().splitlines() if l.strip() and not l.startswith(("I0000", "W0000", "WARNING"))]
+    lines = [line for line in stderr.read().splitlines()
+             if line.strip() and not line.startswith(("I0000", "W0000", "WARNING"))]
     return " | ".join(lines[-n:])[:500]
 
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from kit.config import require_int
 from kit.engines.base import Feeds, Predictor
-from kit.errors import ConfigError, KitError
+from kit.errors import ConfigError
 from kit.hashing import feeds_key
-from kit.profile.profiler import ProfileResult
-from kit.specs import TensorSpec, batch_size_of, synthetic_feeds
+from kit.profile.loadgen import LoadResult, SingleStream, _Recorder, _result
+from kit.specs import TensorSpec, synthetic_feeds
 
 KINDS = ("zipf", "uniform", "unique")
 
@@ -140,13 +140,13 @@ def requests(pool: Sequence[Feeds], workload: Workload, copy: bool = True) -> It
 
 
 def replay(predictor: Predictor, pool: Sequence[Feeds], workload: Workload, label: str = "",
-           **labels: Any) -> ProfileResult:
+           **labels: Any) -> LoadResult:
     """Send the stream one request at a time and record each latency (copying is not timed)."""
     return replay_interleaved({label or workload.label(): predictor}, pool, workload, **labels)[0]
 
 
 def replay_interleaved(predictors: Mapping[str, Predictor], pool: Sequence[Feeds], workload: Workload,
-                       **labels: Any) -> list[ProfileResult]:
+                       **labels: Any) -> list[LoadResult]:
     """Send each request of the stream to every predictor in turn (A B A B ...), one result each.
 
     Interleaving request by request is what makes a cached and an uncached predictor
@@ -154,21 +154,17 @@ def replay_interleaved(predictors: Mapping[str, Predictor], pool: Sequence[Feeds
     """
     if not predictors:
         raise ConfigError("replay_interleaved needs at least one predictor")
-    latencies: dict[str, list[float]] = {k: [] for k in predictors}
-    errors: dict[str, list[str]] = {k: [] for k in predictors}
+    recs = {k: _Recorder() for k in predictors}
     clock = time.perf_counter
-    batch = 1
-    for feeds in requests(pool, workload):
-        batch = batch_size_of(feeds)
+    for qid, feeds in enumerate(requests(pool, workload)):
         for label, predictor in predictors.items():
-            start = clock()
-            try:
-                predictor.predict(feeds)
-            except KitError as exc:
-                errors[label].append(str(exc))
-                continue
-            latencies[label].append(clock() - start)
+            recs[label].call(predictor.predict, lambda i, f=feeds: f, qid, None, clock)
+            if recs[label].fatal is not None:
+                raise recs[label].fatal
     skew = float(workload.skew) if workload.kind == "zipf" else 0.0
-    return [ProfileResult(label=label, latencies_s=np.asarray(latencies[label]), batch_size=batch,
-                          errors=len(errors[label]), error_messages=errors[label][:5],
-                          labels={"workload": workload.kind, "skew": skew, **labels}) for label in predictors]
+    results = []
+    for label, rec in recs.items():
+        result = _result(SingleStream(batch_size=rec.samples or 1), [rec], 0, 0, label)
+        result.labels = {"workload": workload.kind, "skew": skew, **labels}
+        results.append(result)
+    return results

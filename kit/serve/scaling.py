@@ -14,8 +14,9 @@ starves:
 - every decision, "hold" included, is recorded with the readings and a reason string,
   and logged at INFO when it changes the size.
 
-``ScalingPool`` serves any Predictor with that policy; ``step_load`` drives it (or any
-pool) with an open-loop step load and returns the trace a notebook plots.
+``ScalingPool`` serves any Predictor with that policy; ``step_load`` drives it with the load
+generator's open-loop step load (``kit.profile.loadgen.Steps``) and returns a ``LoadResult``
+holding the pool's decisions, the trace a notebook plots.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ import numpy as np
 from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, Overloaded
+from kit.profile.loadgen import LoadConfig, LoadResult, Steps, run
 from kit.profile.stats import latency_summary
 
 if TYPE_CHECKING:
@@ -425,86 +427,22 @@ class ScalingPool(Wrapper):
 # step load
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
-class StepLoadResult:
-    """Per-request timings of a step-load run (seconds from its start) and the pool's trace."""
-
-    phases: list[tuple[float, float]]
-    scheduled_s: np.ndarray
-    latency_s: np.ndarray  # from the scheduled arrival to the answer; NaN for rejected/failed
-    rejected: int
-    trace: Any = None  # pandas.DataFrame of decisions, when the pool records them
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, float]:
-        ok = self.latency_s[np.isfinite(self.latency_s)]
-        return {"requests": float(self.latency_s.size), "rejected": float(self.rejected),
-                "failed_or_rejected": float(np.sum(~np.isfinite(self.latency_s))), **_percentiles_ms(ok)}
-
-    def timeline(self, bin_s: float = 0.5) -> pd.DataFrame:
-        """Offered load (qps) and p95 latency (ms) per time bin."""
-        import pandas as pd
-
-        end = sum(d for _, d in self.phases)
-        edges = np.arange(0.0, end + bin_s, bin_s)
-        rows = []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            mask = (self.scheduled_s >= lo) & (self.scheduled_s < hi)
-            lat = self.latency_s[mask]
-            lat = lat[np.isfinite(lat)] * 1e3
-            rows.append({"time_s": float(hi), "offered_qps": float(mask.sum() / bin_s),
-                         "p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan")})
-        return pd.DataFrame(rows)
-
-
 def step_load(pool: ScalingPool, phases: Sequence[tuple[float, float]], feeds: Feeds,
-              drain_timeout_s: float = 30.0, seed: int = 0) -> StepLoadResult:
+              drain_timeout_s: float = 30.0, seed: int = 0) -> LoadResult:
     """Open-loop Poisson arrivals at ``rate`` qps for ``duration`` s per phase, sent to ``pool.submit``.
 
-    Latency counts from each request's *scheduled* arrival, so queueing inside the pool
-    shows up in full. Waits up to ``drain_timeout_s`` for the backlog after the last arrival.
+    The load generator's ``Steps`` scenario with ``submit=True``: one thread issues every
+    arrival on schedule, so nothing but the pool's own queue bounds what waits. Latency
+    counts from each request's *scheduled* arrival, so queueing inside the pool shows up
+    in full; a request the full queue refuses (``Overloaded``) is a failed query and counts
+    in ``rejected``. Waits up to ``drain_timeout_s`` for the backlog after the last arrival
+    (what is still unanswered then counts as ``dropped``). The result keeps the pool's
+    ``stats()`` and, when it decided anything, its decisions frame as ``trace``.
     """
-    if not phases:
-        raise ConfigError("phases must list at least one (rate_qps, duration_s) step")
-    for rate, duration in phases:
-        if not rate > 0 or not duration > 0:
-            raise ConfigError(f"each phase needs rate_qps > 0 and duration_s > 0, got ({rate!r}, {duration!r})")
-    rng = np.random.default_rng(seed)
-    times: list[float] = []
-    start_phase = 0.0
-    for rate, duration in phases:
-        t = start_phase + rng.exponential(1 / rate)
-        while t < start_phase + duration:
-            times.append(t)
-            t += rng.exponential(1 / rate)
-        start_phase += duration
-    scheduled = np.asarray(times)
-    done = np.full(scheduled.size, np.nan)
-    rejected = submitted = 0
-    counts = [0]
-    finished = threading.Condition()
-    t0 = time.perf_counter()
-    for i, at in enumerate(scheduled):
-        delay = at - (time.perf_counter() - t0)
-        if delay > 0:
-            time.sleep(delay)
-        try:
-            future = pool.submit(feeds)
-        except Overloaded:
-            rejected += 1
-            continue
-
-        def _done(f: Future, i: int = i) -> None:
-            if not f.cancelled() and f.exception() is None:
-                done[i] = time.perf_counter() - t0
-            with finished:
-                counts[0] += 1
-                finished.notify_all()
-
-        future.add_done_callback(_done)
-        submitted += 1
-    with finished:  # callbacks, not result(), mark completion: wait for every one to have run
-        finished.wait_for(lambda: counts[0] >= submitted, timeout=drain_timeout_s)
-    trace = pool.to_frame() if pool.decisions else None
-    return StepLoadResult(phases=[(float(r), float(d)) for r, d in phases], scheduled_s=scheduled,
-                          latency_s=done - scheduled, rejected=rejected, trace=trace, stats=pool.stats())
+    scenario = Steps(phases=tuple(tuple(p) for p in phases), submit=True)
+    config = LoadConfig(warmup_queries=0, min_duration_s=0.0, min_queries=1, drain_timeout_s=drain_timeout_s,
+                        seed=seed)
+    result = run(pool, scenario, feeds, config, label=pool.name)
+    result.trace = pool.to_frame() if pool.decisions else None
+    result.stats = pool.stats()
+    return result

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError
+from kit.profile.loadgen import LoadResult
 from kit.serve.scaling import (
     Decision,
     Readings,
     ScalerState,
     ScalingConfig,
     ScalingPool,
-    StepLoadResult,
     decide,
     step_load,
 )
@@ -102,7 +102,7 @@ def step_phases(service_ms: float, low_load: float, high_load: float,
 
 def compare_pools(predictor: Predictor, feeds: Feeds, configs: Mapping[str, ScalingConfig],
                   phases: Sequence[tuple[float, float]], seed: int = 0,
-                  drain_timeout_s: float = 60.0) -> dict[str, StepLoadResult]:
+                  drain_timeout_s: float = 60.0) -> dict[str, LoadResult]:
     """The same step load (same seeded arrivals) through one fresh pool per config, one after the other.
 
     The pools share ``predictor`` and leave it open (``close_inner=False``): the caller owns it.
@@ -117,9 +117,16 @@ def compare_pools(predictor: Predictor, feeds: Feeds, configs: Mapping[str, Scal
     return results
 
 
-def summary_row(result: StepLoadResult) -> dict[str, float]:
-    """A step load's latency summary with the pool's size figures, for one row of a table."""
-    stats = result.stats
-    return {**result.summary(), "max_workers_used": stats["max_workers_used"], "scale_ups": stats["scale_ups"],
+def summary_row(result: LoadResult) -> dict[str, float]:
+    """A step load's figures with the pool's size figures, for one row of a table.
+
+    ``requests`` counts every arrival; ``failed_or_rejected`` those not answered (failed,
+    refused by the full queue, or still unanswered when the drain ran out).
+    """
+    s, stats = result.summary(), result.stats
+    unanswered = s["errors"] + s["dropped"]
+    return {"requests": s["queries"] + unanswered, "rejected": float(s["rejected"]),
+            "failed_or_rejected": float(unanswered), "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"],
+            "p99_ms": s["p99_ms"], "max_workers_used": stats["max_workers_used"], "scale_ups": stats["scale_ups"],
             "scale_downs": stats["scale_downs"]}
 

@@ -29,7 +29,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, InferenceError
-from kit.profile.profiler import ProfileConfig, profile
+from kit.profile.loadgen import LoadConfig, profile
 from kit.profile.stats import latency_summary
 from kit.tune.space import TrialConfig
 
@@ -76,7 +76,7 @@ class OrtEvaluator:
     accuracy: AccuracyFn | None = None
     reference: str | None = None
     arrival_rate: float = 2000.0
-    profile_config: ProfileConfig = field(default_factory=lambda: ProfileConfig(warmup=3, min_duration_s=0.15,
+    profile_config: LoadConfig = field(default_factory=lambda: LoadConfig(warmup_queries=3, min_duration_s=0.15,
                                                                                 min_queries=15))
     _engines: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False)
     _latency: dict[tuple, np.ndarray] = field(default_factory=dict, init=False, repr=False)

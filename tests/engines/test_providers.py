@@ -134,9 +134,9 @@ def test_choose_providers_raises_for_a_requested_provider_that_does_not_run(mlp_
 
 
 def test_choose_providers_with_fallback_records_the_unavailable_and_ends_with_cpu(mlp_onnx):
-    from kit.profile.profiler import ProfileConfig
+    from kit.profile.loadgen import LoadConfig
 
-    fast = ProfileConfig(warmup=1, min_duration_s=0.05, min_queries=3)
+    fast = LoadConfig(warmup_queries=1, min_duration_s=0.05, min_queries=3)
     choice = choose_providers(mlp_onnx, [CudaOptions(), CPU], batch_sizes=(1, 4), allow_fallback=True,
                               config=fast, rounds=1)
     assert choice.order[-1] == CPU

@@ -10,8 +10,20 @@ import pytest
 
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError, InferenceError
-from kit.profile.loadgen import (Concurrency, LoadConfig, Offline, Server, SingleStream, _schedule,
-                                 concurrency_sweep, find_max_rate, knee, run, summary_frame)
+from kit.profile.loadgen import (
+    Concurrency,
+    LoadConfig,
+    Offline,
+    Server,
+    SingleStream,
+    Steps,
+    _schedule,
+    concurrency_sweep,
+    find_max_rate,
+    knee,
+    run,
+    summary_frame,
+)
 from kit.specs import TensorSpec
 
 
@@ -196,3 +208,21 @@ def test_programming_errors_in_the_predictor_propagate(scenario):
 
     with pytest.raises(TypeError, match="bug in user code"):
         run(Buggy(), scenario, config=QUICK)
+
+
+def test_steps_sends_each_phase_at_its_own_rate_with_blocking_senders():
+    engine = Sleeper(delay_s=0.0005)
+    result = run(engine, Steps(phases=[(40, 0.25), (160, 0.25)]), config=LoadConfig(seed=2))
+    assert result.scenario == "steps" and result.valid and result.params["phases"] == ((40.0, 0.25), (160.0, 0.25))
+    assert engine.calls == result.summary()["queries"]  # no warm-up: every arrival is measured
+    quiet, busy = ((result.scheduled_s >= lo) & (result.scheduled_s < lo + 0.25) for lo in (0.0, 0.25))
+    assert busy.sum() > quiet.sum() > 0
+    assert len(result.timeline(0.25)) == 2
+
+
+def test_steps_validates_phases_and_submit_needs_a_submit_method():
+    for phases in ([], [(0, 1.0)], [(10, -1)]):
+        with pytest.raises(ConfigError):
+            Steps(phases=phases)
+    with pytest.raises(ConfigError, match="submit"):
+        run(Sleeper(), Steps(phases=[(50, 0.05)], submit=True))

@@ -4,7 +4,7 @@ import pytest
 from kit import create_engine
 from kit.engines.base import PredictorBase
 from kit.errors import ConfigError, InferenceError
-from kit.profile import ProfileConfig, compare, latency_summary, median_spread, profile, summary_frame
+from kit.profile import LoadConfig, LoadResult, compare, latency_summary, loadgen, median_spread, profile, summary_frame
 
 
 class Flaky(PredictorBase):
@@ -23,7 +23,7 @@ class Flaky(PredictorBase):
 def test_profile_reaches_both_minimums(add_onnx):
     with create_engine(add_onnx) as engine:
         result = profile(engine, {"x": np.zeros((4, 64), np.float32)},
-                         ProfileConfig(warmup=2, min_duration_s=0.05, min_queries=50), model="add")
+                         LoadConfig(warmup_queries=2, min_duration_s=0.05, min_queries=50), model="add")
     summary = result.summary()
     assert summary["queries"] >= 50 and summary["batch_size"] == 4 and summary["model"] == "add"
     assert summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
@@ -32,8 +32,17 @@ def test_profile_reaches_both_minimums(add_onnx):
 
 
 def test_profile_counts_errors_and_goes_on():
-    result = profile(Flaky(), {"x": np.zeros((1, 1))}, ProfileConfig(warmup=0, min_duration_s=0, min_queries=10))
-    assert result.errors >= 5 and result.error_messages[0] == "boom"
+    result = profile(Flaky(), {"x": np.zeros((1, 1))}, LoadConfig(warmup_queries=0, min_duration_s=0, min_queries=10))
+    assert result.errors >= 5 and result.error_messages[0] == "InferenceError: boom"
+
+
+def test_a_predictor_that_always_fails_stops_after_three_queries():
+    class Down(PredictorBase):
+        def predict(self, feeds):
+            raise InferenceError("down")
+
+    result = profile(Down(), {"x": np.zeros((1, 1))}, LoadConfig(warmup_queries=0, min_duration_s=60, min_queries=50))
+    assert result.errors == 3 and result.latencies_s.size == 0 and not result.valid
 
 
 def test_profile_does_not_swallow_programming_errors():
@@ -42,22 +51,22 @@ def test_profile_does_not_swallow_programming_errors():
             raise TypeError("bug")
 
     with pytest.raises(TypeError):
-        profile(Broken(), {"x": np.zeros((1, 1))}, ProfileConfig(warmup=0, min_queries=1, min_duration_s=0))
+        profile(Broken(), {"x": np.zeros((1, 1))}, LoadConfig(warmup_queries=0, min_queries=1, min_duration_s=0))
 
 
 def test_compare_interleaves_and_pools(add_onnx, mlp_onnx):
     engines = {"add": create_engine(add_onnx), "mlp": create_engine(mlp_onnx)}
     feeds = {"add": {"x": np.zeros((1, 64), np.float32)}, "mlp": {"features": np.zeros((1, 16), np.float32)}}
-    results = compare(engines, feeds, rounds=3, config=ProfileConfig(warmup=1, min_duration_s=0.03, min_queries=9))
+    results = compare(engines, feeds, rounds=3, config=LoadConfig(warmup_queries=1, min_duration_s=0.03, min_queries=9))
     frame = summary_frame(results)
     assert list(frame["label"]) == ["add", "mlp"] and (frame["queries"] >= 9).all()
 
 
-@pytest.mark.parametrize("kwargs", [{"warmup": -1}, {"min_queries": 0}, {"min_duration_s": -1},
+@pytest.mark.parametrize("kwargs", [{"warmup_queries": -1}, {"min_queries": 0}, {"min_duration_s": -1},
                                     {"min_queries": 10, "max_queries": 5}])
 def test_profile_config_validation(kwargs):
     with pytest.raises(ConfigError):
-        ProfileConfig(**kwargs)
+        LoadConfig(**kwargs)
 
 
 def test_latency_summary_figures():
@@ -66,3 +75,52 @@ def test_latency_summary_figures():
     empty = latency_summary([])
     assert empty["queries"] == 0 and np.isnan(empty["p50_ms"])
     assert median_spread([1, 2, 3, 4, 5]) == (3.0, 1.0)
+
+
+class FakeClock:
+    """``time.perf_counter`` that moves only when the fake predictor says it took time."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_compare_keeps_each_query_s_round_and_reports_the_spread_of_the_rounds_medians(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(loadgen.time, "perf_counter", clock)
+
+    class Drifting(PredictorBase):
+        """Takes 1 ms per query in round 0, 3 ms in round 1, 2 ms in round 2 (4 queries a round)."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def predict(self, feeds):
+            clock.now += (1e-3, 3e-3, 2e-3)[self.calls // 4]
+            self.calls += 1
+            return {"y": np.zeros(1)}
+
+    config = LoadConfig(warmup_queries=0, min_duration_s=0, min_queries=12, max_queries=12)
+    (result,) = compare({"drift": Drifting()}, {"x": np.zeros((1, 1))}, rounds=3, config=config)
+    assert list(result.rounds) == [0] * 4 + [1] * 4 + [2] * 4
+    np.testing.assert_allclose(result.round_p50s_ms(), [1.0, 3.0, 2.0])
+    summary = result.summary()
+    assert summary["rounds"] == 3 and summary["p50_spread_ms"] == pytest.approx(2.0)  # max - min of the medians
+    assert summary["p50_ms"] == pytest.approx(2.0) and summary["duration_s"] == pytest.approx(0.024)
+    assert list(result.to_frame()["round"]) == list(result.rounds)
+    single = profile(Drifting(), {"x": np.zeros((1, 1))}, LoadConfig(warmup_queries=0, min_duration_s=0,
+                                                                     min_queries=4, max_queries=4))
+    assert single.summary()["rounds"] == 1 and "p50_spread_ms" not in single.summary()
+
+
+def test_one_result_type_carries_labels_and_the_step_load_s_timeline():
+    scheduled = np.array([0.1, 0.2, 0.6, 0.7, 0.8])
+    ok = np.array([True, True, True, False, True])
+    result = LoadResult("steps", {"phases": ((2.0, 0.5), (6.0, 0.5))}, scheduled, scheduled, scheduled + 0.01, ok,
+                        1, 0.81, label="pool", labels={"model": "m"})
+    summary = result.summary()
+    assert summary["model"] == "m" and summary["queries"] == 4 and summary["errors"] == 1
+    line = result.timeline(0.5)
+    assert list(line.offered_qps) == [4.0, 6.0] and list(line.time_s) == [0.5, 1.0]

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from kit.errors import ConfigError, ModelLoadError
-from kit.profile.threads import (ThreadSweepConfig, sweep_frame, sweep_ort_threads, sweep_tf_threads,
-                                 sweep_tflite_threads)
+from kit.profile.threads import (
+    ThreadSweepConfig,
+    sweep_frame,
+    sweep_ort_threads,
+    sweep_tf_threads,
+    sweep_tflite_threads,
+)
 
 FAST = dict(rounds=2, min_duration_s=0.06, min_queries=4, warmup=1)
 
@@ -34,7 +39,8 @@ def test_ort_sweep_covers_the_grid_and_the_default(mlp_onnx):
 
 
 def test_ort_sweep_records_points_that_fail_and_goes_on(mlp_onnx):
-    cfg = ThreadSweepConfig(intra_op_num_threads=(1,), inter_op_num_threads=(1,), execution_modes=("sequential",), **FAST)
+    cfg = ThreadSweepConfig(intra_op_num_threads=(1,), inter_op_num_threads=(1,), execution_modes=("sequential",),
+                            **FAST)
     result = sweep_ort_threads(mlp_onnx, {"features": np.zeros((2, 3), np.float32)}, cfg)
     frame = result.to_frame()
     assert (frame["status"] != "ok").all() and frame["status"].str.contains("failed").all()

@@ -213,11 +213,12 @@ def test_pool_under_a_small_step_load_scales_up_and_back_down(mlp_onnx):
     with ScalingPool(slow, cfg) as pool:
         result = step_load(pool, [(20, 0.4), (300, 0.8), (10, 1.2)], _feeds(), seed=1)
         stats = pool.stats()
-    assert result.rejected == 0 and np.isfinite(result.latency_s).all()
+    assert result.rejected == 0 and result.valid and result.scenario == "steps"
     assert stats["scale_ups"] >= 1 and stats["max_workers_used"] >= 2
     assert result.trace["workers"].iloc[-1] < stats["max_workers_used"]  # came back down after the step
-    assert set(result.timeline(0.2).columns) == {"time_s", "offered_qps", "p95_ms"}
-    assert result.summary()["requests"] == len(result.scheduled_s)
+    assert result.stats["completed"] == result.summary()["queries"] == len(result.scheduled_s)
+    line = result.timeline(0.2)
+    assert set(line.columns) == {"time_s", "offered_qps", "p95_ms"} and line.time_s.iloc[-1] >= 2.4
 
 
 def test_step_load_rejects_bad_phases(mlp_onnx):

@@ -10,7 +10,7 @@ import pytest
 
 from kit.errors import ConfigError, InferenceError, KitError
 from kit.optimize import pareto_front
-from kit.profile.profiler import ProfileConfig
+from kit.profile.loadgen import LoadConfig
 from kit.tune import Objective, OrtEvaluator, SearchSpace, TrialConfig, Tuner, batch_plan, classification_accuracy
 
 
@@ -21,7 +21,7 @@ def memory():
     return optuna.storages.InMemoryStorage()
 
 
-QUICK = ProfileConfig(warmup=1, min_duration_s=0.01, min_queries=3)
+QUICK = LoadConfig(warmup_queries=1, min_duration_s=0.01, min_queries=3)
 SPACE = SearchSpace(variants=("fp32", "int8"), intra_op_num_threads=(1, 2), graph_optimization_levels=("basic", "all"),
                     batch_sizes=(1, 8), batch_timeouts_micros=(0, 2000))
 
