@@ -202,7 +202,7 @@ def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = Non
         css = "bad" if row["regression"] else row["verdict"].replace(" ", "-")
         change = "" if isinstance(row["change_pct"], float) and math.isnan(row["change_pct"]) \
             else f"{row['change_pct']:+.1f} %"
-        rows.append(f'<tr class="{css}"><td>{cell(row["metric"])}</td><td>{cell(row["older"])}</td>'
+        rows.append(f'<tr class="{cell(css)}"><td>{cell(row["metric"])}</td><td>{cell(row["older"])}</td>'
                     f'<td>{cell(row["newer"])}</td><td>{change}</td><td>{cell(row["noise"])}</td>'
                     f'<td>{cell(row["better"])}</td><td>{cell(row["verdict"])}</td>'
                     f'<td>{"REGRESSION" if row["regression"] else ""}</td></tr>')

@@ -82,3 +82,19 @@ def test_direction_from_names():
     assert direction("x/p99_ms") == "lower" and direction("x/accuracy_drop") == "lower"
     assert direction("x/samples_per_s") == "higher" and direction("x/speedup") == "higher"
     assert direction("x/best_batch_size") == "?" and direction("x/model_size_mb") == "lower"
+
+
+def test_run_names_cannot_inject_markup(tmp_path):
+    """Issue 16 #3: a compared run's name went into an href unescaped."""
+    evil = 'old"><img src=x onerror=alert(3)>'
+    a = make_run(tmp_path / evil, 100.0, BASE)
+    b = make_run(tmp_path / "new", 200.0, BASE)
+    assert main(["compare", str(a), str(b)]) == 0
+    for page in (b / "index.html", next(b.glob("compare_*.html"))):
+        text = page.read_text()
+        assert "<img" not in text and 'onerror=alert(3)>"' not in text
+    summary = json.loads((b / "run.json").read_text())
+    summary["notebooks"][0].update(status='ok"><script>x()</script>', html="javascript:alert(1)", failed_cell="<b>")
+    write_index(b, summary)
+    text = (b / "index.html").read_text()
+    assert "<script>" not in text and 'href="javascript:' not in text and "<b>:" not in text
