@@ -42,13 +42,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     from kit.report.compare import compare_runs, write_html
 
-    comparison = compare_runs(args.older, args.newer, threshold_pct=args.threshold, noise_pct=args.noise)
+    comparison = compare_runs(args.older, args.newer, threshold_pct=args.threshold, noise_pct=args.noise,
+                              allow_missing=args.allow_missing)
     with pd.option_context("display.width", 160, "display.max_rows", None, "display.max_colwidth", 60):
         print(comparison.frame.drop(columns=["noise"]).to_string(index=False, float_format="{:.4g}".format))
     page = write_html(comparison)
     print(f"comparison: {page}")
     if comparison.failed:
-        print(f"regressed beyond {args.threshold:g} %: {', '.join(comparison.regressions)}", file=sys.stderr)
+        print(f"regressed beyond {args.threshold:g} % or lost: {', '.join(comparison.regressions)}",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -120,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threshold", type=float, default=None,
                      help="exit 1 when a figure gets worse by more than this percentage and than its noise")
     cmp.add_argument("--noise", type=float, default=5.0, help="noise floor in percent, for figures without spread")
+    cmp.add_argument("--allow-missing", action="store_true",
+                     help="do not fail the gate on figures that became NaN, a non-number, or disappeared")
     cmp.set_defaults(func=_cmd_compare)
 
     serve = sub.add_parser("serve", help="serve models over TF Serving's gRPC and REST API (for experiments; "
