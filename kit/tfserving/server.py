@@ -368,7 +368,7 @@ def server_for_paths(paths: list[str], name: str | None = None, labels: list[str
     label_map: dict[str, int] = {}
     for item in labels or []:
         label, _, version = item.partition("=")
-        if not label or not version.isdigit():
+        if not label or not (version.isascii() and version.isdigit()):
             raise ConfigError(f"a label is LABEL=VERSION (e.g. stable=1), got {item!r}")
         label_map[label] = int(version)
     versions: dict[int, Predictor] = {}
