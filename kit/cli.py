@@ -42,13 +42,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     from kit.report.compare import compare_runs, write_html
 
-    comparison = compare_runs(args.older, args.newer, threshold_pct=args.threshold, noise_pct=args.noise)
+    comparison = compare_runs(args.older, args.newer, threshold_pct=args.threshold, noise_pct=args.noise,
+                              allow_missing=args.allow_missing)
     with pd.option_context("display.width", 160, "display.max_rows", None, "display.max_colwidth", 60):
         print(comparison.frame.drop(columns=["noise"]).to_string(index=False, float_format="{:.4g}".format))
     page = write_html(comparison)
     print(f"comparison: {page}")
     if comparison.failed:
-        print(f"regressed beyond {args.threshold:g} %: {', '.join(comparison.regressions)}", file=sys.stderr)
+        print(f"regressed beyond {args.threshold:g} % or lost: {', '.join(comparison.regressions)}",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -58,7 +60,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     server = server_for_paths(args.model_paths, name=args.name, labels=args.label, host=args.host,
                               grpc_port=None if args.grpc_port < 0 else args.grpc_port,
-                              rest_port=None if args.rest_port < 0 else args.rest_port).start()
+                              rest_port=None if args.rest_port < 0 else args.rest_port,
+                              max_workers=args.workers, max_concurrent_requests=args.max_concurrent_requests,
+                              max_request_bytes=args.max_request_bytes,
+                              max_request_elements=args.max_request_elements,
+                              read_timeout_s=args.read_timeout, idle_timeout_s=args.idle_timeout).start()
     urls = [u for u, port in ((f"grpc://{args.host}:{server.grpc_port}", server.grpc_port),
                               (f"http://{args.host}:{server.rest_port}", server.rest_port)) if port is not None]
     print(f"serving {', '.join(args.model_paths)} as model {next(iter(server.source.model_names()))!r} on "
@@ -116,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threshold", type=float, default=None,
                      help="exit 1 when a figure gets worse by more than this percentage and than its noise")
     cmp.add_argument("--noise", type=float, default=5.0, help="noise floor in percent, for figures without spread")
+    cmp.add_argument("--allow-missing", action="store_true",
+                     help="do not fail the gate on figures that became NaN, a non-number, or disappeared")
     cmp.set_defaults(func=_cmd_compare)
 
     serve = sub.add_parser("serve", help="serve models over TF Serving's gRPC and REST API (for experiments; "
@@ -126,6 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: any free, -1: off)")
     serve.add_argument("--rest-port", type=int, default=8501, help="REST port (0: any free, -1: off)")
+    from kit.tfserving.server import ServerConfig
+
+    limits = ServerConfig()
+    serve.add_argument("--workers", type=int, default=limits.max_workers,
+                       help="threads running requests, per protocol (default: %(default)s)")
+    serve.add_argument("--max-concurrent-requests", type=int, default=limits.max_concurrent_requests,
+                       help="requests running or waiting per protocol; more are refused with 429 / "
+                            "RESOURCE_EXHAUSTED (default: %(default)s)")
+    serve.add_argument("--max-request-bytes", type=int, default=limits.max_request_bytes,
+                       help="largest REST body or gRPC message; larger ones are refused unread "
+                            "(default: %(default)s)")
+    serve.add_argument("--max-request-elements", type=int, default=limits.max_request_elements,
+                       help="most elements one gRPC tensor may declare, checked before decoding "
+                            "(default: %(default)s)")
+    serve.add_argument("--read-timeout", type=float, default=limits.read_timeout_s,
+                       help="seconds a REST client has to send its body (default: %(default)s)")
+    serve.add_argument("--idle-timeout", type=float, default=limits.idle_timeout_s,
+                       help="seconds a connection may stay open without a request (default: %(default)s)")
     serve.set_defaults(func=_cmd_serve)
 
     zoo = sub.add_parser("zoo", help="build (once) and list the built-in models in every format")

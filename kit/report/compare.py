@@ -13,7 +13,9 @@ Which way is worse comes from the figure's name (``*_ms``, ``latency``, ``size``
 ``qps``, ``throughput``, ``accuracy``, ``speedup`` higher-is-better; chosen settings such as
 ``best_batch_size`` or ``threads`` have no better side); figures of unknown direction are shown but
 never gate. A notebook that was ok in the older run and failed in the newer one is a
-regression too.
+regression too, and so is a figure that was a number in the older run and in the newer one is
+NaN, infinite, not a number at all, or gone (verdict ``lost``): a gate that cannot compare a
+figure fails, unless the caller opts out with ``allow_missing`` (``kit compare --allow-missing``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class RunRecord:
     status: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (value, spread)
     environment: dict[str, Any] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # name -> what it was instead of a number
 
 
 def _number(value: Any) -> float | None:
@@ -71,18 +74,36 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _headline_metrics(notebook: str, headline: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+def _headline_metrics(notebook: str, headline: Mapping[str, Any],
+                      unreadable: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """Numeric figures (NaN and inf kept as they are); anything else is noted in ``unreadable``."""
     out: dict[str, tuple[float, float]] = {}
     for key, raw in headline.items():
         if key.endswith("_spread") and key[:-len("_spread")] in headline:
             continue
         if isinstance(raw, Mapping) and "value" in raw:
-            value, spread = _number(raw["value"]), _number(raw.get("spread")) or 0.0
+            raw = raw["value"]
+            value, spread = _number(raw), _number(headline[key].get("spread")) or 0.0
         else:
             value, spread = _number(raw), _number(headline.get(f"{key}_spread")) or 0.0
         if value is not None:
-            out[f"{notebook}/{key}"] = (value, abs(spread))
+            out[f"{notebook}/{key}"] = (value, abs(spread) if math.isfinite(spread) else 0.0)
+        else:
+            unreadable[f"{notebook}/{key}"] = repr(raw)[:60]
     return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid UTF-8 JSON: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def _bad(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path} is not a kit run summary: {what}")
 
 
 def load_run(folder: str | os.PathLike[str]) -> RunRecord:
@@ -91,23 +112,33 @@ def load_run(folder: str | os.PathLike[str]) -> RunRecord:
     summary_path = folder / "run.json"
     if not summary_path.is_file():
         raise ConfigError(f"{folder} is not a kit report folder: no run.json (made by `kit report --out {folder}`)")
-    try:
-        summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{summary_path} is not valid JSON: {exc}") from exc
-    record = RunRecord(folder=folder, started=float(summary.get("started", 0.0)),
-                       profile=str(summary.get("profile", "?")), environment=dict(summary.get("environment", {})))
-    for nb in summary.get("notebooks", []):
-        name = nb["notebook"]
-        record.status[name] = nb.get("status", "?")
-        headline = dict(nb.get("headline") or {})
+    summary = _read_json(summary_path)
+    if not isinstance(summary, dict):
+        raise _bad(summary_path, f"a JSON object is expected, found {type(summary).__name__}")
+    started = summary.get("started", 0.0)
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or not math.isfinite(started):
+        raise _bad(summary_path, f"'started' must be a number (seconds since the epoch), found {started!r:.60}")
+    notebooks = summary.get("notebooks", [])
+    if not isinstance(notebooks, list) or not all(isinstance(nb, dict) for nb in notebooks):
+        raise _bad(summary_path, "'notebooks' must be a list of objects, one per notebook run")
+    environment = summary.get("environment", {})
+    record = RunRecord(folder=folder, started=float(started), profile=str(summary.get("profile", "?")),
+                       environment=dict(environment) if isinstance(environment, dict) else {})
+    for i, nb in enumerate(notebooks):
+        name = nb.get("notebook")
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+            raise _bad(summary_path, f"notebook entry {i} has no usable 'notebook' name (found {name!r:.60})")
+        record.status[name] = str(nb.get("status", "?"))
+        headline = nb.get("headline") or {}
+        headline = dict(headline) if isinstance(headline, dict) else {}
         results = folder / f"{name}.results.json"
         if results.is_file():
-            try:
-                headline.update(json.loads(results.read_text()).get("headline", {}))
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{results} is not valid JSON: {exc}") from exc
-        record.metrics.update(_headline_metrics(name, headline))
+            extra = _read_json(results)
+            extra = extra.get("headline") if isinstance(extra, dict) else None
+            if extra is not None and not isinstance(extra, dict):
+                raise ConfigError(f"{results}: 'headline' must be an object of figures")
+            headline.update(extra or {})
+        record.metrics.update(_headline_metrics(name, headline, record.unreadable))
     return record
 
 
@@ -120,6 +151,7 @@ class Comparison:
     frame: Any  # pandas.DataFrame
     threshold_pct: float | None
     noise_pct: float
+    allow_missing: bool = False
 
     @property
     def regressions(self) -> list[str]:
@@ -133,10 +165,13 @@ class Comparison:
 
 def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.PathLike[str] | RunRecord,
                  threshold_pct: float | None = None, noise_pct: float = 5.0,
-                 directions: Mapping[str, str] | None = None) -> Comparison:
+                 directions: Mapping[str, str] | None = None, allow_missing: bool = False) -> Comparison:
     """Compare two runs; ``older``/``newer`` are swapped when their start times say otherwise.
 
     ``directions`` overrides the name-based guess per metric (``{"03_x/score": "higher"}``).
+    A figure that was a finite number in the older run and is NaN, infinite, not a number or
+    absent in the newer one is ``lost``: a regression when a threshold is given, unless
+    ``allow_missing``.
     """
     if threshold_pct is not None and not (threshold_pct >= 0 and math.isfinite(threshold_pct)):
         raise ConfigError(f"threshold must be a percentage >= 0, got {threshold_pct}")
@@ -153,7 +188,7 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
         a, b = b, a
     gate = threshold_pct if threshold_pct is not None else math.inf
     rows = []
-    for name in sorted(set(a.metrics) | set(b.metrics)):
+    for name in sorted(set(a.metrics) | set(b.metrics) | (set(b.unreadable) & set(a.metrics))):
         va, sa = a.metrics.get(name, (math.nan, 0.0))
         vb, sb = b.metrics.get(name, (math.nan, 0.0))
         way = (directions or {}).get(name, direction(name))
@@ -161,6 +196,12 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
         noise = max(sa + sb, noise_pct / 100 * abs(va)) if math.isfinite(va) else math.nan
         beyond = bool(math.isfinite(vb - va) and abs(vb - va) > noise)
         worse = (way == "lower" and vb > va) or (way == "higher" and vb < va)
+        if math.isfinite(va) and not math.isfinite(vb):
+            newer_as: Any = b.unreadable.get(name, "absent") if name not in b.metrics else vb
+            rows.append({"metric": name, "older": va, "newer": newer_as, "change_pct": math.nan, "noise": noise,
+                         "beyond_noise": True, "better": way, "verdict": "lost",
+                         "regression": threshold_pct is not None and not allow_missing})
+            continue
         rows.append({"metric": name, "older": va, "newer": vb, "change_pct": change, "noise": noise,
                      "beyond_noise": beyond, "better": way, "verdict": _verdict(beyond, worse, way),
                      "regression": bool(beyond and worse and abs(change) > gate)})
@@ -173,7 +214,7 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
                          "verdict": "broke" if broke else "changed",
                          "regression": broke and threshold_pct is not None})
     columns = ["metric", "older", "newer", "change_pct", "noise", "beyond_noise", "better", "verdict", "regression"]
-    return Comparison(a, b, pd.DataFrame(rows, columns=columns), threshold_pct, noise_pct)
+    return Comparison(a, b, pd.DataFrame(rows, columns=columns), threshold_pct, noise_pct, allow_missing)
 
 
 def _verdict(beyond: bool, worse: bool, way: str) -> str:
@@ -202,7 +243,7 @@ def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = Non
         css = "bad" if row["regression"] else row["verdict"].replace(" ", "-")
         change = "" if isinstance(row["change_pct"], float) and math.isnan(row["change_pct"]) \
             else f"{row['change_pct']:+.1f} %"
-        rows.append(f'<tr class="{css}"><td>{cell(row["metric"])}</td><td>{cell(row["older"])}</td>'
+        rows.append(f'<tr class="{cell(css)}"><td>{cell(row["metric"])}</td><td>{cell(row["older"])}</td>'
                     f'<td>{cell(row["newer"])}</td><td>{change}</td><td>{cell(row["noise"])}</td>'
                     f'<td>{cell(row["better"])}</td><td>{cell(row["verdict"])}</td>'
                     f'<td>{"REGRESSION" if row["regression"] else ""}</td></tr>')

@@ -19,10 +19,16 @@ Serving's ``BatchingParameters`` (``kit.tfserving.batching_parameters`` writes t
 
 Each request gets exactly its own rows back. Requests are checked against the model's
 input specs when they arrive, and only ever batched with
-requests of the same input names, dtypes and shapes (ranks when padding), so a bad
-request cannot break a batch of good ones; a batch the engine fails fails only its own
-requests, each with the engine's error. ``close`` drains or rejects what is pending
-(``drain_on_close``) and returns within ``close_timeout_s`` whatever the engine does.
+requests of the same input names, dtypes and shapes (ranks when padding), so a malformed
+request cannot break a batch of good ones. When the engine fails a batch of several requests
+(one poisonous input among good ones), each request is retried alone, so only the culprit
+fails (``isolate_failures``, the default; ``False`` keeps TF Serving's behaviour: the whole
+batch fails with the engine's error). Serving errors (``Overloaded``, ``CircuitOpen``...) are
+not retried: they say nothing about one request. If a batch thread dies (the engine raised
+``SystemExit`` or another ``BaseException``), the batcher logs it, fails every pending and
+queued request with an ``InferenceError`` that says so, and refuses new ones. ``close`` drains
+or rejects what is pending (``drain_on_close``) and returns within ``close_timeout_s`` whatever
+the engine does.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import numpy as np
 
 from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
-from kit.errors import Closed, ConfigError, InferenceError, InputError, KitError, Overloaded
+from kit.errors import Closed, ConfigError, InferenceError, InputError, KitError, Overloaded, ServingError
 from kit.specs import batch_size_of, check_feeds
 
 if TYPE_CHECKING:
@@ -62,6 +68,7 @@ class BatchingConfig:
     thread_pool_name: str = "kit_batch_threads"
     drain_on_close: bool = True
     close_timeout_s: float = 10.0
+    isolate_failures: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_batch_sizes", tuple(int(s) for s in self.allowed_batch_sizes))
@@ -145,6 +152,7 @@ class DynamicBatcher(Wrapper):
         self._cond = threading.Condition()
         self._queue: deque[_Batch] = deque()
         self._closing = False
+        self._dead: InferenceError | None = None
         self._in_flight: set[Future] = set()
         self._rows_hist: Counter[int] = Counter()
         self._padded_hist: Counter[int] = Counter()
@@ -171,6 +179,8 @@ class DynamicBatcher(Wrapper):
         future: Future = Future()
         now = time.perf_counter()
         with self._cond:
+            if self._dead is not None:
+                raise InferenceError(str(self._dead))
             if self._closing:
                 raise Closed(f"batcher {self.name!r} is closed")
             batch = self._open_batch_for(key, rows)
@@ -221,29 +231,66 @@ class DynamicBatcher(Wrapper):
                     self._cond.wait()
 
     def _loop(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._run(batch)
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._run(batch)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from an engine: nobody may wait for good
+            self._die(exc)
+
+    def _die(self, exc: BaseException) -> None:
+        """A batch thread is dying: fail every request still waiting, refuse new ones, say why."""
+        error = InferenceError(f"batcher {self.name!r} stopped: its batch thread died "
+                               f"({type(exc).__name__}: {exc}) while running "
+                               f"{getattr(self.inner, 'name', 'the engine')!r}; pending requests failed")
+        error.__cause__ = exc
+        with self._cond:
+            self._dead, self._closing = error, True
+            pending = [t.future for b in self._queue for t in b.tasks] + list(self._in_flight)
+            self._queue.clear()
+            self._in_flight.clear()
+            self._cond.notify_all()
+        log.error("%s (%d requests)", error, len(pending), exc_info=(type(exc), exc, exc.__traceback__))
+        for future in pending:
+            self._settle(future, error=error)
+
+    def _attempt(self, tasks: list[_Task], rows: int) -> tuple[int, list[dict[str, np.ndarray]]]:
+        """Run ``tasks`` as one batch; (padded size, each task's outputs)."""
+        padded = self.config.padded_size(rows)
+        merged = _merge(tasks, padded, self.config.pad_variable_length_inputs)
+        return padded, self._split(self.inner.predict(merged), tasks, padded)
+
+    def _error_for(self, exc: Exception, rows: int) -> KitError:
+        if isinstance(exc, KitError):
+            return exc
+        error = InferenceError(f"batch of {rows} rows failed in {getattr(self.inner, 'name', 'the engine')!r}: "
+                               f"{type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
 
     def _run(self, batch: _Batch) -> None:
         padded = self.config.padded_size(batch.rows)
-        results: list[dict[str, np.ndarray]] = []
+        results: list[Any] = []
         error: BaseException | None = None
+        isolated = False
         try:
-            merged = _merge(batch.tasks, padded, self.config.pad_variable_length_inputs)
-            outputs = self.inner.predict(merged)
-            results = self._split(outputs, batch, padded)
+            padded, results = self._attempt(batch.tasks, batch.rows)
         except Exception as exc:  # noqa: BLE001 - handed to exactly this batch's requests
-            error = exc if isinstance(exc, KitError) else InferenceError(
-                f"batch of {batch.rows} rows failed in {getattr(self.inner, 'name', 'the engine')!r}: "
-                f"{type(exc).__name__}: {exc}")
-            if error is not exc:
-                error.__cause__ = exc
+            error = self._error_for(exc, batch.rows)
+            if self.config.isolate_failures and len(batch.tasks) > 1 and not isinstance(error, ServingError):
+                isolated, results = True, []
+                for task in batch.tasks:  # one poisonous request must not fail the innocent ones
+                    try:
+                        results.append(self._attempt([task], task.rows)[1][0])
+                    except Exception as single:  # noqa: BLE001 - this request's own error
+                        results.append(self._error_for(single, task.rows))
+                error = None
         # Counted before any caller wakes, so stats() read after a result already includes its batch.
         with self._cond:
-            self._counts["failed_batches"] += int(error is not None)
+            self._counts["failed_batches"] += int(error is not None or isolated)
+            self._counts["isolated_batches"] += int(isolated)
             self._counts["batches"] += 1
             self._counts["rows"] += batch.rows
             self._counts["padding_rows"] += padded - batch.rows
@@ -255,16 +302,19 @@ class DynamicBatcher(Wrapper):
                 self._settle(task.future, error=error)
         else:
             for task, result in zip(batch.tasks, results):
-                self._settle(task.future, result=result)
+                if isinstance(result, BaseException):
+                    self._settle(task.future, error=result)
+                else:
+                    self._settle(task.future, result=result)
 
     @staticmethod
-    def _split(outputs: Outputs, batch: _Batch, padded: int) -> list[dict[str, np.ndarray]]:
+    def _split(outputs: Outputs, tasks: list[_Task], padded: int) -> list[dict[str, np.ndarray]]:
         for name, array in outputs.items():
             if np.ndim(array) == 0 or np.shape(array)[0] != padded:
                 raise InferenceError(f"output {name!r} has shape {np.shape(array)}, but batching needs every output "
                                      f"to lead with the batch dimension ({padded} rows)")
         results, offset = [], 0
-        for task in batch.tasks:
+        for task in tasks:
             results.append({name: array[offset:offset + task.rows] for name, array in outputs.items()})
             offset += task.rows
         return results
@@ -286,6 +336,7 @@ class DynamicBatcher(Wrapper):
             return {"requests": self._counts["requests"], "batches": self._counts["batches"],
                     "rows": self._counts["rows"], "padding_rows": self._counts["padding_rows"],
                     "rejected": self._counts["rejected"], "failed_batches": self._counts["failed_batches"],
+                    "isolated_batches": self._counts["isolated_batches"],
                     "mean_batch_rows": self._counts["rows"] / self._counts["batches"] if self._counts["batches"]
                     else 0.0,
                     "batch_size_histogram": dict(sorted(self._rows_hist.items())),

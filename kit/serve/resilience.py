@@ -11,6 +11,7 @@ and a programming error (anything that is not a ``KitError``) is never hidden be
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -49,12 +50,17 @@ def is_retryable(exc: BaseException, retry_on: tuple[type[BaseException], ...] =
 # --------------------------------------------------------------------------- retry
 
 
+class _Overran(Exception):
+    """Internal: the running attempt reached the retry's deadline (never retried)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter (sleep ~ U(0, min(max_delay, base * multiplier**n))).
 
     ``max_attempts`` counts the first try; ``deadline_s`` bounds the whole request including
-    sleeps (``None``: no overall deadline). Full jitter spreads retries of many clients so
+    sleeps and a running attempt: the caller gets ``DeadlineExceeded`` at the deadline even
+    if the attempt still runs (``None``: no overall deadline). Full jitter spreads retries of many clients so
     they do not hit a recovering server in lock step (AWS architecture blog, "Exponential
     Backoff And Jitter").
     """
@@ -87,16 +93,25 @@ class Retry(Wrapper):
 
     When the deadline leaves no room for the next sleep and attempt, the request fails at
     once with ``DeadlineExceeded`` (chained to the last error) rather than sleeping past it.
-    ``give_up_on`` errors are raised at once although retryable elsewhere (``CircuitOpen``).
+    With a deadline, each attempt runs on one of ``max_workers`` worker threads and the caller
+    waits for it only until the deadline: an attempt that overruns is abandoned (Python cannot
+    cancel a running call, so it finishes, or keeps hanging, on its worker; when every worker
+    is stuck, later attempts wait in line and their callers still get ``DeadlineExceeded`` on
+    time). The attempt sees the remaining deadline (``remaining_deadline``), so a ``Timeout``
+    or a remote engine inside can stop sooner. ``give_up_on`` errors are raised at once
+    although retryable elsewhere (``CircuitOpen``).
     """
 
     def __init__(self, inner: Predictor, policy: RetryPolicy | None = None, *,
                  retry_on: tuple[type[BaseException], ...] = RETRY_ON,
                  give_up_on: tuple[type[BaseException], ...] = NOT_RETRIED_BY_RETRY, clock: Clock = time.monotonic,
                  sleep: Sleep = time.sleep, rng: random.Random | None = None, seed: int = 0,
-                 name: str | None = None) -> None:
+                 max_workers: int = 8, name: str | None = None) -> None:
+        require_int("max_workers", max_workers)
         super().__init__(inner, name)
         self.policy = policy or RetryPolicy()
+        self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
         self.retry_on = tuple(retry_on)
         self.give_up_on = tuple(give_up_on)
         self._clock, self._sleep = clock, sleep
@@ -110,6 +125,33 @@ class Retry(Wrapper):
             for key, value in inc.items():
                 self._stats[key] += value
 
+    def _attempt(self, feeds: Feeds, deadline: float | None) -> Outputs:
+        """One call of ``inner``; with a deadline, on a worker, waited for until the deadline only."""
+        if deadline is None:
+            return self.inner.predict(feeds)
+        left = deadline - self._clock()
+        if left > 0:
+            with self._lock:
+                if self._closed:
+                    raise Closed(f"{self.name} is closed")
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="kit-retry")
+                pool = self._pool
+            future = pool.submit(contextvars.copy_context().run, self.inner.predict, feeds)
+            try:
+                return future.result(timeout=left)
+            except FutureTimeout:
+                future.cancel()
+        raise _Overran(f"{self.name}: no answer within the {self.policy.deadline_s:g} s deadline "
+                       f"(the attempt still running was abandoned)")
+
+    def _close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self.inner.close()
+
     def predict(self, feeds: Feeds) -> Outputs:
         policy = self.policy
         start = self._clock()
@@ -122,7 +164,10 @@ class Retry(Wrapper):
                 attempt += 1
                 self._count(attempts=1)
                 try:
-                    outputs = self.inner.predict(feeds)
+                    outputs = self._attempt(feeds, deadline)
+                except _Overran as exc:
+                    self._count(failed=1, deadline_exceeded=1)
+                    raise DeadlineExceeded(str(exc)) from None
                 except Exception as exc:
                     if not is_retryable(exc, self.retry_on) or isinstance(exc, self.give_up_on):
                         self._count(failed=1, not_retryable=1 if isinstance(exc, KitError) else 0)
@@ -184,7 +229,10 @@ class CircuitBreaker(Wrapper):
     one failure opens it again.
 
     Only retryable errors count as failures: a bad input says nothing about the route's
-    health. Every transition is recorded (``transitions``) with the clock's time.
+    health. Only the probes admitted in the current half-open period can close it: a call
+    admitted earlier (while closed) that happens to succeed after the breaker opened says
+    nothing about the route now. Every transition is recorded (``transitions``) with the
+    clock's time.
     """
 
     def __init__(self, inner: Predictor, config: BreakerConfig | None = None, *,
@@ -198,6 +246,7 @@ class CircuitBreaker(Wrapper):
         self._opened_at = 0.0
         self._probes = 0            # half-open calls admitted
         self._probe_successes = 0
+        self._epoch = 0             # bumped on every transition: which period admitted a call
         self.transitions: list[tuple[float, str, str]] = []
         self._stats = {"calls": 0, "succeeded": 0, "failed": 0, "rejected": 0, "opened": 0}
 
@@ -211,6 +260,7 @@ class CircuitBreaker(Wrapper):
         self.transitions.append((self._clock(), self._state, to))
         log.info("%s: circuit %s -> %s", self.name, self._state, to)
         self._state = to
+        self._epoch += 1
         if to == OPEN:
             self._opened_at = self._clock()
             self._stats["opened"] += 1
@@ -223,7 +273,8 @@ class CircuitBreaker(Wrapper):
         if self._state == OPEN and self._clock() - self._opened_at >= self.config.cool_down_s:
             self._move(HALF_OPEN)
 
-    def _admit(self) -> None:
+    def _admit(self) -> tuple[int, bool]:
+        """Let a call through or raise ``CircuitOpen``; (the period it was admitted in, whether it is a probe)."""
         with self._lock:
             self._stats["calls"] += 1
             self._maybe_half_open()
@@ -238,11 +289,18 @@ class CircuitBreaker(Wrapper):
                     raise CircuitOpen(f"{self.name}: circuit half-open and its {self.config.half_open_max_calls} "
                                       f"probe call(s) are in flight; refusing until they finish")
                 self._probes += 1
+                return self._epoch, True
+            return self._epoch, False
 
-    def _on_success(self) -> None:
+    def _is_probe(self, ticket: tuple[int, bool]) -> bool:
+        return self._state == HALF_OPEN and ticket == (self._epoch, True)
+
+    def _on_success(self, ticket: tuple[int, bool]) -> None:
         with self._lock:
             self._stats["succeeded"] += 1
             if self._state == HALF_OPEN:
+                if not self._is_probe(ticket):
+                    return  # admitted before the breaker opened: the probe decides
                 self._probe_successes += 1
                 if self._probe_successes >= self.config.success_threshold:
                     self._move(CLOSED)
@@ -259,23 +317,23 @@ class CircuitBreaker(Wrapper):
                 if self._failures >= self.config.failure_threshold:
                     self._move(OPEN)
 
-    def _on_neutral(self) -> None:
+    def _on_neutral(self, ticket: tuple[int, bool]) -> None:
         """A non-retryable error: frees a half-open probe slot without judging the route."""
         with self._lock:
-            if self._state == HALF_OPEN:
+            if self._is_probe(ticket):
                 self._probes = max(0, self._probes - 1)
 
     def predict(self, feeds: Feeds) -> Outputs:
-        self._admit()
+        ticket = self._admit()
         try:
             outputs = self.inner.predict(feeds)
         except Exception as exc:
             if is_retryable(exc):
                 self._on_failure()
             else:
-                self._on_neutral()
+                self._on_neutral(ticket)
             raise
-        self._on_success()
+        self._on_success(ticket)
         return outputs
 
     def stats(self) -> dict[str, Any]:

@@ -7,8 +7,9 @@ JSON), with TF Serving's status codes, HTTP statuses and messages. So an ONNX mo
 SavedModel or a whole wrapped stack can be measured in-process and remote side by side,
 and ``TFServingEngine`` has a peer to test against without Docker.
 
-It is an experimentation and test server: bound to 127.0.0.1 by default, a thread per
-request, no batching of its own. Production belongs on TensorFlow Serving (or a comparable
+It is an experimentation and test server: bound to 127.0.0.1 by default, no batching of its
+own, REST on tornado (kit.tfserving.rest), with limits on request size, declared elements,
+concurrency and slow clients (``ServerConfig``). Production belongs on TensorFlow Serving (or a comparable
 server), which the very same client talks to unchanged.
 
 Models come from a ``ServableSource`` (kit.tfserving.sources): a plain mapping ``name -> {version: Predictor}`` with
@@ -20,18 +21,14 @@ four methods. The server depends on the protocol only, never on the registry mod
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
+import math
 import signal
-import socket
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 
@@ -40,7 +37,7 @@ from kit.engines import tfserving_wire as wire
 from kit.engines.base import Outputs, Predictor
 from kit.errors import ConfigError, DeadlineExceeded, InputError, KitError, ModelLoadError, ServingError
 from kit.specs import check_feeds
-
+from kit.tfserving.rest import RestEndpoint
 from kit.tfserving.sources import as_source
 
 log = logging.getLogger(__name__)
@@ -48,13 +45,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Where and how ``ModelServer`` listens; a port of 0 picks a free one, ``None`` turns a protocol off."""
+    """Where and how ``ModelServer`` listens; a port of 0 picks a free one, ``None`` turns a protocol off.
+
+    The limits protect the server from one client: ``max_request_bytes`` (a REST body or a gRPC
+    message), ``max_request_elements`` (the elements a gRPC tensor declares, checked before
+    anything is allocated), ``max_concurrent_requests`` (running or waiting, per protocol; more
+    are refused with RESOURCE_EXHAUSTED / 429), ``read_timeout_s`` (a REST client's time to send
+    its body), ``idle_timeout_s`` (a connection without a request), ``backlog`` (connections
+    waiting to be accepted). ``rest_nan``: ``"literal"`` writes NaN/Infinity as TF Serving does,
+    ``"refuse"`` answers 500 instead of emitting JSON that strict parsers reject.
+    """
 
     host: str = "127.0.0.1"
     grpc_port: int | None = 0
     rest_port: int | None = 0
     max_workers: int = 8
-    max_concurrent_rpcs: int | None = None
+    max_concurrent_requests: int = 256
+    max_request_bytes: int = 16 * 2**20
+    max_request_elements: int = 2**24
+    read_timeout_s: float = 30.0
+    idle_timeout_s: float = 60.0
+    backlog: int = 1024
+    rest_nan: str = "literal"
     grace_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -64,9 +76,16 @@ class ServerConfig:
                 raise ConfigError(f"{key} must be an int in [0, 65535] (0 = any free port) or None, got {port!r}")
         if self.grpc_port is None and self.rest_port is None:
             raise ConfigError("turn on at least one protocol: grpc_port and rest_port are both None")
-        require_int("max_workers", self.max_workers)
-        if self.max_concurrent_rpcs is not None and self.max_concurrent_rpcs < 1:
-            raise ConfigError(f"max_concurrent_rpcs must be >= 1 or None, got {self.max_concurrent_rpcs!r}")
+        for key in ("max_workers", "max_concurrent_requests", "max_request_bytes", "max_request_elements",
+                    "backlog"):
+            require_int(key, getattr(self, key))
+        for key in ("read_timeout_s", "idle_timeout_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{key} must be a number of seconds > 0, got {value!r}")
+        if self.rest_nan not in ("literal", "refuse"):
+            raise ConfigError(f"rest_nan must be 'literal' (as TF Serving writes NaN) or 'refuse', "
+                              f"got {self.rest_nan!r}")
         if self.grace_s < 0:
             raise ConfigError(f"grace_s must be >= 0, got {self.grace_s!r}")
 
@@ -87,8 +106,7 @@ class ModelServer:
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
         self._grpc: Any = None
-        self._http: _HTTPServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self._rest: RestEndpoint | None = None
         self._stopped = threading.Event()
         self._wake = threading.Event()
 
@@ -112,14 +130,8 @@ class ModelServer:
             if cfg.grpc_port is not None:
                 self._start_grpc()
             if cfg.rest_port is not None:
-                try:
-                    self._http = _HTTPServer((cfg.host, cfg.rest_port), _Handler, self)
-                except OSError as exc:
-                    raise ServingError(f"cannot listen for REST on {cfg.host}:{cfg.rest_port}: {exc}") from exc
-                self.rest_port = self._http.server_address[1]
-                self._http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
-                                                     name="kit-serve-rest", daemon=True)
-                self._http_thread.start()
+                self._rest = RestEndpoint(self)
+                self.rest_port = self._rest.port
         except BaseException:
             self.stop()
             raise
@@ -131,9 +143,10 @@ class ModelServer:
         apis = wire.grpc_apis()
         cfg = self.config
         server = apis.grpc.server(ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="kit-serve-grpc"),
-                                  maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
-                                  options=[("grpc.max_receive_message_length", -1),
-                                           ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+                                  maximum_concurrent_rpcs=cfg.max_concurrent_requests,
+                                  options=[("grpc.max_receive_message_length", cfg.max_request_bytes),
+                                           ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0),
+                                           ("grpc.max_connection_idle_ms", int(cfg.idle_timeout_s * 1000))])
         prediction, models = _servicers(self)
         apis.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
         apis.model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
@@ -154,13 +167,9 @@ class ModelServer:
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
             self._grpc = None
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.close_connections()
-            self._http.server_close()
-            if self._http_thread is not None:
-                self._http_thread.join(timeout=max(grace, 1.0))
-            self._http, self._http_thread = None, None
+        if self._rest is not None:
+            self._rest.stop(grace)
+            self._rest = None
         self.grpc_port = self.rest_port = None
         if self.close_models and not self._stopped.is_set() and hasattr(self.source, "close"):
             self.source.close()
@@ -242,6 +251,41 @@ class ModelServer:
 
 # --------------------------------------------------------------------------- gRPC
 
+def _decode(name: str, proto: Any, max_elements: int) -> np.ndarray:
+    """``wire.to_ndarray`` behind the checks that keep a hostile TensorProto from allocating or raising raw.
+
+    The declared shape is checked (no negative dimension, at most ``max_elements`` elements)
+    before a single value is decoded, and ``tensor_content`` must be whole elements of a
+    numeric dtype; whatever else the decoder refuses is an ``InputError`` (INVALID_ARGUMENT).
+    """
+    dims = [int(d.size) for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise InputError(f"input '{name}' has a negative dimension in its shape {dims}; a request's tensor "
+                         f"needs every size")
+    count = math.prod(dims)
+    if count > max_elements:
+        raise InputError(f"input '{name}' declares shape {dims} = {count} elements, more than this server "
+                         f"takes (max_request_elements={max_elements})")
+    apis = wire.grpc_apis()
+    try:
+        dtype_name = apis.types_pb2.DataType.Name(proto.dtype)
+    except ValueError:
+        raise InputError(f"input '{name}' has an unknown dtype number {proto.dtype}") from None
+    dtype = wire.numpy_dtype(dtype_name)
+    if proto.tensor_content:
+        if dtype.kind == "O":
+            raise InputError(f"input '{name}' is {dtype_name}: strings go in string_val, not tensor_content")
+        if len(proto.tensor_content) % dtype.itemsize:
+            raise InputError(f"input '{name}': tensor_content holds {len(proto.tensor_content)} bytes, not a "
+                             f"whole number of {dtype_name} values ({dtype.itemsize} bytes each)")
+    try:
+        return wire.to_ndarray(proto)
+    except KitError:
+        raise
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise InputError(f"input '{name}' cannot be decoded: {type(exc).__name__}: {exc}") from None
+
+
 def _servicers(server: ModelServer) -> tuple[Any, Any]:
     """The two gRPC servicers, built on first use because their bases come from tensorflow-serving-api."""
     apis = wire.grpc_apis()
@@ -261,7 +305,8 @@ def _servicers(server: ModelServer) -> tuple[Any, Any]:
             name, version, label = spec_of(request)
             try:
                 with server.servable(name, version, label, request.model_spec.signature_name) as (resolved, p):
-                    feeds = {k: wire.to_ndarray(t) for k, t in request.inputs.items()}
+                    feeds = {k: _decode(k, t, server.config.max_request_elements)
+                             for k, t in request.inputs.items()}
                     remaining = context.time_remaining()
                     if remaining is not None and remaining <= 0:
                         raise DeadlineExceeded("the request's deadline passed before it ran")
@@ -304,129 +349,6 @@ def _servicers(server: ModelServer) -> tuple[Any, Any]:
     return PredictionService(), ModelService()
 
 
-# --------------------------------------------------------------------------- REST
-
-_PREDICT_PATH = re.compile(r"(?i)/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                           r":(?P<method>classify|regress|predict)")
-_STATUS_PATH = re.compile(r"(?i)/v1/models(?:/(?P<name>[^/:]+))?(?:/versions/(?P<version>\d+)|"
-                          r"/labels/(?P<label>[^/:]+))?(?:/(?P<sub>metadata))?")
-
-
-def _rest(server: ModelServer, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    """One REST request -> (HTTP status, JSON payload), with TF Serving's paths, formats and errors."""
-    path = path.split("?", 1)[0]
-    if not path.lower().startswith("/v1/"):
-        return 404, {"error": f"no such resource: {path}; kit serve answers /v1/models/..."}
-    try:
-        pattern = _PREDICT_PATH if method == "POST" else _STATUS_PATH
-        match = pattern.fullmatch(path)
-        if match is None:
-            raise InputError(f"Malformed request: {method} {path}")
-        name = unquote(match["name"] or "")
-        version = int(match["version"]) if match["version"] else None
-        label = unquote(match["label"]) if match["label"] else None
-        if not name:
-            raise InputError("Missing model name in request.")
-        if method == "GET":
-            return 200, server.metadata(name, version, label) if match["sub"] else server.status(name, version, label)
-        if match["method"].lower() != "predict":
-            return 501, {"error": f"kit serve implements predict only, not {match['method']}"}
-        return 200, _rest_predict(server, name, version, label, body)
-    except KitError as exc:
-        return wire.HTTP_STATUS[wire.code_for_error(exc)], {"error": str(exc)}
-
-
-def _rest_predict(server: ModelServer, name: str, version: int | None, label: str | None,
-                  body: bytes) -> dict[str, Any]:
-    try:
-        request = json.loads(body)
-    except ValueError as exc:
-        raise InputError(f"JSON Parse error: {exc}") from None
-    if not isinstance(request, dict):
-        raise InputError("the request body must be a JSON object")
-    signature = request.get("signature_name", "")
-    if not isinstance(signature, str):
-        raise InputError("'signature_name' key must be a string value.")
-    if ("instances" in request) == ("inputs" in request):
-        raise InputError("Missing 'inputs' or 'instances' key" if "inputs" not in request else
-                         "Not formatted correctly expecting only one of 'inputs' or 'instances' keys exists")
-    with server.servable(name, version, label, signature) as (_, predictor):
-        if "instances" in request:
-            feeds = wire.rows_to_arrays(request["instances"], predictor.input_specs)
-        else:
-            feeds = wire.columns_to_arrays(request["inputs"], predictor.input_specs)
-        outputs = {k: np.asarray(v) for k, v in server.run(predictor, feeds).items()}
-    if "instances" in request:
-        return {"predictions": wire.arrays_to_rows(outputs)}
-    return {"outputs": wire.arrays_to_columns(outputs)}
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type, app: ModelServer) -> None:
-        self.app = app
-        self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def track(self, conn: socket.socket, alive: bool) -> None:
-        with self._lock:
-            (self._connections.add if alive else self._connections.discard)(conn)
-
-    def close_connections(self) -> None:
-        """Wake keep-alive handler threads blocked on reading, so that stop() leaves none behind."""
-        with self._lock:
-            conns = list(self._connections)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving's clients expect
-    disable_nagle_algorithm = True
-    server_version = "kit-serve"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        with contextlib.suppress(OSError):
-            super().finish()
-        self.server.track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's method name
-        self._answer(*_rest(self.server.app, "GET", self.path, b""))
-
-    def do_POST(self) -> None:  # noqa: N802
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            self._answer(411, {"error": "a POST needs a Content-Length header"})
-            return
-        body = self.rfile.read(int(length))
-        self._answer(*_rest(self.server.app, "POST", self.path, body))
-
-    def _answer(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError as exc:  # the client gave up (its deadline passed): nothing to answer
-            log.debug("client went away before the answer: %s", exc)
-            self.close_connection = True
-
-
 # --------------------------------------------------------------------------- command line
 
 def server_for_paths(paths: list[str], name: str | None = None, labels: list[str] | None = None,
@@ -446,7 +368,7 @@ def server_for_paths(paths: list[str], name: str | None = None, labels: list[str
     label_map: dict[str, int] = {}
     for item in labels or []:
         label, _, version = item.partition("=")
-        if not label or not version.isdigit():
+        if not label or not (version.isascii() and version.isdigit()):
             raise ConfigError(f"a label is LABEL=VERSION (e.g. stable=1), got {item!r}")
         label_map[label] = int(version)
     versions: dict[int, Predictor] = {}

@@ -96,6 +96,11 @@ class _State:
     labels: dict[str, int] = field(default_factory=dict)
 
 
+def _is_version_name(name: str) -> bool:
+    """ASCII digits only, as TF Serving reads version folders: ``"²".isdigit()`` is True, ``int("²")`` fails."""
+    return name.isascii() and name.isdigit()
+
+
 class ModelRegistry(PredictorBase):
     """Versions of one model under ``base_path``; serves the ``default_label`` version (or the
     newest served) and ``predictor(version=..., label=...)`` gives a view on any other.
@@ -147,7 +152,7 @@ class ModelRegistry(PredictorBase):
         versions = []
         now = self._clock()
         for entry in self.base_path.iterdir():
-            if not (entry.name.isdigit() and entry.is_dir()):
+            if not (_is_version_name(entry.name) and entry.is_dir()):
                 continue  # hidden temporary directories and stray files are never versions
             if model_path(entry) is None:
                 continue
@@ -167,7 +172,7 @@ class ModelRegistry(PredictorBase):
         fmt = model.format if isinstance(model, ModelArtifact) else detect_format(source)
         if fmt not in ("savedmodel", *_FILE_FOR_FORMAT):
             raise ConfigError(f"a registry version must be a SavedModel, ONNX or TFLite model, got {fmt} ({source})")
-        existing = [int(p.name) for p in self.base_path.iterdir() if p.name.isdigit()]
+        existing = [int(p.name) for p in self.base_path.iterdir() if _is_version_name(p.name)]
         version = (max(existing, default=0) + 1) if version is None else int(version)
         if version < 0:
             raise ConfigError(f"version must be >= 0, got {version}")

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -33,7 +32,7 @@ from kit.artifacts import ModelArtifact
 from kit.config import require_int
 from kit.errors import ConfigError, ModelLoadError
 from kit.specs import TensorSpec
-from kit.zoo.cache import cache_root, entry_key, get_or_build, library_versions
+from kit.zoo.cache import cache_root, child_command, entry_key, get_or_build, library_versions
 from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, check_name, declared_specs, resolve_params
 from kit.zoo.data import DigitsData, digits_data, sample_feeds, zoo_samples
 
@@ -64,7 +63,7 @@ def _build(name: str, params: Mapping[str, Any], seed: int, out: Path) -> dict[s
 
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "kit.zoo.builders", name, json.dumps(dict(params)), str(seed), str(out)]
+    cmd = child_command("kit.zoo.builders", [name, json.dumps(dict(params)), str(seed), str(out)])
     log.info("building zoo model %s (one-time; cached afterwards)", name)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err, \

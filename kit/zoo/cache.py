@@ -4,7 +4,11 @@ An entry is a directory holding every format of one model plus ``manifest.json``
 a hash of each file. An entry is used only if every file is present and hashes as
 recorded; anything else (a crash mid-build, a truncated copy, an edited file) is
 deleted and rebuilt. Builds write to a temporary directory that is renamed into place,
-and a file lock per entry keeps two processes from building the same one.
+and a file lock per entry keeps two processes from building the same one. A build that was
+killed leaves its temporary ``.NAME-KEY.XXXX`` folder behind: the next build of that entry,
+holding the lock, removes it. The builder runs in a child process started by
+``child_command``, which dies with its parent (Linux's parent-death signal, and a watchdog
+that notices the parent is gone elsewhere), so a killed notebook leaves no orphan building on.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -98,7 +103,11 @@ def get_or_build(entry: Path, required: tuple[str, ...], build: Callable[[Path],
         manifest = read_entry(entry, required)  # another process may have built it meanwhile
         if manifest is not None:
             return manifest
-        if entry.exists():
+        _remove_stale_temporaries(entry)
+        if entry.is_symlink() or entry.is_file():
+            log.warning("zoo cache: %s is a file, not an entry; replacing it", entry)
+            entry.unlink()
+        elif entry.exists():
             shutil.rmtree(entry)
         with atomic_output(entry) as tmp:
             fields = dict(build(tmp))
@@ -108,3 +117,39 @@ def get_or_build(entry: Path, required: tuple[str, ...], build: Callable[[Path],
             manifest = {**fields, "files": hash_tree(tmp)}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def _remove_stale_temporaries(entry: Path) -> None:
+    """Temporary build folders of ``entry`` left by a killed build (called under the entry's lock)."""
+    for stale in entry.parent.glob(f".{entry.name}.*"):
+        log.warning("zoo cache: removing %s, left by a build that did not finish", stale)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+_LAUNCH = """
+import os, runpy, sys, threading, time
+parent = int(sys.argv[1])
+try:
+    import ctypes, signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+def watch():
+    while True:
+        if os.getppid() != parent:
+            os._exit(70)
+        time.sleep(0.5)
+if os.getppid() != parent:
+    os._exit(70)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def child_command(module: str, args: list[str]) -> list[str]:
+    """``python -m module args...`` as a child that dies when this process does (kill -9 included)."""
+    return [sys.executable, "-c", _LAUNCH, str(os.getpid()), module, *args]

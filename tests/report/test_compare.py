@@ -82,3 +82,49 @@ def test_direction_from_names():
     assert direction("x/p99_ms") == "lower" and direction("x/accuracy_drop") == "lower"
     assert direction("x/samples_per_s") == "higher" and direction("x/speedup") == "higher"
     assert direction("x/best_batch_size") == "?" and direction("x/model_size_mb") == "lower"
+
+
+def test_run_names_cannot_inject_markup(tmp_path):
+    """Issue 16 #3: a compared run's name went into an href unescaped."""
+    evil = 'old"><img src=x onerror=alert(3)>'
+    a = make_run(tmp_path / evil, 100.0, BASE)
+    b = make_run(tmp_path / "new", 200.0, BASE)
+    assert main(["compare", str(a), str(b)]) == 0
+    for page in (b / "index.html", next(b.glob("compare_*.html"))):
+        text = page.read_text()
+        assert "<img" not in text and 'onerror=alert(3)>"' not in text
+    summary = json.loads((b / "run.json").read_text())
+    summary["notebooks"][0].update(status='ok"><script>x()</script>', html="javascript:alert(1)", failed_cell="<b>")
+    write_index(b, summary)
+    text = (b / "index.html").read_text()
+    assert "<script>" not in text and 'href="javascript:' not in text and "<b>:" not in text
+
+
+@pytest.mark.parametrize("newer", [{**BASE, "p95_ms": float("nan")}, {**BASE, "p95_ms": "12 ms"},
+                                   {k: v for k, v in BASE.items() if k not in ("p95_ms", "p95_ms_spread")}])
+def test_a_figure_that_cannot_be_compared_fails_the_gate(tmp_path, capsys, newer):
+    """Issue 16 #4: NaN, a string or a vanished figure passed the gate with exit 0."""
+    a = make_run(tmp_path / "A", 1.0, BASE)
+    b = make_run(tmp_path / "B", 2.0, newer)
+    assert main(["compare", str(a), str(b), "--threshold", "10"]) == 1
+    assert "01_demo/p95_ms" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--threshold", "10", "--allow-missing"]) == 0
+    assert compare_runs(a, b).frame.set_index("metric").loc["01_demo/p95_ms", "verdict"] == "lost"
+
+
+@pytest.mark.parametrize("summary, message", [
+    ([], "JSON object"), (b"\xff\xfe not utf-8", "UTF-8"),
+    ({"started": 1.0, "notebooks": [{"status": "ok"}]}, "'notebook' name"),
+    ({"started": "yesterday", "notebooks": []}, "'started'"),
+    ({"started": 1.0, "notebooks": {"01_demo": {}}}, "'notebooks'"),
+])
+def test_malformed_run_json_is_a_config_error_not_a_traceback(tmp_path, capsys, summary, message):
+    """Issue 16 #11: each of these raised a raw TypeError/KeyError/UnicodeDecodeError from kit compare."""
+    a = make_run(tmp_path / "A", 1.0, BASE)
+    bad = tmp_path / "B"
+    bad.mkdir()
+    (bad / "run.json").write_bytes(summary if isinstance(summary, bytes) else json.dumps(summary).encode())
+    with pytest.raises(ConfigError, match=message):
+        load_run(bad)
+    assert main(["compare", str(a), str(bad)]) == 2
+    assert "Traceback" not in capsys.readouterr().err

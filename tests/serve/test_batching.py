@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from kit.engines.base import PredictorBase
 from kit.errors import Closed, ConfigError, InferenceError, InputError, Overloaded
-from kit.serve.batching import DynamicBatcher, BatchingConfig
+from kit.serve.batching import BatchingConfig, DynamicBatcher
 from kit.specs import TensorSpec
 
 
@@ -161,9 +161,11 @@ def test_full_queue_rejects_at_once_with_overloaded():
 
 
 def test_a_failing_batch_fails_only_its_own_requests_with_the_engine_error():
+    """TF Serving's behaviour, kept as an option: the whole batch fails with the engine's error."""
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10) as batcher:
+    with DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10,
+                        isolate_failures=False) as batcher:
         blocker = batcher.submit(rows([1]))
         wait_until(engine.entered.is_set)
         bad = [batcher.submit(rows([-1])), batcher.submit(rows([2]))]  # one batch, poisoned
@@ -307,3 +309,54 @@ def test_stop_leaves_the_engine_open_for_another_batcher():
     with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0) as second:
         assert second.predict(rows([2]))["id"].tolist() == [2.0]
     assert engine.closed
+
+
+def test_a_poisonous_request_fails_alone_its_batch_mates_are_answered():
+    """Issue 16 #9: one request that makes the engine raise, batched with 7 good ones, failed all 8."""
+    gate = threading.Event()
+    engine = Echo(gate=gate)
+    with DynamicBatcher(engine, max_batch_size=8, batch_timeout_micros=0) as batcher:
+        blocker = batcher.submit(rows([100]))
+        wait_until(engine.entered.is_set)
+        futures = [batcher.submit(rows([i if i != 3 else -3])) for i in range(8)]  # one batch of 8
+        gate.set()
+        blocker.result(timeout=10)
+        for i, future in enumerate(futures):
+            if i == 3:
+                with pytest.raises(InferenceError, match="poisoned row"):
+                    future.result(timeout=10)
+            else:
+                assert future.result(timeout=10)["id"].tolist() == [float(i)]
+        assert batcher.stats()["isolated_batches"] == 1
+
+
+class Exits(Echo):
+    """An engine whose call raises SystemExit (a BaseException) on a poisoned row."""
+
+    def predict(self, feeds):
+        if (feeds["x"][:, 0] < 0).any():
+            self.entered.set()
+            if self.gate is not None:
+                self.gate.wait()
+            raise SystemExit("engine called sys.exit")
+        return super().predict(feeds)
+
+
+def test_a_dead_batch_thread_fails_every_pending_request(caplog):
+    """Issue 16 #5: callers waited for good once the batch thread died of a BaseException."""
+    gate = threading.Event()
+    engine = Exits(gate=gate)
+    batcher = DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10)
+    try:
+        dying = batcher.submit(rows([-1]))
+        wait_until(engine.entered.is_set)
+        queued = [batcher.submit(rows([i])) for i in range(1, 6)]
+        gate.set()
+        for future in [dying, *queued]:
+            with pytest.raises(InferenceError, match="batch thread died.*SystemExit"):
+                future.result(timeout=10)  # a hang guard: the failure itself comes at once
+        with pytest.raises(InferenceError, match="batch thread died"):
+            batcher.submit(rows([7]))
+        assert any("batch thread died" in r.getMessage() for r in caplog.records)
+    finally:
+        batcher.close()

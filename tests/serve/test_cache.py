@@ -257,3 +257,27 @@ def test_store_matches_a_reference_lru_on_random_operations():
             assert stats["inserts"] - stats["evictions"] == stats["entries"]
 
     check()
+
+
+@pytest.mark.parametrize("first, second", [(b"a", "b'a'"), (1, "1"), ("x", b"x"), (1, 1.0), (None, "None")])
+def test_string_tensor_items_of_different_types_never_share_a_key(first, second):
+    """Issue 16 #12: keys used str(item), so the second caller got the first caller's answer."""
+    def obj(item):
+        array = np.empty((1,), dtype=object)
+        array[0] = item
+        return {"text": array}
+
+    assert feeds_key(obj(first)) != feeds_key(obj(second))
+    assert feeds_key(obj(first)) == feeds_key(obj(first))
+
+    class TypeName(PredictorBase):
+        name = "typename"
+        _input_specs = (TensorSpec("text", np.object_, (1,)),)
+        _output_specs = (TensorSpec("kind", np.object_, (1,)),)
+
+        def predict(self, feeds):
+            return {"kind": np.asarray([type(feeds["text"][0]).__name__], dtype=object)}
+
+    with ResultCache(TypeName(), identity=b"t") as cache:
+        assert cache.predict(obj(first))["kind"][0] == type(first).__name__
+        assert cache.predict(obj(second))["kind"][0] == type(second).__name__

@@ -282,3 +282,60 @@ def test_ledger_flags_lost_and_unclear_requests():
         Ledgered(Scripted([KeyError("raw")]), ledger2).predict(feeds())
     with pytest.raises(AssertionError, match="without a clear kit error"):
         ledger2.check()
+
+
+def test_retry_deadline_holds_while_an_attempt_hangs():
+    """Issue 16 #6: Retry(engine that hangs 5 s, deadline_s=0.5) returned after 5 s."""
+    release = threading.Event()
+    inner = Scripted(on_call=lambda: release.wait(10))
+    retry = Retry(inner, RetryPolicy(deadline_s=0.2))
+    try:
+        done = []
+        caller = threading.Thread(target=lambda: done.append(_raised(retry.predict, feeds())))
+        caller.start()
+        caller.join(5)  # a hang guard: the answer is due after 0.2 s, the hang lasts until released
+        assert done and isinstance(done[0], DeadlineExceeded) and "0.2 s deadline" in str(done[0])
+        assert retry.stats()["deadline_exceeded"] == 1 and inner.calls == 1  # not retried
+    finally:
+        release.set()
+        retry.close()
+    assert remaining_deadline() is None
+
+
+def _raised(fn, *args):
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - handed back to the test
+        return exc
+    return None
+
+
+def test_a_stale_success_does_not_close_a_half_open_breaker():
+    """Issue 16 #10: a call admitted while closed that succeeded after the breaker went half-open closed it."""
+    clock = FakeClock()
+    slow_started, slow_release = threading.Event(), threading.Event()
+    probe_started, probe_release = threading.Event(), threading.Event()
+    inner = Scripted()
+    breaker = CircuitBreaker(inner, BreakerConfig(failure_threshold=1, cool_down_s=1.0), clock=clock)
+    inner.on_call = lambda: (slow_started.set(), slow_release.wait(5))
+    slow = threading.Thread(target=breaker.predict, args=(feeds(),))  # admitted while closed
+    slow.start()
+    assert slow_started.wait(5)
+    inner.on_call = None
+    inner.script = [InferenceError("down")]
+    with pytest.raises(InferenceError):
+        breaker.predict(feeds())  # opens the breaker
+    clock.advance(1.0)
+    assert breaker.state == "half_open"
+    inner.on_call = lambda: (probe_started.set(), probe_release.wait(5))
+    probe = threading.Thread(target=_raised, args=(breaker.predict, feeds()))
+    probe.start()
+    assert probe_started.wait(5)
+    slow_release.set()  # the old call succeeds while the real probe is still out
+    slow.join(5)
+    assert breaker.state == "half_open"
+    with pytest.raises(CircuitOpen):
+        breaker.predict(feeds())  # still refused: the probe decides
+    probe_release.set()
+    probe.join(5)
+    assert breaker.state == "closed"

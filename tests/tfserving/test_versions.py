@@ -317,3 +317,16 @@ def test_model_path_finds_each_layout(tmp_path):
     (tmp_path / "2").mkdir()
     (tmp_path / "2" / "model.tflite").write_bytes(b"x")
     assert model_path(tmp_path / "2") == tmp_path / "2" / "model.tflite"
+
+
+def test_a_folder_named_with_a_non_ascii_digit_is_not_a_version(tmp_path, sources):
+    """Issue 16 #11: "²".isdigit() is True and int("²") raised from the constructor, so every poll broke."""
+    (tmp_path / "m" / "²").mkdir(parents=True)
+    (tmp_path / "m" / "٣").mkdir()
+    reg = ModelRegistry(tmp_path / "m", "m")
+    try:
+        assert reg.scan() == []
+        assert reg.register(sources[1]) == 1  # the next number ignores them too
+        assert reg.scan() == [1]
+    finally:
+        reg.close()

@@ -137,3 +137,63 @@ def test_cli_zoo_names_unknown_models(capsys):
 
     assert main(["zoo", "resnet"]) == 2
     assert "the zoo has" in capsys.readouterr().err
+
+
+def test_a_killed_builds_temporary_folder_is_removed_on_the_next_build(tmp_path):
+    """Issue 16 #14: a killed zoo build left `.NAME-KEY.XXXX/` in the cache for good."""
+    entry = tmp_path / "fake-0123"
+    stale = tmp_path / ".fake-0123.abc123"
+    (stale / "fake-0123").mkdir(parents=True)
+    (stale / "fake-0123" / "model.bin").write_bytes(b"half")
+    get_or_build(entry, REQUIRED, FakeBuilder())
+    assert not stale.exists() and read_entry(entry, REQUIRED) is not None
+
+
+def test_an_entry_path_taken_by_a_file_is_rebuilt_not_a_traceback(tmp_path):
+    """Issue 16 #11: a file where the entry belongs raised NotADirectoryError from rmtree."""
+    entry = tmp_path / "fake-0123"
+    entry.write_text("not an entry")
+    manifest = get_or_build(entry, REQUIRED, FakeBuilder())
+    assert manifest["name"] == "fake" and entry.is_dir()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_the_builder_child_dies_with_its_parent(tmp_path):
+    """Issue 16 #14: after kill -9 of the notebook, the builder child ran on as an orphan."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "sleeper.py").write_text(
+        "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+    pidfile = tmp_path / "child.pid"
+    parent_code = ("import subprocess, sys, time\nfrom kit.zoo.cache import child_command\n"
+                   f"subprocess.Popen(child_command('sleeper', [{str(pidfile)!r}]))\ntime.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[2])])}
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], env=env)
+    try:
+        for _ in range(300):  # bounded: the child writes its pid within a few seconds
+            if pidfile.exists() and pidfile.read_text():
+                break
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        assert _state(child) not in ("gone", "Z")
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        for _ in range(200):  # hang guard 10 s; the parent-death signal acts at once
+            if _state(child) in ("gone", "Z"):
+                break
+            time.sleep(0.05)
+        assert _state(child) in ("gone", "Z")
+    finally:
+        parent.kill()
+        if pidfile.exists() and pidfile.read_text() and _state(int(pidfile.read_text())) not in ("gone", "Z"):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
