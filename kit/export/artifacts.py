@@ -48,6 +48,7 @@ def _copy_model(art: ModelArtifact, dest: Path) -> list[Path]:
 def save_artifacts(notebook: str, *, models: Mapping[str, ModelArtifact | str | os.PathLike[str]] | None = None,
                    config: ExportConfig | Mapping[str, Any] | None = None, batching: Any = None,
                    files: Mapping[str, str | os.PathLike[str]] | None = None,
+                   exports: Mapping[str, ModelArtifact | str | os.PathLike[str]] | None = None, name: str = "model",
                    run_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Save what ``notebook`` chose under ``<run>/artifacts/<notebook>/``; one record per file written.
 
@@ -55,19 +56,36 @@ def save_artifacts(notebook: str, *, models: Mapping[str, ModelArtifact | str | 
     ``config``: the ``ExportConfig`` (or its fields) written as ``best_config.json``, the file
     ``kit export --config`` reads. ``batching``: a ``BatchingConfig`` written as TF Serving's
     ``batching_parameters.txt``. ``files``: name -> existing file or folder to copy as is.
+    ``exports``: target -> model, each exported with ``config`` as model ``name`` into
+    ``artifacts/<notebook>/<target>/`` (``kit.export.export``; replaced when it exists).
+    A config without an ``environment`` gets this process's: the figures were measured here.
     """
+    from dataclasses import replace
+
+    from kit.export import export
+
     if not notebook or "/" in notebook:
         raise ConfigError(f"notebook must be a plain name like '05_batching', got {notebook!r}")
     run = run_folder(run_dir)
     dest = run / "artifacts" / notebook
     dest.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Path, str]] = []
+    cfg = None if config is None else as_config(config)
+    if cfg is not None and not cfg.environment:
+        from kit.profile.sysinfo import environment
+
+        cfg = replace(cfg, environment=environment())
+    if exports and cfg is None:
+        raise ConfigError("exports need the config they deploy: pass config=")
+    for target, model in (exports or {}).items():  # first: a config the target refuses stops everything
+        bundle = export(model, target, name, dest / target, cfg, force=True)
+        lineage = bundle.manifest["model"]["lineage"]
+        written += [(bundle.path / rel, lineage) for rel in [*bundle.files, "MANIFEST.json"]]
     for role, model in (models or {}).items():
         art = as_artifact(model)
         for path in _copy_model(art, dest / role):
             written.append((path, art.describe()))
-    if config is not None:
-        cfg = as_config(config)
+    if cfg is not None:
         path = dest / "best_config.json"
         path.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True, default=str))
         written.append((path, ""))
@@ -75,11 +93,11 @@ def save_artifacts(notebook: str, *, models: Mapping[str, ModelArtifact | str | 
         from kit.tfserving import batching_parameters
 
         written.append((batching_parameters.write(batching, dest / "batching_parameters.txt"), ""))
-    for name, source in (files or {}).items():
+    for filename, source in (files or {}).items():
         src = Path(source)
         if not src.exists():
-            raise ConfigError(f"artifact {name!r}: {src} does not exist")
-        target = dest / name
+            raise ConfigError(f"artifact {filename!r}: {src} does not exist")
+        target = dest / filename
         if src.is_dir():
             shutil.copytree(src, target, dirs_exist_ok=True)
             written += [(p, "") for p in target.rglob("*") if p.is_file()]

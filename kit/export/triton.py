@@ -68,8 +68,6 @@ def _data_type(spec: TensorSpec) -> str:
 
 def _dims(spec: TensorSpec, batched: bool) -> list[int]:
     shape = spec.shape[1:] if batched else spec.shape
-    if shape == (None,) and not batched:
-        raise ConfigError(f"'{spec.name}' has an unknown rank; Triton needs dims")
     return [-1 if d is None or not isinstance(d, int) else int(d) for d in shape]
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_serving_a_config_whose_platform_does_not_match_fails_loudly(mlp_onnx, t
 
 def test_save_artifacts(external_onnx, tmp_path, monkeypatch):
     from kit.artifacts import ModelArtifact
-    from kit.export import ExportConfig, links_html, read_config, save_artifacts
+    from kit.export import ExportConfig, links_html, read_config, save_artifacts, verify
     from kit.serve.batching import BatchingConfig
 
     monkeypatch.setenv("KIT_RESULTS_PATH", str(tmp_path / "run" / "05_batching.results.json"))
@@ -73,16 +74,25 @@ def test_save_artifacts(external_onnx, tmp_path, monkeypatch):
     config = ExportConfig(max_batch_size=8, batch_timeout_micros=1000, metrics={"p95_ms": 2.0})
     records = save_artifacts("05_batching", models={"picked": picked}, config=config,
                              batching=BatchingConfig(max_batch_size=8, batch_timeout_micros=1000),
-                             files={"models.config": extra})
+                             files={"models.config": extra}, exports={"triton": picked}, name="mlp")
     folder = tmp_path / "run" / "artifacts" / "05_batching"
     files = {r["file"] for r in records}
     assert files == {"artifacts/05_batching/picked/mlp_ext-quantize_dynamic/mlp_ext-quantize_dynamic.onnx",
                      "artifacts/05_batching/picked/mlp_ext-quantize_dynamic/mlp_ext.weights",
                      "artifacts/05_batching/best_config.json", "artifacts/05_batching/batching_parameters.txt",
-                     "artifacts/05_batching/models.config"}
+                     "artifacts/05_batching/models.config", "artifacts/05_batching/triton/MANIFEST.json",
+                     "artifacts/05_batching/triton/mlp/config.pbtxt", "artifacts/05_batching/triton/mlp/1/model.onnx",
+                     "artifacts/05_batching/triton/mlp/1/mlp_ext.weights"}
     assert all((tmp_path / "run" / f).is_file() for f in files)
     assert any("quantize_dynamic(weight_type=int8)" in r["lineage"] for r in records)
-    assert read_config(folder / "best_config.json") == config
+    saved = read_config(folder / "best_config.json")
+    assert saved.environment["cpu_model"]  # measured here: this process's environment is recorded
+    assert saved == dataclasses.replace(config, environment=saved.environment)
+    assert verify(folder / "triton") == []
+    with pytest.raises(ConfigError, match="labels"):  # a refused export stops before anything is written
+        save_artifacts("08_autotune", config={"labels": {"stable": 1}}, exports={"triton": picked},
+                       files={"models.config": extra})
+    assert not (tmp_path / "run" / "artifacts" / "08_autotune" / "models.config").exists()
     assert json.loads((folder / "ARTIFACTS.json").read_text()) == records
     assert 'href="artifacts/05_batching/best_config.json"' in links_html(records)
 
