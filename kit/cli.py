@@ -92,7 +92,7 @@ def _serve_model_config(args: argparse.Namespace, ports: dict) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from kit.export import export
 
-    bundle = export(args.model, args.target, args.name, args.out, args.config, force=args.force)
+    bundle = export(args.model, args.target, args.name, args.out, args.config, force=args.force, data=args.data)
     print(f"exported {args.model} as {args.target} model {bundle.name!r} to {bundle.path} "
           f"({len(bundle.files)} files, MANIFEST.json)")
     if args.target == "tfserving":
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--target", required=True, choices=["tfserving", "triton"], help="the server")
     exp.add_argument("--name", required=True, help="model name the server serves it as")
     exp.add_argument("--out", required=True, help="bundle folder (must be empty or absent, unless --force)")
+    exp.add_argument("--data", metavar="DATA.npz", help="warm-up inputs: a .npz named after the model's inputs "
+                                                        "(default: synthetic inputs of the declared shapes)")
     exp.add_argument("--force", action="store_true", help="replace a non-empty --out (only once the new one is whole)")
     exp.set_defaults(func=_cmd_export)
 

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,48 @@ def check_model_fits(config: ExportConfig, inputs: Sequence[TensorSpec], outputs
                 raise ConfigError(f"max_batch_size={config.max_batch_size} asks for batching, but "
                                   f"'{spec.name}' {spec.shape_str()} has no dynamic batch dimension; "
                                   f"use max_batch_size=0")
+
+
+def load_data(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Inputs from a ``.npz`` named after the model's inputs (a ``labels`` array is left out)."""
+    import numpy as np
+
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files if k != "labels"}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--data {p} is not a readable .npz of input arrays: {exc}") from exc
+
+
+def warmup_requests(inputs: Sequence[TensorSpec], config: ExportConfig,
+                    data: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One request per ``config.warmup_batch_sizes``: the first rows of ``data``, or synthetic inputs."""
+    import numpy as np
+
+    from kit.specs import synthetic_feeds
+
+    if data is None:
+        return [synthetic_feeds(inputs, batch_size=b, seed=i) for i, b in enumerate(config.warmup_batch_sizes)]
+    missing = [s.name for s in inputs if s.name not in data]
+    if missing:
+        raise ConfigError(f"--data has arrays {sorted(data)}; the model's inputs {[s.name for s in inputs]} "
+                          f"need {missing} too")
+    requests = []
+    for batch in config.warmup_batch_sizes:
+        feeds = {}
+        for spec in inputs:
+            array = np.asarray(data[spec.name])
+            if array.dtype != spec.dtype:
+                raise ConfigError(f"--data '{spec.name}' is {array.dtype.name}; the model takes {spec}")
+            if spec.shape and spec.shape[0] is None:
+                if len(array) < batch:
+                    raise ConfigError(f"--data '{spec.name}' has {len(array)} rows; warm-up batch {batch} needs "
+                                      f"that many (warmup_batch_sizes {list(config.warmup_batch_sizes)})")
+                array = array[:batch]
+            feeds[spec.name] = array
+        requests.append(feeds)
+    return requests
 
 
 def write_manifest(root: Path, *, target: str, name: str, art: ModelArtifact, config: ExportConfig,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from kit.export.bundle import (
     model_specs,
     resolve_model,
     staged,
+    warmup_requests,
     write_manifest,
 )
 from kit.export.config import ExportConfig, as_config
@@ -130,14 +131,14 @@ def _serve_sh(config: ExportConfig, has_labels: bool, name: str) -> str:
 
 def export_tfserving(model: ModelArtifact | str | os.PathLike[str], out: str | os.PathLike[str], name: str,
                      config: ExportConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
-                     force: bool = False, warmup_feeds: Sequence[Mapping[str, Any]] | None = None) -> Bundle:
+                     force: bool = False, data: Mapping[str, Any] | None = None) -> Bundle:
     """Write a TF Serving bundle of ``model`` (a SavedModel) under ``out``; see the module docstring.
 
-    ``warmup_feeds`` are the warm-up requests (the user's data); by default one synthetic
-    request per ``config.warmup_batch_sizes``. Raises ``ConfigError`` before writing anything
-    for a model or config TF Serving cannot take; a failure later leaves ``out`` as it was.
+    The warm-up file holds one request per ``config.warmup_batch_sizes``: the first rows of
+    ``data`` (arrays named after the inputs: the user's inputs), or synthetic ones. Raises
+    ``ConfigError`` before writing anything for a model or config TF Serving cannot take; a
+    failure later leaves ``out`` as it was.
     """
-    from kit.specs import synthetic_feeds
     from kit.tfserving import batching_parameters
     from kit.tfserving.modelconfig import models_config_text
     from kit.tfserving.warmup import write_tfserving_warmup
@@ -151,8 +152,7 @@ def export_tfserving(model: ModelArtifact | str | os.PathLike[str], out: str | o
     inputs, outputs = model_specs(art)
     check_model_fits(cfg, inputs, outputs)
     labels = cfg.labels or {"stable": cfg.version}
-    requests = list(warmup_feeds) if warmup_feeds is not None else [
-        synthetic_feeds(inputs, batch_size=b, seed=i) for i, b in enumerate(cfg.warmup_batch_sizes)]
+    requests = warmup_requests(inputs, cfg, data)
     with staged(out) as root:
         version_dir = root / name / str(cfg.version)
         shutil.copytree(art.path, version_dir)

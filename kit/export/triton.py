@@ -38,6 +38,7 @@ from kit.export.bundle import (
     model_specs,
     resolve_model,
     staged,
+    warmup_requests,
     write_manifest,
 )
 from kit.export.config import ExportConfig, as_config
@@ -86,10 +87,12 @@ def check_expressible(config: ExportConfig, backend: str) -> None:
 
 
 def config_message(name: str, backend: str, cfg: ExportConfig, inputs: tuple[TensorSpec, ...],
-                   outputs: tuple[TensorSpec, ...]):
-    """The ``inference.ModelConfig`` message for this export."""
-    from kit.specs import synthetic_feeds
+                   outputs: tuple[TensorSpec, ...], data: Mapping[str, Any] | None = None):
+    """The ``inference.ModelConfig`` message and the warm-up data files (``warmup/<file>`` -> bytes).
 
+    Without ``data`` the warm-up requests are Triton's ``random_data``; with it, each input's
+    first rows are written raw (row-major), as ``input_data_file`` reads them.
+    """
     pb2 = model_config_pb2()
     m = pb2.ModelConfig(name=name, backend=backend, max_batch_size=cfg.max_batch_size)
     if backend == "tensorflow":
@@ -113,15 +116,22 @@ def config_message(name: str, backend: str, cfg: ExportConfig, inputs: tuple[Ten
             m.parameters["inter_op_thread_count"].string_value = str(cfg.inter_op_num_threads)
         if cfg.graph_optimization_level in GRAPH_LEVEL:
             m.optimization.graph.level = GRAPH_LEVEL[cfg.graph_optimization_level]
-    for batch in cfg.warmup_batch_sizes:
+    files: dict[str, bytes] = {}
+    for batch, feeds in zip(cfg.warmup_batch_sizes, warmup_requests(inputs, cfg, data)):
         warm = m.model_warmup.add(name=f"batch_{batch}", batch_size=batch if batched else 1, count=1)
-        feeds = synthetic_feeds(inputs, batch_size=batch)
         for spec in inputs:
-            shape = feeds[spec.name].shape[1:] if batched else feeds[spec.name].shape
-            warm.inputs[spec.name].data_type = pb2.DataType.Value(_data_type(spec))
-            warm.inputs[spec.name].dims.extend(int(d) for d in shape)
-            warm.inputs[spec.name].random_data = True
-    return m
+            array = np.ascontiguousarray(feeds[spec.name])
+            shape = array.shape[1:] if batched else array.shape
+            entry = warm.inputs[spec.name]
+            entry.data_type = pb2.DataType.Value(_data_type(spec))
+            entry.dims.extend(int(d) for d in shape)
+            if data is None:
+                entry.random_data = True
+            else:
+                filename = f"{spec.name.replace('/', '_')}_batch{batch}"
+                files[filename] = array.tobytes()
+                entry.input_data_file = filename
+    return m, files
 
 
 def config_text(message: Any) -> str:
@@ -132,8 +142,9 @@ def config_text(message: Any) -> str:
 
 def export_triton(model: ModelArtifact | str | os.PathLike[str], out: str | os.PathLike[str], name: str,
                   config: ExportConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
-                  force: bool = False) -> Bundle:
-    """Write a Triton model repository holding ``model`` (ONNX or SavedModel) as ``name``."""
+                  force: bool = False, data: Mapping[str, Any] | None = None) -> Bundle:
+    """Write a Triton model repository holding ``model`` (ONNX or SavedModel) as ``name``;
+    ``data`` (arrays named after the inputs) makes the warm-up requests, else Triton's random data."""
     from kit.export.tfserving import _check_name
 
     cfg = as_config(config)
@@ -146,7 +157,7 @@ def export_triton(model: ModelArtifact | str | os.PathLike[str], out: str | os.P
     check_expressible(cfg, backend)
     inputs, outputs = model_specs(art)
     check_model_fits(cfg, inputs, outputs)
-    message = config_message(name, backend, cfg, inputs, outputs)
+    message, warm_files = config_message(name, backend, cfg, inputs, outputs, data)
     with staged(out) as root:
         version_dir = root / name / str(cfg.version)
         if art.format == "onnx":
@@ -154,5 +165,8 @@ def export_triton(model: ModelArtifact | str | os.PathLike[str], out: str | os.P
         else:
             shutil.copytree(art.path, version_dir / "model.savedmodel")
         (root / name / "config.pbtxt").write_text(config_text(message))
+        for filename, raw in warm_files.items():  # Triton reads input_data_file from NAME/warmup/
+            (root / name / "warmup").mkdir(exist_ok=True)
+            (root / name / "warmup" / filename).write_bytes(raw)
         files = write_manifest(root, target="triton", name=name, art=art, config=cfg, final=out)
     return Bundle(out, "triton", name, files)

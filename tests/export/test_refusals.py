@@ -141,3 +141,19 @@ def test_unreadable_config(tmp_path):
     assert "not JSON" in _one_line(exc)
     with pytest.raises(ConfigError):
         read_config(tmp_path / "missing.json")
+
+
+def test_data_that_does_not_fit_the_model(mlp_onnx, tmp_path):
+    import numpy as np
+
+    with pytest.raises(ConfigError) as exc:
+        export(mlp_onnx, "triton", "mlp", tmp_path / "out", data={"image": np.zeros((2, 16), np.float32)})
+    assert "need ['features']" in _one_line(exc)
+    with pytest.raises(ConfigError) as exc:
+        export(mlp_onnx, "triton", "mlp", tmp_path / "out", {"max_batch_size": 8, "warmup_batch_sizes": [8]},
+               data={"features": np.zeros((2, 16), np.float32)})
+    assert "has 2 rows" in _one_line(exc)
+    with pytest.raises(ConfigError) as exc:
+        export(mlp_onnx, "triton", "mlp", tmp_path / "out", data={"features": np.zeros((2, 16), np.float64)})
+    assert "float64" in _one_line(exc)
+    assert not (tmp_path / "out").exists()

@@ -31,9 +31,12 @@ def _feeds(rows: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def bundle(dense_savedmodel, tmp_path_factory):
-    config = tmp_path_factory.mktemp("cfg") / "best_config.json"
+    folder = tmp_path_factory.mktemp("cfg")
+    config = folder / "best_config.json"
     config.write_text(json.dumps(CONFIG))
-    return export(dense_savedmodel, "tfserving", "dense", tmp_path_factory.mktemp("out") / "bundle", config)
+    np.savez(folder / "inputs.npz", **_feeds(6, 42))  # the user's inputs make the warm-up records
+    return export(dense_savedmodel, "tfserving", "dense", tmp_path_factory.mktemp("out") / "bundle", config,
+                  data=folder / "inputs.npz")
 
 
 def test_layout_and_manifest(bundle, dense_savedmodel):
@@ -80,6 +83,8 @@ def test_batching_monitoring_and_warmup_files(bundle):
     assert monitoring == monitoring_config_text()
     requests = read_tfserving_warmup(bundle.path / "dense" / "3", run=True)  # checked against the signature, run
     assert [r.inputs["x"].tensor_shape.dim[0].size for r in requests] == [1, 4]
+    import tensorflow as tf
+    np.testing.assert_array_equal(tf.make_ndarray(requests[1].inputs["x"]), _feeds(6, 42)["x"][:4])
 
 
 def _monitoring_message():

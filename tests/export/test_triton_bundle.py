@@ -68,3 +68,17 @@ def test_savedmodel(dense_savedmodel, tmp_path):
     assert (bundle.path / "dense" / "1" / "model.savedmodel" / "saved_model.pb").is_file()
     assert not m.parameters  # the tensorflow backend takes no per-model thread parameters
     assert verify(bundle.path) == []
+
+
+def test_warmup_from_the_users_data(mlp_onnx, tmp_path):
+    rows = np.random.default_rng(3).standard_normal((6, 16)).astype(np.float32)
+    data = tmp_path / "inputs.npz"
+    np.savez(data, features=rows, labels=np.zeros(6, np.int64))
+    bundle = export(mlp_onnx, "triton", "mlp", tmp_path / "repo", {"max_batch_size": 4, "warmup_batch_sizes": [1, 4]},
+                    data=data)
+    m = _parse(bundle.path / "mlp" / "config.pbtxt")
+    files = [w.inputs["features"].input_data_file for w in m.model_warmup]
+    assert files == ["features_batch1", "features_batch4"]
+    raw = (bundle.path / "mlp" / "warmup" / "features_batch4").read_bytes()
+    np.testing.assert_array_equal(np.frombuffer(raw, np.float32).reshape(4, 16), rows[:4])
+    assert "mlp/warmup/features_batch4" in bundle.manifest["files"]
