@@ -58,18 +58,53 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from kit.tfserving.server import server_for_paths
 
-    server = server_for_paths(args.model_paths, name=args.name, labels=args.label, host=args.host,
-                              grpc_port=None if args.grpc_port < 0 else args.grpc_port,
-                              rest_port=None if args.rest_port < 0 else args.rest_port,
-                              max_workers=args.workers, max_concurrent_requests=args.max_concurrent_requests,
-                              max_request_bytes=args.max_request_bytes,
-                              max_request_elements=args.max_request_elements,
-                              read_timeout_s=args.read_timeout, idle_timeout_s=args.idle_timeout).start()
+    limits = {"max_workers": args.workers, "max_concurrent_requests": args.max_concurrent_requests,
+              "max_request_bytes": args.max_request_bytes, "max_request_elements": args.max_request_elements,
+              "read_timeout_s": args.read_timeout, "idle_timeout_s": args.idle_timeout}
+    ports = {"host": args.host, "grpc_port": None if args.grpc_port < 0 else args.grpc_port,
+             "rest_port": None if args.rest_port < 0 else args.rest_port, **limits}
+    if args.model_config_file:
+        return _serve_model_config(args, ports)
+    if not args.model_paths:
+        raise KitError("give model paths to serve, or --model-config-file models.config")
+    server = server_for_paths(args.model_paths, name=args.name, labels=args.label, **ports).start()
     urls = [u for u, port in ((f"grpc://{args.host}:{server.grpc_port}", server.grpc_port),
                               (f"http://{args.host}:{server.rest_port}", server.rest_port)) if port is not None]
     print(f"serving {', '.join(args.model_paths)} as model {next(iter(server.source.model_names()))!r} on "
           f"{' and '.join(urls)} (TF Serving API; Ctrl-C stops)", flush=True)
     server.serve_forever()
+    return 0
+
+
+def _serve_model_config(args: argparse.Namespace, ports: dict) -> int:
+    from kit.errors import ConfigError
+    from kit.tfserving.from_config import server_from_config
+
+    if args.model_paths or args.name or args.label:
+        raise ConfigError("--model-config-file names the models, versions and labels: give no model paths, "
+                          "--name or --label with it")
+    server = server_from_config(args.model_config_file, args.batching_parameters_file,
+                                enable_batching=args.enable_batching, **ports).start()
+    urls = [u for u, port in ((f"grpc://{args.host}:{server.grpc_port}", server.grpc_port),
+                              (f"http://{args.host}:{server.rest_port}", server.rest_port)) if port is not None]
+    models = ", ".join(f"{n} {sorted(server.source.versions(n))}" for n in server.source.model_names())
+    print(f"serving {args.model_config_file}: {models} on {' and '.join(urls)} (TF Serving API; Ctrl-C stops)",
+          flush=True)
+    server.serve_forever()
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kit.export import export
+
+    bundle = export(args.model, args.target, args.name, args.out, args.config, force=args.force, data=args.data)
+    print(f"exported {args.model} as {args.target} model {bundle.name!r} to {bundle.path} "
+          f"({len(bundle.files)} files, MANIFEST.json)")
+    if args.target == "tfserving":
+        print(f"start it: {bundle.path}/serve.sh   or in-process: kit serve --model-config-file "
+              f"{bundle.path}/models.config")
+    else:
+        print(f"start it: tritonserver --model-repository={bundle.path}")
     return 0
 
 
@@ -128,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve models over TF Serving's gRPC and REST API (for experiments; "
                                          "production belongs on TensorFlow Serving)")
-    serve.add_argument("model_paths", nargs="+", metavar="MODEL_PATH", help="model files; each is the next version")
+    serve.add_argument("model_paths", nargs="*", metavar="MODEL_PATH", help="model files; each is the next version")
     serve.add_argument("--name", help="model name (default: the first file's stem)")
     serve.add_argument("--label", action="append", metavar="LABEL=VERSION", help="version label, e.g. stable=1")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
@@ -152,7 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds a REST client has to send its body (default: %(default)s)")
     serve.add_argument("--idle-timeout", type=float, default=limits.idle_timeout_s,
                        help="seconds a connection may stay open without a request (default: %(default)s)")
+    serve.add_argument("--model-config-file", metavar="MODELS_CONFIG",
+                       help="serve a TF Serving models.config (e.g. a kit export bundle's) with its versions, "
+                            "labels, warm-up and, beside it, batching_parameters.txt")
+    serve.add_argument("--batching-parameters-file", metavar="FILE",
+                       help="TF Serving batching parameters (default: batching_parameters.txt beside the config)")
+    serve.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=None,
+                       help="batch as the parameters file says (default: when the file exists)")
     serve.set_defaults(func=_cmd_serve)
+
+    exp = sub.add_parser("export", help="write the bundle a server loads: TF Serving or Triton, with MANIFEST.json")
+    exp.add_argument("--model", required=True, help="model path (SavedModel folder, .onnx) or zoo name")
+    exp.add_argument("--config", help="best_config.json (threads, batching, labels...; a tuner's best config too)")
+    exp.add_argument("--target", required=True, choices=["tfserving", "triton"], help="the server")
+    exp.add_argument("--name", required=True, help="model name the server serves it as")
+    exp.add_argument("--out", required=True, help="bundle folder (must be empty or absent, unless --force)")
+    exp.add_argument("--data", metavar="DATA.npz", help="warm-up inputs: a .npz named after the model's inputs "
+                                                        "(default: synthetic inputs of the declared shapes)")
+    exp.add_argument("--force", action="store_true", help="replace a non-empty --out (only once the new one is whole)")
+    exp.set_defaults(func=_cmd_export)
 
     zoo = sub.add_parser("zoo", help="build (once) and list the built-in models in every format")
     zoo.add_argument("models", nargs="*", help="zoo model names (default: all)")

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 MODEL_FILES = ("saved_model.pb", "model.onnx", "model.tflite")
 """What makes ``<version>/`` complete: a SavedModel, or the kit's ONNX/TFLite file name."""
 _FILE_FOR_FORMAT = {"onnx": "model.onnx", "tflite": "model.tflite"}
+PLATFORMS = {"saved_model.pb": "tensorflow", "model.onnx": "onnx", "model.tflite": "tflite"}
+"""The ``model_platform`` a ``models.config`` entry gets for the model file its versions hold."""
 
 Loader = Callable[[Path], Predictor]
 
@@ -62,6 +64,32 @@ def model_path(version_dir: Path) -> Path | None:
         if (version_dir / filename).is_file():
             return version_dir if filename == "saved_model.pb" else version_dir / filename
     return None
+
+
+def platform_of(version_dir: Path) -> str | None:
+    """``tensorflow`` for a SavedModel version, ``onnx`` / ``tflite`` for the kit's other model files."""
+    for filename, platform in PLATFORMS.items():
+        if (version_dir / filename).is_file():
+            return platform
+    return None
+
+
+def onnx_external_data(path: str | os.PathLike[str]) -> list[Path]:
+    """The external-data files an ONNX model names, relative to its folder (they travel with it)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
+
+    model = onnx.load(str(path), load_external_data=False)
+    found: list[Path] = []
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = Path(ExternalDataInfo(tensor).location)
+            if location.is_absolute() or ".." in location.parts:
+                raise ConfigError(f"{path} names external data outside its folder ({location}); "
+                                  f"re-save it with onnx.save(..., save_as_external_data=True)")
+            if location not in found:
+                found.append(location)
+    return found
 
 
 def _signature(version_dir: Path) -> tuple[int, float]:
@@ -113,7 +141,7 @@ class ModelRegistry(PredictorBase):
 
     def __init__(self, base_path: str | os.PathLike[str], name: str | None = None,
                  policy: VersionPolicy | None = None, *, loader: Loader | None = None,
-                 default_label: str = "stable", platform: str = "tensorflow",
+                 default_label: str = "stable", platform: str | None = None,
                  config_path: str | os.PathLike[str] | None = None, poll_interval_s: float = 1.0,
                  min_age_s: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         if poll_interval_s <= 0:
@@ -186,6 +214,9 @@ class ModelRegistry(PredictorBase):
                 shutil.copytree(source, tmp, dirs_exist_ok=True)
             else:
                 shutil.copy2(source, tmp / _FILE_FOR_FORMAT[fmt])
+                for rel in onnx_external_data(source) if fmt == "onnx" else ():
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source.parent / rel, tmp / rel)
             os.rename(tmp, target)  # atomic on one file system; fails if the version appeared meanwhile
         except OSError as exc:
             raise ModelLoadError(f"could not register {source} as version {version} of {self.name!r}: {exc}") from exc
@@ -480,11 +511,26 @@ class ModelRegistry(PredictorBase):
     def model_config(self):
         """This model as a TensorFlow Serving ``ModelConfig`` message."""
         pb2 = import_config_pb2()
-        config = pb2.ModelConfig(name=self.name, base_path=str(self.base_path), model_platform=self.platform)
+        config = pb2.ModelConfig(name=self.name, base_path=str(self.base_path), model_platform=self.model_platform)
         self.policy.to_proto(config.model_version_policy)
         for label, version in sorted(self._state.labels.items()):
             config.version_labels[label] = version
         return config
+
+    @property
+    def model_platform(self) -> str:
+        """``platform`` when given, else what the default version holds (``tensorflow`` for a SavedModel,
+        ``onnx`` for ``model.onnx``...; ``tensorflow`` while nothing is on disk)."""
+        if self.platform:
+            return self.platform
+        state = self._state
+        versions = [self._resolve(state, None, None)] if state.slots else []
+        versions += self.scan()[::-1]
+        for version in versions:
+            found = platform_of(self.base_path / str(version))
+            if found:
+                return found
+        return "tensorflow"
 
     def write_config(self, path: str | os.PathLike[str]) -> Path:
         """Write a ``models.config`` holding this model (see ``write_models_config`` for several)."""
@@ -521,5 +567,5 @@ class VersionView(PredictorBase):
                 "version": self.registry.resolve(self.version, self.label)}
 
 
-__all__ = ["MODEL_FILES", "ModelRegistry", "VersionPolicy", "VersionView", "model_path", "models_config_text",
-           "read_models_config", "write_models_config"]
+__all__ = ["MODEL_FILES", "PLATFORMS", "ModelRegistry", "VersionPolicy", "VersionView", "model_path",
+           "models_config_text", "onnx_external_data", "platform_of", "read_models_config", "write_models_config"]

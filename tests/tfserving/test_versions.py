@@ -268,7 +268,7 @@ def test_models_config_round_trip(tmp_path, sources):
     other = ModelRegistry(tmp_path / "other", "other", VersionPolicy.specific(3, 4))
     parsed = read_models_config(config)  # written on every label change
     assert parsed == [{"name": "digits", "base_path": str((tmp_path / "digits").absolute()),
-                       "model_platform": "tensorflow", "policy": VersionPolicy.latest(2),
+                       "model_platform": "onnx", "policy": VersionPolicy.latest(2),  # ONNX versions
                        "labels": {"stable": 1, "canary": 2}}]
     both = write_models_config(tmp_path / "all.config", [reg, other])
     models = read_models_config(both)
