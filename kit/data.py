@@ -123,7 +123,8 @@ class Dataset:
         if self.synthetic:
             return (f"synthetic inputs from the model's specs ({self.note}): {body}; quality is agreement with "
                     f"float32, not accuracy")
-        return f"user data {self.source}: {body}"
+        origin = "" if self.source.startswith("the zoo") else "user data "  # see kit.models.model_data
+        return f"{origin}{self.source}: {body}"
 
     def to_record(self) -> dict[str, Any]:
         """Machine-readable sibling of ``describe`` for a report's results JSON."""

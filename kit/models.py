@@ -26,11 +26,15 @@ import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.artifacts import ModelArtifact, detect_format, file_digest
 from kit.errors import ConfigError, ConversionError, ModelLoadError, first_line
+
+if TYPE_CHECKING:
+    from kit.data import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -276,3 +280,30 @@ def _child_main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_child_main(sys.argv[1:]))
+
+
+def model_data(model: str | os.PathLike[str] | ModelArtifact, data: str | os.PathLike[str] | None, specs: Any, *,
+               samples: int = 64, split: str = "test", input_shapes: Mapping[str, Sequence[int]] | None = None,
+               value_ranges: Mapping[str, Sequence[float]] | None = None, seed: int = 0) -> Dataset:
+    """The inputs a notebook runs ``model`` on: the user's ``data``, else the zoo's, else synthetic.
+
+    With no ``data`` a zoo model gets its realistic samples (the digits with labels, real sentences, rendered
+    text lines), drawn from its ``split`` ("train" for calibration, "test" for evaluation) so the two never
+    overlap; a user's model gets synthetic inputs from ``specs`` shaped by ``input_shapes`` and valued by
+    ``value_ranges``, and its ``describe()`` says quality on them is agreement with float32, not accuracy.
+    """
+    from dataclasses import replace
+
+    from kit.data import load_data
+
+    if data:
+        return load_data(data, specs, samples=samples, seed=seed)
+    name = model.lineage()[0].name if isinstance(model, ModelArtifact) else str(model)
+    from kit.zoo import MODELS, zoo_samples
+
+    if isinstance(model, str) and name in MODELS:
+        feeds, labels = zoo_samples(name, samples, seed=seed, split=split)
+        mapping = dict(feeds) if labels is None else {**feeds, "labels": labels}
+        ds = load_data(mapping, specs, seed=seed)
+        return replace(ds, source=f"the zoo's {split} samples for {name}")
+    return load_data(None, specs, input_shapes=input_shapes, value_ranges=value_ranges, samples=samples, seed=seed)

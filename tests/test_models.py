@@ -159,3 +159,23 @@ def test_a_failed_conversion_is_one_line_and_leaves_no_cache_entry(tmp_path, mon
         resolve_model(tmp_path / "broken.keras", format="savedmodel")
     assert "\n" not in str(info.value)
     assert not [p for p in derived_root().glob("*") if p.is_dir()]
+
+
+def test_model_data_gives_zoo_samples_with_labels_and_synthetic_inputs_for_a_path(tmp_path):
+    import kit
+    from kit.models import model_data
+
+    art = kit.resolve_model("digits_cnn")
+    with kit.create_engine(art) as engine:
+        train = model_data("digits_cnn", None, engine, samples=20, split="train")
+        test = model_data("digits_cnn", None, engine, samples=20, split="test")
+        assert train.describe().startswith("the zoo's train samples for digits_cnn") and len(train.labels) == 20
+        assert not any((train.arrays["image"][i] == test.arrays["image"]).all(axis=(1, 2, 3)).any()
+                       for i in range(20))
+        synthetic = model_data(art.path, None, engine, samples=8)
+        assert synthetic.synthetic and "not accuracy" in synthetic.describe()
+        np_data = tmp_path / "d.npz"
+        import numpy as np
+        np.savez(np_data, image=train.arrays["image"][:5], labels=train.labels[:5])
+        user = model_data(art.path, str(np_data), engine)
+        assert user.describe().startswith("user data d.npz: 5 samples")

@@ -12,11 +12,14 @@ from kit.engines.onnxruntime import GRAPH_OPTIMIZATION_LEVELS
 from kit.errors import ConfigError
 from kit.report.parameters import (
     BATCH_SIZES,
+    DATA,
+    INPUT_SHAPES,
     MIN_DURATION,
     MODEL,
     MONITOR_REQUESTS,
     ROUNDS,
     SEED,
+    VALUE_RANGES,
     NotebookParameters,
     between,
     flag,
@@ -29,7 +32,9 @@ from kit.report.parameters import (
     param,
     positive_int,
     positive_number,
+    ranges,
     register,
+    shapes,
     text,
 )
 
@@ -41,6 +46,9 @@ ENGINE_NAMES = ("onnxruntime", "tensorflow", "tflite")
 class EnginesParameters(NotebookParameters):
     notebook = "00_engines"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     engines: tuple[str, ...] = param(list_of(one_of(*ENGINE_NAMES)), "engines to run the model on")
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     intra_op_num_threads: int = param(positive_int, "intra-op threads for every engine")
@@ -54,6 +62,9 @@ class EnginesParameters(NotebookParameters):
 class QuantizationParameters(NotebookParameters):
     notebook = "01_quantization"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     accuracy_budget: float = param(non_negative_number, "allowed accuracy drop, percentage points")
     min_cosine: float = param(between(-1.0, 1.0), "minimum cosine similarity of outputs to float32")
@@ -73,6 +84,9 @@ class QuantizationParameters(NotebookParameters):
 class GraphOptimizationParameters(NotebookParameters):
     notebook = "02_graph_optimization"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     passes: tuple[str, ...] = param(list_of(non_empty_text, allow_empty=True), "onnxoptimizer passes, in order")
     graph_optimization_levels: tuple[str, ...] = param(list_of(one_of(*GRAPH_OPTIMIZATION_LEVELS)),
                                                        "ONNX Runtime offline optimization levels to write")
@@ -94,6 +108,9 @@ class GraphOptimizationParameters(NotebookParameters):
 class CachingParameters(NotebookParameters):
     notebook = "03_caching"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     skews: tuple[float, ...] = param(list_of(non_negative_number), "Zipf skews of the request streams, 0 is uniform")
     requests: int = param(positive_int, "requests per stream")
     pool_size: int = param(positive_int, "distinct inputs the streams draw from")
@@ -110,6 +127,9 @@ class CachingParameters(NotebookParameters):
 class ProvidersParameters(NotebookParameters):
     notebook = "04_providers"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     candidates: tuple[str, ...] = param(list_of(non_empty_text), "execution providers to try, in priority order")
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     rounds: int = param(positive_int, ROUNDS)
@@ -138,6 +158,9 @@ class ProvidersParameters(NotebookParameters):
 class BatchingParameters(NotebookParameters):
     notebook = "05_batching"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     engines: tuple[str, ...] = param(list_of(one_of("onnxruntime", "tensorflow")), "engines to compare")
     max_batch_size: int = param(positive_int, "batcher max_batch_size: rows per batch, never more")
     batch_timeouts_micros: tuple[int, ...] = param(list_of(non_negative_int), "batch_timeout_micros values")
@@ -163,6 +186,9 @@ class BatchingParameters(NotebookParameters):
 class RoutingParameters(NotebookParameters):
     notebook = "06_hybrid_routing"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     rounds: int = param(positive_int, ROUNDS)
     min_duration_s: float = param(positive_number, MIN_DURATION)
@@ -180,6 +206,9 @@ class RoutingParameters(NotebookParameters):
 class SchedulingParameters(NotebookParameters):
     notebook = "07_scheduling"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     worker_bound_model: str = param(non_empty_text, "worker-bound scenario: model behind the remote wait")
     remote_wait_ms: float = param(non_negative_number, "worker-bound scenario: wait per request, ms")
     min_workers: int = param(positive_int, "fewest workers the pool keeps")
@@ -215,6 +244,9 @@ class SchedulingParameters(NotebookParameters):
 class AutotuneParameters(NotebookParameters):
     notebook = "08_autotune"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     variants: tuple[str, ...] = param(list_of(one_of("fp32", "int8")), "model variants to try")
     intra_op_num_threads: tuple[int, ...] = param(list_of(non_negative_int), "intra-op thread counts to try")
     graph_optimization_levels: tuple[str, ...] = param(list_of(one_of(*GRAPH_OPTIMIZATION_LEVELS)),
@@ -237,6 +269,9 @@ class AutotuneParameters(NotebookParameters):
 class VersionsParameters(NotebookParameters):
     notebook = "09_versions_and_resilience"
     model: str = param(non_empty_text, MODEL)
+    data: str = param(text, DATA)
+    input_shapes: dict = param(shapes, INPUT_SHAPES)
+    value_ranges: dict = param(ranges, VALUE_RANGES)
     canary_steps: tuple[float, ...] = param(list_of(between(1e-9, 100.0)), "canary traffic percentages, in order")
     requests_per_step: int = param(positive_int, "requests at each canary step")
     canary_error_rate: float = param(between(0.0, 1.0), "error rate injected into the bad release")

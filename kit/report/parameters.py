@@ -112,6 +112,24 @@ def mapping(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be a mapping, got {value!r}")
 
 
+def shapes(name: str, value: Any) -> None:
+    """``{"input": [sizes...]}``: the size of every dimension of an input, for synthetic inputs."""
+    mapping(name, value)
+    for key, dims in value.items():
+        list_of(positive_int, unique=False)(f"{name}[{key!r}]", dims)
+
+
+def ranges(name: str, value: Any) -> None:
+    """``{"input": [low, high]}``: the range synthetic values of an input are drawn from."""
+    mapping(name, value)
+    for key, bounds in value.items():
+        if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence) or len(bounds) != 2:
+            raise ConfigError(f"{name}[{key!r}] must be [low, high], got {bounds!r}")
+        low, high = (_number(f"{name}[{key!r}]", b) for b in bounds)
+        if low > high:
+            raise ConfigError(f"{name}[{key!r}] must have low <= high, got {bounds!r}")
+
+
 def param(check: Check, help: str) -> Any:
     """A notebook parameter: its check and its one-line help (the same text as the notebook's comment)."""
     return field(metadata={"check": check, "help": help})
@@ -182,6 +200,10 @@ def registered() -> dict[str, type[NotebookParameters]]:
 # ------------------------------------------------------------------ shared fields, one help text each
 
 MODEL = "zoo model name or path to a model (.onnx, SavedModel folder, .tflite, .keras)"
+DATA = ("inputs: a .npz named after the model's inputs (optional labels) or module:function; "
+        "'' uses the zoo's samples or synthetic inputs")
+INPUT_SHAPES = "sizes of dynamic dimensions for synthetic inputs, e.g. {'x': [1, 3, 640, 640]}"
+VALUE_RANGES = "[low, high] of synthetic values per input, e.g. {'sr': [16000, 16000]}"
 ROUNDS = "interleaved measurement rounds (A B C A B C ...)"
 MIN_DURATION = "measuring time per point, s, pooled over the rounds"
 BATCH_SIZES = "batch sizes to measure"
