@@ -155,15 +155,23 @@ def interactive(fn: Callable[..., Any], on_change: Callable[[Any], None] | None 
     out = ipywidgets.Output()
     out.add_class(OUTPUT_CLASS)
     start = time.perf_counter()
-    with out:
-        value = fn()
+    failure: Exception | None = None
+    with out:  # an Output widget swallows what is raised inside it: fail the cell as headless does
+        try:
+            value = fn()
+        except Exception as exc:
+            failure = exc
+    if failure is not None:
+        raise failure
     seconds = time.perf_counter() - start
 
     def rerun(*_: Any) -> None:
         out.clear_output(wait=True)
-        with out:
+        done = False
+        with out:  # a failure here shows its traceback in the output area, where the person looks
             new = fn(**{name: w.value for name, w in widgets.items()})
-        if on_change is not None:
+            done = True
+        if done and on_change is not None:
             on_change(new)
 
     children: list[Any] = list(widgets.values())

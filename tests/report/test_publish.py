@@ -94,3 +94,14 @@ def test_a_slow_function_gets_a_button_that_says_how_long(monkeypatch):
     assert changes == []  # not re-run on every move
     button.click()
     assert changes == [3]
+
+
+def test_live_first_call_failure_fails_the_cell(monkeypatch):
+    monkeypatch.setattr(publish_module, "is_headless", lambda: False)
+    monkeypatch.setattr("IPython.display.display", lambda obj: None)
+
+    def broken(n: int = 1):
+        raise ZeroDivisionError("boom")
+
+    with pytest.raises(ZeroDivisionError):
+        interactive(broken, n=(1, 4, 1))
