@@ -69,6 +69,7 @@ def prepare_notebooks(sources: list[Path], target: Path, parameters: dict[str, d
         nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
         for cell in nb.cells:
             cell.metadata.pop("papermill", None)
+            cell.setdefault("id", secrets.token_hex(4))  # papermill's injected cell has none
         nb.metadata.pop("papermill", None)
         copies.append(target / src.name)
         nbformat.write(nb, copies[-1])
@@ -167,7 +168,10 @@ def chrome(width: int = 1400, height: int = 1000):  # -> selenium.webdriver.Chro
 _PANEL = "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
 JS_READY = _PANEL + """
 const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-return k ? {status: k.status, name: k.name, ready: w.context.isReady} : null;"""
+return k ? {status: k.status, name: k.name, ready: w.context.isReady, path: w.context.path} : null;"""
+JS_APP_LOADED = "return !!(window.jupyterapp && window.jupyterapp.shell);"
+JS_OPEN = """window.jupyterapp.commands.execute('docmanager:open',
+  {path: arguments[0], factory: 'Notebook', kernel: {name: arguments[1]}}); return true;"""
 JS_RUN_ALL = "window.jupyterapp.commands.execute('notebook:run-all-cells'); return true;"
 JS_STATE = _PANEL + """
 const k = w.sessionContext.session && w.sessionContext.session.kernel;
@@ -179,7 +183,8 @@ code.forEach((c, i) => c.model.outputs.toJSON().forEach(o => {
 }));
 const unrun = [];
 code.forEach((c, i) => { if (c.model.executionCount === null && c.model.sharedModel.getSource().trim()) unrun.push(i); });
-return {status: k ? k.status : 'none', running: running, errors: errors, unrun: unrun, cells: code.length};"""
+return {status: k ? k.status : 'none', running: running, errors: errors, unrun: unrun, cells: code.length,
+        dashboards: document.querySelectorAll('.kit-dashboard').length};"""
 JS_DOM_ERRORS = """
 const found = [];
 document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').forEach(e => {
@@ -203,7 +208,8 @@ JS_DASHBOARD_IMAGES = """
 return [...document.querySelectorAll('.kit-dashboard')].map(p => p.querySelectorAll('img').length);"""
 JS_SAVE_AND_SHUT = _PANEL + """
 const done = arguments[arguments.length - 1];
-w.context.save().then(() => w.sessionContext.shutdown()).then(() => done(true), e => done(String(e)));"""
+w.context.save().then(() => w.sessionContext.shutdown()).then(() => { w.dispose(); done(true); },
+                                                                e => done(String(e)));"""
 
 
 class LabPage:
@@ -213,28 +219,43 @@ class LabPage:
         self.driver, self.server = driver, server
 
     def open(self, name: str, kernel: str, timeout_s: float = 120) -> None:
-        self.driver.get(f"{self.server.url}/lab/tree/{name}?reset&token={self.server.token}")
+        """Open ``name`` and wait for its kernel to be idle.
+
+        The first notebook loads JupyterLab (``?reset``: no tabs restored from an earlier
+        session); the next ones are opened in the same page (File > Open), which saves
+        reloading the application for each notebook.
+        """
+        if self.driver.execute_script(JS_APP_LOADED):
+            self.driver.execute_script(JS_OPEN, name, kernel)
+        else:
+            self.driver.get(f"{self.server.url}/lab/tree/{name}?reset&token={self.server.token}")
         deadline = time.monotonic() + timeout_s
         state = None
         while time.monotonic() < deadline:
             state = self.driver.execute_script(JS_READY)
-            if state and state["ready"] and state["status"] == "idle":
+            if state and state["path"] == name and state["ready"] and state["status"] == "idle":
                 assert state["name"] == kernel, f"{name} started kernel {state['name']!r}, not {kernel!r}"
                 return
             time.sleep(0.5)
         raise TimeoutError(f"{name}: no idle kernel after {timeout_s} s (last state {state})")
 
     def run_all(self, timeout_s: float = 600) -> dict[str, Any]:
-        """Run > Run All Cells, then wait until nothing is queued and the kernel is idle (twice in a row)."""
+        """Run > Run All Cells, then wait until nothing is queued and the kernel is idle (twice in a row).
+
+        The state returned also says when the first dashboard appeared (``first_dashboard_at``,
+        ``time.monotonic()``), so the 10 s a dashboard must stay one figure can overlap the run.
+        """
         self.driver.execute_script(JS_RUN_ALL)
         time.sleep(1.0)
         deadline = time.monotonic() + timeout_s
-        calm = 0
+        calm, first_dashboard_at = 0, None
         while time.monotonic() < deadline:
             state = self.driver.execute_script(JS_STATE)
+            if first_dashboard_at is None and state["dashboards"]:
+                first_dashboard_at = time.monotonic()
             calm = calm + 1 if state["running"] == 0 and state["status"] == "idle" else 0
             if calm >= 2:
-                return state
+                return {**state, "first_dashboard_at": first_dashboard_at or time.monotonic()}
             time.sleep(1.0)
         raise TimeoutError(f"Run All did not finish within {timeout_s} s: {self.driver.execute_script(JS_STATE)}")
 
