@@ -243,6 +243,10 @@ class Recommendation:
     reasons: dict[str, str]
     table: Any  # pandas.DataFrame: name, verdict, reason
 
+    def __repr__(self) -> str:  # one line: the table is ``.table``, the reasons ``str(rec)``
+        return (f"Recommendation(best={self.best!r}, speedup={self.speedup:.2f}x at batch {self.batch_size}, "
+                f"over {len(self.reasons)} other variants)")
+
     def __str__(self) -> str:
         lines = [f"recommended: {self.best} ({self.speedup:.2f}x the reference at batch {self.batch_size})"]
         lines += [f"  {name}: {why}" for name, why in self.reasons.items()]

@@ -1,21 +1,30 @@
 """A monitoring dashboard over a ``MetricsRecorder``: live widgets in JupyterLab, static plots headless.
 
 One code path, two presentations (as ``kit.interactive``): with a person at JupyterLab, ``show()``
-returns an ipywidgets panel that a background thread refreshes every ``refresh_s`` seconds (a
-table of the recorder's frame and the plots), until ``stop()`` or ``duration_s``; under papermill or
-``kit report`` it returns one matplotlib figure of the same plots, drawn from the figures recorded
-so far, which the HTML report keeps.
+returns an ipywidgets panel (a status line, a table of the recorder's frame and ONE figure, an
+``Image`` widget redrawn in place) that a background thread refreshes every ``refresh_s`` seconds
+while something new was recorded. It stops on its own: after ``duration_s``, when every one of
+its ``sources`` is closed, or when nothing new has been recorded for ``idle_s``; a page never
+grows and a kernel never keeps a thread for a recorder nobody feeds. Under papermill or ``kit
+report`` ``show()`` returns one matplotlib figure of the same plots, which the HTML report keeps.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from kit.errors import ConfigError
 from kit.profile.metrics import LABELS, MetricsRecorder
 from kit.report.publish import is_headless
+
+log = logging.getLogger(__name__)
+PANEL_CLASS, FIGURE_CLASS = "kit-dashboard", "kit-dashboard-figure"
+"""CSS classes on the live panel and its one figure, for a browser test to find."""
 
 
 def _series_name(row: Any) -> str:
@@ -29,13 +38,14 @@ def plot_metrics(recorder: MetricsRecorder, fig: Any = None, frame: Any = None):
     ``frame`` is ``recorder.to_frame()`` when the caller already has it (reading one polls every
     watched ``stats()``).
     """
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     frame = recorder.to_frame() if frame is None else frame
     if fig is None:
-        fig = plt.figure(figsize=(13, 3.8))
-        plt.close(fig)  # returned for display; not shown a second time by the inline backend
+        # not pyplot: the live panel draws from a background thread, and a pyplot-free figure is
+        # neither shown a second time by the inline backend nor kept in pyplot's global list
+        fig = Figure(figsize=(13, 3.8))
     fig.clear()
     axes = fig.subplots(1, 3)
     if frame.empty:
@@ -76,19 +86,30 @@ def plot_metrics(recorder: MetricsRecorder, fig: Any = None, frame: Any = None):
 
 
 class Dashboard:
-    """Monitoring of one recorder; ``show()`` returns what to display (a widget panel or a figure)."""
+    """Monitoring of one recorder; ``show()`` returns what to display (a widget panel or a figure).
 
-    def __init__(self, recorder: MetricsRecorder, refresh_s: float = 1.0, duration_s: float | None = 600.0) -> None:
+    ``sources`` are the stacks that feed the recorder (anything with a ``closed`` attribute):
+    the live panel stops once all of them are closed.
+    """
+
+    def __init__(self, recorder: MetricsRecorder, refresh_s: float = 1.0, duration_s: float | None = 120.0,
+                 sources: Iterable[Any] = (), idle_s: float | None = 30.0) -> None:
         if not refresh_s > 0:
             raise ConfigError(f"refresh_s must be > 0, got {refresh_s}")
         if duration_s is not None and not duration_s > 0:
             raise ConfigError(f"duration_s must be > 0 or None (until stop()), got {duration_s}")
+        if idle_s is not None and not idle_s > 0:
+            raise ConfigError(f"idle_s must be > 0 or None (never stop for idleness), got {idle_s}")
         self.recorder = recorder
         self.refresh_s = refresh_s
         self.duration_s = duration_s
+        self.idle_s = idle_s
+        self.sources = list(sources)
+        self.stopped_because: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._widgets: Any = None
+        self._drawn: Any = None
 
     def show(self, headless: bool | None = None):
         """Static figure when headless (papermill, scripts), else a live ipywidgets panel."""
@@ -100,37 +121,78 @@ class Dashboard:
         import ipywidgets as widgets
 
         self.stop()
-        table, plot = widgets.HTML(), widgets.Output()
+        status, table = widgets.HTML(), widgets.HTML()
+        image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        image.add_class(FIGURE_CLASS)
         button = widgets.Button(description="Stop", tooltip="stop refreshing")
-        button.on_click(lambda _: self.stop())
-        self._widgets = (table, plot)
+        button.on_click(lambda _: self.stop("stopped by the button"))
+        self._widgets = (status, table, image)
+        self._drawn = None
+        self.stopped_because = None
         self.refresh()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="kit-dashboard", daemon=True)
         self._thread.start()
-        return widgets.VBox([button, table, plot])
+        self._status(f"live: refreshing every {self.refresh_s:g} s" + (
+            f" for up to {self.duration_s:g} s" if self.duration_s is not None else ""))
+        panel = widgets.VBox([widgets.HBox([button, status]), table, image])
+        panel.add_class(PANEL_CLASS)
+        return panel
+
+    def _status(self, text: str) -> None:
+        if self._widgets is not None:
+            self._widgets[0].value = f"<small>{text}</small>"
 
     def refresh(self) -> None:
-        """Redraw the live panel now (a no-op before ``show()`` made one)."""
+        """Redraw the live panel now if anything was recorded since the last drawing (a no-op before ``show()``)."""
         if self._widgets is None:
             return
-        table, plot = self._widgets
+        _, table, image = self._widgets
         frame = self.recorder.to_frame()
+        drawn = tuple(frame["requests"]) + tuple(frame["errors"]) if not frame.empty else ()
+        if drawn == self._drawn:
+            return
+        self._drawn = drawn
         table.value = frame.drop(columns=["error_types"]).to_html(index=False, float_format=lambda v: f"{v:.3g}",
                                                                   na_rep="")
-        plot.clear_output(wait=True)
-        plot.append_display_data(plot_metrics(self.recorder, frame=frame))
+        png = io.BytesIO()
+        plot_metrics(self.recorder, frame=frame).savefig(png, format="png", dpi=72)
+        image.value = png.getvalue()  # the same image, new pixels: the page never grows
+
+    def _why_stop(self, started: float, last_change: float) -> str | None:
+        now = time.monotonic()
+        if self.duration_s is not None and now - started >= self.duration_s:
+            return f"stopped after {self.duration_s:g} s"
+        if self.sources and all(getattr(s, "closed", False) for s in self.sources):
+            return "stopped: its sources are closed"
+        if self.idle_s is not None and now - last_change >= self.idle_s:
+            return f"stopped: nothing new recorded for {self.idle_s:g} s"
+        return None
 
     def _loop(self) -> None:
-        deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
+        started = last_change = time.monotonic()
         while not self._stop.wait(self.refresh_s):
-            self.refresh()
-            if deadline is not None and time.monotonic() >= deadline:
+            before = self._drawn
+            try:
+                self.refresh()
+            except Exception as exc:  # a recorder that fails to read must not kill the kernel's thread silently
+                log.warning("dashboard refresh failed: %s", exc)
+                self.stopped_because = f"stopped: refresh failed ({type(exc).__name__})"
                 break
+            if self._drawn != before:
+                last_change = time.monotonic()
+            why = self._why_stop(started, last_change)
+            if why:
+                self.stopped_because = why
+                break
+        self._status(self.stopped_because or "stopped")
+        log.debug("dashboard %s", self.stopped_because)
 
-    def stop(self) -> None:
+    def stop(self, why: str = "stopped") -> None:
         """Stop refreshing; the panel keeps its last picture."""
-        self._stop.set()
         thread, self._thread = self._thread, None
+        if thread is not None and self.stopped_because is None:
+            self.stopped_because = why
+        self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)

@@ -36,14 +36,40 @@ def test_live_dashboard_refreshes_until_stopped():
     recorder = _recorder()
     dashboard = Dashboard(recorder, refresh_s=0.05)
     panel = dashboard.show(headless=False)
-    table = panel.children[1]
+    table, image = panel.children[1], panel.children[2]
+    first = bytes(image.value)
+    assert first.startswith(b"\x89PNG")
     assert "digits" in table.value
     recorder.record(0.002, labels=recorder.labels("other"))
     deadline = time.monotonic() + 5
-    while "other" not in table.value and time.monotonic() < deadline:
+    while ("other" not in table.value or bytes(image.value) == first) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "other" in table.value
+    assert bytes(image.value) != first  # one image, redrawn in place
     dashboard.stop()
     assert dashboard._thread is None
     with pytest.raises(ConfigError):
         Dashboard(recorder, refresh_s=0)
+
+
+class _Source:
+    closed = False
+
+
+def test_live_dashboard_stops_on_its_own():
+    recorder = _recorder()
+    source = _Source()
+    dashboard = Dashboard(recorder, refresh_s=0.02, sources=[source], idle_s=None)
+    dashboard.show(headless=False)
+    thread = dashboard._thread
+    source.closed = True
+    thread.join(timeout=5)
+    assert not thread.is_alive() and "closed" in dashboard.stopped_because
+    idle = Dashboard(recorder, refresh_s=0.02, idle_s=0.1)
+    idle.show(headless=False)
+    idle._thread.join(timeout=5)
+    assert "nothing new" in idle.stopped_because
+    bounded = Dashboard(recorder, refresh_s=0.02, duration_s=0.1, idle_s=None)
+    bounded.show(headless=False)
+    bounded._thread.join(timeout=5)
+    assert "after" in bounded.stopped_because

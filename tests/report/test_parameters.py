@@ -100,7 +100,8 @@ def test_no_kit_config_uses_a_retired_spelling():
 
 
 def test_a_bad_value_names_the_parameter_and_what_was_expected():
-    values = {"model": "digits_cnn", "engines": ["onnxruntime"], "batch_sizes": [1, 0], "intra_op_num_threads": 2,
+    values = {"model": "digits_cnn", "data": "", "input_shapes": {}, "value_ranges": {}, "engines": ["onnxruntime"],
+              "batch_sizes": [1, 0], "intra_op_num_threads": 2,
               "min_duration_s": 0.5, "rounds": 3, "monitor_requests": 1}
     with pytest.raises(ConfigError, match=r"batch_sizes\[1\] must be an int >= 1, got 0"):
         from_globals("00_engines", values)
@@ -123,3 +124,16 @@ def test_list_checks_refuse_strings_repeats_and_emptiness():
 
 def test_profiles_live_beside_the_notebooks():
     assert (NOTEBOOK_DIR / "profiles").is_dir()
+
+
+def test_input_shapes_and_value_ranges_are_checked():
+    from kit.report.parameters import ranges, shapes
+
+    shapes("input_shapes", {"x": [1, 3, 640, 640]})
+    ranges("value_ranges", {"sr": [16000, 16000]})
+    for bad in ({"x": [1, 0]}, {"x": "1,3"}, ["x"]):
+        with pytest.raises(ConfigError, match="input_shapes"):
+            shapes("input_shapes", bad)
+    for bad in ({"sr": [2, 1]}, {"sr": [1]}, {"sr": "16000"}):
+        with pytest.raises(ConfigError, match="value_ranges"):
+            ranges("value_ranges", bad)
