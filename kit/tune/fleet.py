@@ -297,7 +297,7 @@ def _worker_main(factory: Callable[[], Any], index: int, n_trials: int | None, s
     tuner.worker_label = f"{socket.gethostname()}:{os.getpid()}/w{index}"
     try:
         if n_trials is None or n_trials > 0:
-            tuner.run(n_trials=n_trials, sampler=sampler, seed=seed, timeout_s=timeout_s, _pending_only=False)
+            tuner.run(n_trials=n_trials, sampler=sampler, seed=seed, timeout_s=timeout_s)
     finally:
         close = getattr(tuner.evaluate, "close", None)
         if callable(close):
@@ -315,7 +315,10 @@ def run_workers(factory: Callable[[], Any], workers: int, n_trials: int | None, 
     """Run ``workers`` processes, each ``factory()`` -> ``Tuner`` on the same study, sharing ``n_trials``.
 
     ``factory`` must be picklable (a module-level function or ``functools.partial``). Each worker gets
-    its own seed (``seed + index``) and its share of the trials. Returns each worker's exit code.
+    its share of the trials and, for TPE, its own seed (``seed + index``). Grid workers share one seed:
+    Optuna's ``GridSampler`` shuffles the grid by its seed and gives trial number n the n-th point, so
+    with one order the study's unique trial numbers are unique grid points, however the workers race.
+    Returns each worker's exit code.
     """
     import multiprocessing
 
@@ -328,7 +331,7 @@ def run_workers(factory: Callable[[], Any], workers: int, n_trials: int | None, 
     for i, count in enumerate(counts):
         cores = fairness.cores[i] if fairness.mode == "pin" else None
         proc = context.Process(target=_worker_main, name=f"kit-tune-w{i}",
-                               args=(factory, i, count, sampler, seed + i, cores,
+                               args=(factory, i, count, sampler, seed if sampler == "grid" else seed + i, cores,
                                      "none" if fairness.mode == "pin" else "lock", timeout_s))
         proc.start()
         procs.append(proc)
@@ -348,7 +351,9 @@ def fail_stale_trials(study: Any) -> list[int]:
     import optuna
 
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
     return sorted(before - after)
 

@@ -32,6 +32,7 @@ from kit.optimize.evaluate import pareto_front
 from kit.tune.fleet import (
     StorageLock,
     StudyMismatch,
+    fail_stale_trials,
     fingerprint,
     hardware_difference,
     hardware_record,
@@ -303,6 +304,11 @@ class Tuner:
             raise ConfigError("TPE needs n_trials or timeout_s; only a grid search ends by itself")
         optuna = _import_optuna()
         study = self.load(sampler, seed)
+        if isinstance(self.storage, str) and self.heartbeat_interval_s is not None:
+            failed = fail_stale_trials(study)  # Optuna's own heartbeat check, so the count below sees the retries
+            if failed:
+                log.warning("trials %s of study %r stopped sending heartbeats (their worker died): marked failed and "
+                            "enqueued again", failed, self.study_key)
         if sampler == "grid" and n_trials is None:
             n_trials = self.pending()
             if n_trials == 0:
