@@ -10,7 +10,7 @@ worked on by several processes on several machines. Three things keep that hones
   ``study_per_hardware``, joins a study of its own, ``NAME@fingerprint``). Results never mix hardware.
 * **The storage.** Optuna's ``RDBStorage`` as it is, with its heartbeat: a worker that dies mid-trial
   stops beating, the next worker to start a trial marks that trial failed (``fail_stale_trials``)
-  and Optuna's ``RetryFailedTrialCallback`` enqueues it again, so no trial stays RUNNING forever and
+  and Optuna's retry callback enqueues it again, so no trial stays RUNNING forever and
   none is lost.
 * **Fair measurement.** Workers on one machine disturb each other's timings. When the machine has a
   core for every thread of every worker, each worker is pinned to its own cores; otherwise the
@@ -132,14 +132,17 @@ def rdb_storage(url: str, heartbeat_interval_s: float | None = 5.0, grace_period
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval_s is not None:
         grace = grace_period_s if grace_period_s is not None else max(4 * heartbeat_interval_s, 2.0)
+        new_names = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # Optuna >= 4.9
+        callback = "heartbeat_stale_trial_callback" if new_names else "failed_trial_callback"
         heartbeat = {"heartbeat_interval": max(1, math.ceil(heartbeat_interval_s)), "grace_period": math.ceil(grace),
-                     "failed_trial_callback": _RetryLogged(max_retry)}
+                     callback: _RetryLogged(max_retry)}
     try:
         with warnings.catch_warnings():  # heartbeat and its retry callback are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-            if heartbeat:
-                heartbeat["failed_trial_callback"].create()
+            for callback in heartbeat.values():
+                if isinstance(callback, _RetryLogged):
+                    callback.create()
             return storage
     except ImportError as exc:
         raise MissingDependencyError(getattr(exc, "name", None) or "a database driver",
@@ -152,16 +155,18 @@ def rdb_storage(url: str, heartbeat_interval_s: float | None = 5.0, grace_period
 
 
 class _RetryLogged:
-    """Optuna's ``RetryFailedTrialCallback``, plus one log line saying what happened and why."""
+    """Optuna's ``RetryHeartbeatStaleTrialCallback`` (``RetryFailedTrialCallback`` before 4.9), plus a log line."""
 
     def __init__(self, max_retry: int) -> None:
         self.max_retry = max_retry
         self._retry: Any = None
 
     def create(self) -> None:
-        from optuna.storages import RetryFailedTrialCallback
+        import optuna.storages
 
-        self._retry = RetryFailedTrialCallback(max_retry=self.max_retry, inherit_intermediate_values=False)
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+            optuna.storages.RetryFailedTrialCallback  # its name before Optuna 4.9
+        self._retry = retry(max_retry=self.max_retry, inherit_intermediate_values=False)
 
     def __call__(self, study: Any, trial: Any) -> None:
         where = trial.user_attrs.get("worker", "an unknown worker")

@@ -121,7 +121,7 @@ class Tuner:
                  out_dir: str | os.PathLike[str] = "tune", storage: Any = None,
                  study_name: str = "kit-tune", study_per_hardware: bool = False,
                  heartbeat_interval_s: float | None = 5.0, grace_period_s: float | None = None,
-                 max_retry: int = 2, fair: str = "none") -> None:
+                 max_retry: int = 2, fair: str = "none", identity: Mapping[str, Any] | None = None) -> None:
         if not isinstance(space, SearchSpace) or not isinstance(objective, Objective):
             raise ConfigError("Tuner takes a SearchSpace and an Objective")
         if not callable(evaluate):
@@ -136,6 +136,7 @@ class Tuner:
             storage = f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
         self.storage = storage
         self.study_per_hardware = study_per_hardware
+        self.identity = dict(identity or {})  # e.g. {"model": digest}: what else every worker must agree on
         self.heartbeat_interval_s, self.grace_period_s, self.max_retry = heartbeat_interval_s, grace_period_s, max_retry
         if fair not in FAIRNESS:
             raise ConfigError(f"fair must be one of {FAIRNESS}, got {fair!r}")
@@ -217,7 +218,8 @@ class Tuner:
     def _binding(self) -> dict[str, Any]:
         return {"space": self.space.grid(),
                 "objective": {"optimize": self.objective.optimize, "accuracy_budget": self.objective.accuracy_budget,
-                              "p99_target_ms": self.objective.p99_target_ms}}
+                              "p99_target_ms": self.objective.p99_target_ms},
+                "identity": self.identity}
 
     def _bind(self, study: Any) -> None:
         """Bind a new study to this space, objective and hardware; refuse a worker that differs."""
@@ -227,6 +229,7 @@ class Tuner:
         if "kit_space" not in attrs:
             study.set_user_attr("kit_space", mine["space"])
             study.set_user_attr("kit_objective", mine["objective"])
+            study.set_user_attr("kit_identity", mine["identity"])
             study.set_user_attr("kit_fingerprint", self.fingerprint)
             study.set_user_attr("kit_hardware", {k: v for k, v in self.hardware.items() if k != "all_libraries"})
             return
@@ -238,6 +241,9 @@ class Tuner:
         if attrs.get("kit_objective") != mine["objective"]:
             raise StudyMismatch(f"{where} was made for the objective {attrs.get('kit_objective')}, not "
                                 f"{mine['objective']}; use the study's objective or a new study name")
+        if attrs.get("kit_identity", {}) != mine["identity"]:
+            raise StudyMismatch(f"{where} was made for {attrs.get('kit_identity')}, this worker tunes "
+                                f"{mine['identity']}: every worker of a study must tune the same model")
         if attrs.get("kit_fingerprint") != self.fingerprint:
             diff = hardware_difference(attrs.get("kit_hardware", {}), self.hardware)
             raise StudyMismatch(f"{where} is bound to other hardware (fingerprint {attrs.get('kit_fingerprint')}, "
