@@ -155,6 +155,17 @@ class SearchSpace:
             raise ConfigError(f"the search space {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
+    @classmethod
+    def from_grid(cls, grid: Mapping[str, Sequence]) -> SearchSpace:
+        """The inverse of ``grid()`` (``TrialConfig`` field names -> values), e.g. from a stored study."""
+        plural = {"variant": "variants", "provider": "providers", "intra_op_num_threads": "intra_op_num_threads",
+                  "graph_optimization_level": "graph_optimization_levels", "batch_size": "batch_sizes",
+                  "batch_timeout_micros": "batch_timeouts_micros"}
+        unknown = sorted(set(grid) - set(plural))
+        if unknown:
+            raise ConfigError(f"unknown grid dimensions {unknown}; expected {sorted(plural)}")
+        return cls(**{plural[k]: tuple(v) for k, v in grid.items()})
+
     def to_dict(self) -> dict[str, list]:
         return {f.name: list(getattr(self, f.name)) for f in fields(self)}
 

@@ -157,6 +157,45 @@ class Tuner:
             return rdb_storage(self.storage, self.heartbeat_interval_s, self.grace_period_s, self.max_retry)
         return self.storage
 
+    @classmethod
+    def attach(cls, storage: Any, study_name: str) -> Tuner:
+        """A read-only view of an existing study (its results, plots, best), from any machine.
+
+        The space and objective are the ones the study was made with; nothing is measured here, so
+        the viewer's hardware does not matter (``run`` is refused). Trials keep their host and worker.
+        """
+        optuna = _import_optuna()
+        from sqlalchemy.exc import SQLAlchemyError
+
+        url = storage if isinstance(storage, str) else None
+        try:
+            opened = rdb_storage(url, heartbeat_interval_s=None) if url else storage
+            with _optuna_quiet(optuna):
+                study = optuna.load_study(study_name=study_name, storage=opened)
+        except ConfigError:
+            raise
+        except KeyError as exc:
+            names = optuna.get_all_study_names(opened)
+            raise ConfigError(f"no study {study_name!r} in {safe_url(url) if url else 'the storage'}; it holds "
+                              f"{names}") from exc
+        except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as exc:
+            raise ConfigError(f"cannot open the study {study_name!r}: {type(exc).__name__}: {exc}") from exc
+        attrs = study.user_attrs
+        if "kit_space" not in attrs:
+            raise ConfigError(f"study {study_name!r} was not made by kit's tuner (no search space recorded)")
+        space = SearchSpace.from_grid(attrs["kit_space"])
+        objective = Objective(**attrs["kit_objective"])
+
+        def read_only(config: TrialConfig) -> Mapping[str, float]:
+            raise ConfigError(f"study {study_name!r} is attached read-only: run `kit tune` to add trials")
+
+        tuner = cls(space, objective, read_only, storage=storage, study_name=study_name, heartbeat_interval_s=None,
+                    identity=attrs.get("kit_identity"))
+        tuner.fingerprint = attrs.get("kit_fingerprint", tuner.fingerprint)
+        tuner._study = study
+        tuner.attached = True
+        return tuner
+
     # -- the study -------------------------------------------------------------------------------
     def _constraints(self, trial: Any) -> list[float]:
         """``constraints_func`` for Optuna 4, which has no ``Trial.set_constraint``."""
@@ -308,6 +347,9 @@ class Tuner:
             raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
         if n_trials is None and sampler == "tpe" and timeout_s is None:
             raise ConfigError("TPE needs n_trials or timeout_s; only a grid search ends by itself")
+        if getattr(self, "attached", False):
+            raise ConfigError(f"study {self.study_name!r} is attached read-only (Tuner.attach); build a Tuner with "
+                              f"an evaluator, or run `kit tune`, to add trials")
         optuna = _import_optuna()
         study = self.load(sampler, seed)
         if isinstance(self.storage, str) and self.heartbeat_interval_s is not None:
@@ -425,6 +467,35 @@ class Tuner:
         ax.set_ylabel("throughput (samples/s)")
         ax.set_title(f"{len(front)} of {len(feasible)} feasible configurations are Pareto-optimal")
         ax.legend(loc="best", fontsize="small")
+        return ax
+
+    def plot_trials_by_worker(self, ax: Axes | None = None) -> Axes:
+        """Each trial's objective value against its number, one colour per worker, one marker per host.
+
+        Failed trials (a worker killed mid-trial among them) sit on the bottom edge as crosses.
+        """
+        import matplotlib.pyplot as plt
+
+        frame = self.to_frame()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4.5))
+        markers = "osD^vP*X"
+        hosts = sorted(frame["host"].unique())
+        colours = plt.get_cmap("tab10")
+        done = frame[frame["state"] == "complete"]
+        for i, (worker, rows) in enumerate(done.groupby("worker", sort=True)):
+            host = rows["host"].iloc[0]
+            ax.scatter(rows["trial"], rows["value"], color=colours(i % 10), marker=markers[hosts.index(host) % 8],
+                       alpha=0.8, label=f"{worker or '?'} ({len(rows)})")
+        failed = frame[frame["state"] == "fail"]
+        if len(failed):
+            ax.scatter(failed["trial"], [done["value"].min() if len(done) else 0] * len(failed), marker="x",
+                       color="tab:red", label=f"failed ({len(failed)})")
+        ax.set_xlabel("trial number")
+        ax.set_ylabel(f"{self.objective.column} ({self.objective.direction})")
+        ax.set_title(f"{len(frame)} trials of {self.study_key!r} by {frame['worker'].nunique()} worker(s) on "
+                     f"{len(hosts)} host(s)")
+        ax.legend(loc="best", fontsize="small", title="worker (trials); marker: host")
         return ax
 
     def export_best(self, path: str | os.PathLike[str] | None = None) -> Path:

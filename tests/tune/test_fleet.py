@@ -194,3 +194,21 @@ def test_two_workers_share_a_postgresql_study(postgres_url, tmp_path):
     single.run(sampler="grid")
     assert tuner.best().config == single.best().config and tuner.best().value == single.best().value
     assert time.perf_counter() - started < 60
+
+
+def test_attach_reads_a_study_from_any_hardware_and_plots_it_by_worker(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    url = f"sqlite:///{tmp_path / 'attach.db'}"
+    make_tuner(url, "a", space=SMALL).run(sampler="grid")
+    monkeypatch.setattr("kit.tune.tuner.hardware_record", lambda: {**hardware_record(), "cpu_model": "Laptop CPU"})
+    viewer = Tuner.attach(url, "a")  # a laptop looking at the fleet's study: no refusal, nothing measured
+    assert viewer.space == SMALL and viewer.objective == OBJECTIVE
+    assert len(viewer.to_frame()) == SMALL.size and viewer.best().config.variant == "fp32"
+    ax = viewer.plot_trials_by_worker()
+    assert "by 1 worker(s) on 1 host(s)" in ax.get_title()
+    with pytest.raises(ConfigError, match="attached read-only"):
+        viewer.run(n_trials=1)
+    with pytest.raises(ConfigError, match=r"no study 'nope'.*\['a'\]"):
+        Tuner.attach(url, "nope")
