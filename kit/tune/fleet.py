@@ -154,6 +154,13 @@ def rdb_storage(url: str, heartbeat_interval_s: float | None = 5.0, grace_period
                           f"allowed to connect?") from exc
 
 
+def study_names(url: str) -> list[str]:
+    """The studies stored at ``url`` (empty when the database holds none yet); a clear error if unreachable."""
+    import optuna
+
+    return list(optuna.get_all_study_names(rdb_storage(url, heartbeat_interval_s=None)))
+
+
 class _RetryLogged:
     """Optuna's ``RetryHeartbeatStaleTrialCallback`` (``RetryFailedTrialCallback`` before 4.9), plus a log line."""
 
@@ -368,4 +375,5 @@ class StudyMismatch(ConfigError):
 
 
 __all__ = ["FairnessPlan", "StorageLock", "StudyMismatch", "WorkerResult", "accelerators",
-           "fail_stale_trials", "fingerprint", "hardware_record", "plan_fairness", "rdb_storage", "run_workers"]
+           "fail_stale_trials", "fingerprint", "hardware_record", "plan_fairness", "rdb_storage", "run_workers",
+           "study_names"]

@@ -158,7 +158,7 @@ class Tuner:
         return self.storage
 
     @classmethod
-    def attach(cls, storage: Any, study_name: str) -> Tuner:
+    def attach(cls, storage: Any, study_name: str, out_dir: str | os.PathLike[str] = "tune") -> Tuner:
         """A read-only view of an existing study (its results, plots, best), from any machine.
 
         The space and objective are the ones the study was made with; nothing is measured here, so
@@ -189,7 +189,8 @@ class Tuner:
         def read_only(config: TrialConfig) -> Mapping[str, float]:
             raise ConfigError(f"study {study_name!r} is attached read-only: run `kit tune` to add trials")
 
-        tuner = cls(space, objective, read_only, storage=storage, study_name=study_name, heartbeat_interval_s=None,
+        tuner = cls(space, objective, read_only, out_dir=out_dir, storage=storage, study_name=study_name,
+                    heartbeat_interval_s=None,
                     identity=attrs.get("kit_identity"))
         tuner.fingerprint = attrs.get("kit_fingerprint", tuner.fingerprint)
         tuner._study = study
