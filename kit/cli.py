@@ -93,7 +93,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     import time
 
     from kit.tune import Objective, SearchSpace
-    from kit.tune.fleet import plan_fairness, run_workers
+    from kit.tune.fleet import plan_fairness, recover, run_workers
     from kit.tune.job import TuneJob, threads_per_trial
 
     budget = None if args.accuracy_budget in (None, "none") else float(args.accuracy_budget)
@@ -122,7 +122,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         results = run_workers(job.tuner, args.workers, n_trials, sampler=args.sampler, seed=args.seed,
                               fairness=fairness)
         for r in results:
-            print(f"worker w{r.index}: {r.trials} trial(s), exit code {r.exitcode}")
+            print(f"worker w{r.index} ({r.label}): {r.trials} trial(s), exit code {r.exitcode}")
+        recovered = recover(tuner, results, args.sampler, args.seed)
+        if recovered:
+            print(f"ran {recovered} trial(s) here that dead workers left (their stale trials failed and retried)")
     seconds = time.perf_counter() - started
     frame = tuner.to_frame()
     by_worker = frame.groupby(["host", "worker"]).size()

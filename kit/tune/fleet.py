@@ -297,6 +297,7 @@ class WorkerResult:
     index: int
     exitcode: int | None
     trials: int
+    label: str = ""  # the ``worker`` its trials record
 
 
 def _worker_main(factory: Callable[[], Any], index: int, n_trials: int | None, sampler: str, seed: int,
@@ -350,12 +351,38 @@ def run_workers(factory: Callable[[], Any], workers: int, n_trials: int | None, 
     results = []
     for i, proc in enumerate(procs):
         proc.join()
-        results.append(WorkerResult(i, proc.exitcode, counts[i] or 0))
+        results.append(WorkerResult(i, proc.exitcode, counts[i] or 0, f"{socket.gethostname()}:{proc.pid}/w{i}"))
         if proc.exitcode != 0:
             log.warning("worker w%d exited with %s%s; a trial it was running is failed by the heartbeat and "
                         "retried by the next worker", i, proc.exitcode,
                         " (killed by a signal)" if (proc.exitcode or 0) < 0 else "")
     return results
+
+
+def recover(tuner: Any, results: Sequence[WorkerResult], sampler: str, seed: int = 0) -> int:
+    """After a worker died: let Optuna's heartbeat declare its trial stale, then run what it left, here.
+
+    Waits out the grace period, then ``tuner.run``: its first trial start fails the dead worker's trial
+    and runs the retry Optuna enqueued; grid: every point still missing; TPE: the dead workers' unrun
+    shares. Returns how many trials it ran (0 when every worker exited cleanly).
+    """
+    dead = [r for r in results if r.exitcode != 0]
+    if not dead:
+        return 0
+    frame = tuner.to_frame()
+    todo = None
+    if sampler != "grid":
+        todo = sum(max(0, r.trials - int(((frame["worker"] == r.label) & frame["state"].isin(["complete", "fail"]))
+                                         .sum())) for r in dead)
+    interval = tuner.heartbeat_interval_s or 5.0
+    grace = tuner.grace_period_s if tuner.grace_period_s is not None else max(4 * interval, 2.0)
+    log.warning("%d worker(s) died (%s); waiting %.0f s for Optuna's heartbeat to declare their trials stale, then "
+                "running the trials they left in this process", len(dead), ", ".join(r.label for r in dead), grace + 1)
+    time.sleep(math.ceil(grace) + 1)
+    before = len(tuner.to_frame())
+    tuner.fair = "lock"
+    tuner.run(n_trials=todo, sampler=sampler, seed=seed)
+    return len(tuner.to_frame()) - before
 
 
 def fail_stale_trials(study: Any) -> list[int]:
@@ -375,5 +402,6 @@ class StudyMismatch(ConfigError):
 
 
 __all__ = ["FairnessPlan", "StorageLock", "StudyMismatch", "WorkerResult", "accelerators",
-           "fail_stale_trials", "fingerprint", "hardware_record", "plan_fairness", "rdb_storage", "run_workers",
+           "fail_stale_trials", "fingerprint", "hardware_record", "plan_fairness", "rdb_storage", "recover",
+           "run_workers",
            "study_names"]

@@ -212,3 +212,36 @@ def test_attach_reads_a_study_from_any_hardware_and_plots_it_by_worker(tmp_path,
         viewer.run(n_trials=1)
     with pytest.raises(ConfigError, match=r"no study 'nope'.*\['a'\]"):
         Tuner.attach(url, "nope")
+
+
+def dies_once_on_int8_batch8(config: TrialConfig, marker: str) -> dict[str, float]:
+    """The worker that first meets int8 at batch 8 is SIGKILLed mid-trial (after its first heartbeat)."""
+    if config.variant == "int8" and config.batch_size == 8 and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(1.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return synthetic(config)
+
+
+def make_mortal_tuner(storage: str, study: str, marker: str) -> Tuner:
+    return Tuner(SMALL, OBJECTIVE, functools.partial(dies_once_on_int8_batch8, marker=marker), storage=storage,
+                 study_name=study, heartbeat_interval_s=1, grace_period_s=2)
+
+
+@pytest.mark.slow
+def test_a_dead_workers_trials_are_recovered_once(tmp_path):
+    from kit.tune.fleet import recover
+
+    url = f"sqlite:///{tmp_path / 'mortal.db'}"
+    factory = functools.partial(make_mortal_tuner, url, "m", str(tmp_path / "died"))
+    tuner = factory()
+    tuner.load(sampler="grid")
+    results = run_workers(factory, 2, n_trials=tuner.pending(), sampler="grid")
+    assert sorted(r.exitcode for r in results) == [-signal.SIGKILL, 0]
+    assert recover(tuner, results, "grid") >= 1
+    frame = tuner.to_frame()
+    done = frame[frame["state"] == "complete"]
+    assert len(done) == SMALL.size and not done.duplicated(subset=list(SMALL.grid())).any()
+    failed = frame[frame["state"] == "fail"]
+    assert len(failed) == 1 and "retried as trial" in failed["error"].iloc[0]
+    assert not frame["state"].isin(["running", "waiting"]).any()
