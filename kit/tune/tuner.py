@@ -239,8 +239,12 @@ class Tuner:
             raise ConfigError(f"study {self.study_name!r} in {self._safe_storage()} was made to "
                               f"{study.direction.name.lower()}; the objective {self.objective.optimize!r} needs "
                               f"{self.objective.direction}: use another study_name")
-        with self._storage_lock("bind").hold():  # the first worker binds; the others compare
-            self._bind(study)
+        lock = self._storage_lock("bind")
+        try:
+            with lock.hold():  # the first worker binds; the others compare
+                self._bind(study)
+        finally:
+            lock.close()
         self._study = study
         return self._study
 
