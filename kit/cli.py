@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kit.errors import KitError
 
@@ -129,6 +130,56 @@ def _cmd_providers(args: argparse.Namespace) -> int:
     return 0 if all(s.works for s in statuses) or not args.strict else 1
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import time
+
+    from kit.tune import Objective, SearchSpace
+    from kit.tune.fleet import plan_fairness, recover, run_workers
+    from kit.tune.job import TuneJob, threads_per_trial
+
+    budget = None if args.accuracy_budget in (None, "none") else float(args.accuracy_budget)
+    objective = Objective({"p95": "p95_latency", "throughput": "throughput"}[args.objective],
+                          accuracy_budget=budget, p99_target_ms=args.p99_target_ms)
+    job = TuneJob(model=args.model, data=args.data, space=SearchSpace.from_json(args.space), objective=objective,
+                  study=args.study, storage=args.storage, out_dir=args.out,
+                  study_per_hardware=args.study_per_hardware, arrival_rate=args.arrival_rate,
+                  min_duration_s=args.min_duration_s).prepare()
+    tuner = job.tuner()
+    tuner.load(sampler=args.sampler, seed=args.seed)  # creates or joins the study; refuses a mismatch now
+    n_trials = tuner.pending() if args.sampler == "grid" and args.trials is None else args.trials
+    if n_trials is None:
+        raise KitError("--trials N is needed with --sampler tpe (a grid search runs the points it still lacks)")
+    fairness = plan_fairness(args.workers, threads_per_trial(job.space))
+    print(f"study {tuner.study_key!r} in {tuner._safe_storage()}: {job.space.size} configurations, hardware "
+          f"{tuner.fingerprint} on {tuner.hardware['host']}; {n_trials} trial(s) over {args.workers} worker(s); "
+          f"fairness: {fairness.describe()}", flush=True)
+    started = time.perf_counter()
+    if args.workers == 1:  # in this process; the lock still keeps other `kit tune`s on this host out
+        tuner.fair = "lock"
+        if n_trials:
+            tuner.run(n_trials=n_trials, sampler=args.sampler, seed=args.seed)
+        tuner.evaluate.close()
+    else:
+        results = run_workers(job.tuner, args.workers, n_trials, sampler=args.sampler, seed=args.seed,
+                              fairness=fairness)
+        for r in results:
+            print(f"worker w{r.index} ({r.label}): {r.trials} trial(s), exit code {r.exitcode}")
+        recovered = recover(tuner, results, args.sampler, args.seed)
+        if recovered:
+            print(f"ran {recovered} trial(s) here that dead workers left (their stale trials failed and retried)")
+    seconds = time.perf_counter() - started
+    frame = tuner.to_frame()
+    by_worker = frame.groupby(["host", "worker"]).size()
+    print(f"{len(frame)} trials in the study ({(frame.state == 'complete').sum()} complete, "
+          f"{(frame.state == 'fail').sum()} failed, {int(frame.feasible.sum())} feasible); this run: {n_trials} in "
+          f"{seconds:.1f} s ({60 * n_trials / seconds if seconds else 0:.1f} trials/min)")
+    print("trials by host and worker: " + ", ".join(f"{h} {w}: {n}" for (h, w), n in by_worker.items()))
+    best = tuner.best()
+    path = tuner.export_best(Path(args.out) / "best_config.json")
+    print(f"best: trial {best.number}, {objective.column} {best.value:.4g}, {best.config.to_dict()}; written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Deploy ML models and make their inference fast.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -215,6 +266,30 @@ def build_parser() -> argparse.ArgumentParser:
     providers.add_argument("providers", nargs="*", help="provider names (default: every one the wheel lists)")
     providers.add_argument("--strict", action="store_true", help="exit 1 unless every provider runs")
     providers.set_defaults(func=_cmd_providers)
+
+    tune = sub.add_parser("tune", help="tune a model's serving configuration on a study shared by workers and machines")
+    tune.add_argument("--model", required=True, help="zoo name or .onnx path")
+    tune.add_argument("--data", help=".npz named after the model's inputs, with an optional 'labels' array")
+    tune.add_argument("--space", default="default", help="search space JSON (SearchSpace fields) or 'default'")
+    tune.add_argument("--objective", choices=["p95", "throughput"], default="p95",
+                      help="p95: minimize p95 latency; throughput: maximize samples/s")
+    tune.add_argument("--p99-target-ms", type=float, help="largest accepted p99 latency, ms")
+    tune.add_argument("--accuracy-budget", default="1.0",
+                      help="largest accepted accuracy drop against fp32, percentage points ('none': unchecked)")
+    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
+                                        "(default: SQLite in --out)")
+    tune.add_argument("--study", default="kit-tune", help="study name; the same on every machine that joins it")
+    tune.add_argument("--trials", type=int, help="trials this command runs, over all its workers "
+                                                 "(grid default: the points the study still lacks)")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    tune.add_argument("--sampler", choices=["tpe", "grid"], default="tpe", help="Optuna's TPE or every grid point")
+    tune.add_argument("--seed", type=int, default=0, help="sampler seed (grid workers share it; TPE's add their index)")
+    tune.add_argument("--study-per-hardware", action="store_true",
+                      help="on hardware other than the study's, join NAME@fingerprint instead of being refused")
+    tune.add_argument("--arrival-rate", type=float, default=2000.0, help="requests/s the batcher sees")
+    tune.add_argument("--min-duration-s", type=float, default=0.15, help="measuring time per configuration, s")
+    tune.add_argument("--out", default="reports/tune", help="folder for the SQLite study, inputs and best_config.json")
+    tune.set_defaults(func=_cmd_tune)
     return parser
 
 

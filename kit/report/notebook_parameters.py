@@ -261,6 +261,7 @@ class AutotuneParameters(NotebookParameters):
     n_trials: int = param(positive_int, "TPE trials (a grid search runs every point)")
     min_duration_s: float = param(positive_number, MIN_DURATION)
     storage: str = param(text, "Optuna storage URL; empty: SQLite in a fresh folder")
+    study: str = param(text, "study name; one that exists in storage is attached to, read-only")
     monitor_s: float = param(positive_number, "seconds of load on the served configuration")
 
 

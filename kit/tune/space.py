@@ -21,6 +21,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kit.config import require_int
@@ -129,6 +130,44 @@ class SearchSpace:
                 "intra_op_num_threads": list(self.intra_op_num_threads),
                 "graph_optimization_level": list(self.graph_optimization_levels),
                 "batch_size": list(self.batch_sizes), "batch_timeout_micros": list(self.batch_timeouts_micros)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        """A space from its fields (``{"batch_sizes": [1, 8], ...}``); the ones left out keep their defaults."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a search space is a JSON object with some of {names}, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown search space fields {unknown}; expected some of {names}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @classmethod
+    def from_json(cls, path: str) -> SearchSpace:
+        """``"default"``: ``SearchSpace()``; otherwise a JSON file of ``from_dict``'s fields."""
+        if path == "default":
+            return cls()
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the search space {path}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"the search space {path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_grid(cls, grid: Mapping[str, Sequence]) -> SearchSpace:
+        """The inverse of ``grid()`` (``TrialConfig`` field names -> values), e.g. from a stored study."""
+        plural = {"variant": "variants", "provider": "providers", "intra_op_num_threads": "intra_op_num_threads",
+                  "graph_optimization_level": "graph_optimization_levels", "batch_size": "batch_sizes",
+                  "batch_timeout_micros": "batch_timeouts_micros"}
+        unknown = sorted(set(grid) - set(plural))
+        if unknown:
+            raise ConfigError(f"unknown grid dimensions {unknown}; expected {sorted(plural)}")
+        return cls(**{plural[k]: tuple(v) for k, v in grid.items()})
+
+    def to_dict(self) -> dict[str, list]:
+        return {f.name: list(getattr(self, f.name)) for f in fields(self)}
 
     @property
     def size(self) -> int:
