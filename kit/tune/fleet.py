@@ -22,7 +22,6 @@ worked on by several processes on several machines. Three things keep that hones
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
@@ -245,15 +244,14 @@ class StorageLock:
             finally:
                 conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
         elif self.kind == "lock file":
-            if self._file is None:
+            if self._file is None:  # a FileLock: the kernel frees it when its holder dies, like flock
+                from filelock import FileLock
+
                 db = Path(self.url.removeprefix("sqlite:///").split("?", 1)[0])
                 digest = hashlib.sha1(self.name.encode()).hexdigest()[:10]
-                self._file = open(db.with_name(f"{db.name}.{digest}.lock"), "a+")  # noqa: SIM115 (kept open)
-            fcntl.flock(self._file, fcntl.LOCK_EX)
-            try:
+                self._file = FileLock(str(db.with_name(f"{db.name}.{digest}.lock")))
+            with self._file:
                 yield time.perf_counter() - start
-            finally:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
         else:
             lock = self._local_locks.setdefault(self.name, threading.Lock())
             with lock:
@@ -264,7 +262,7 @@ class StorageLock:
             self._conn.close()
             self._conn = None
         if self._file is not None:
-            self._file.close()
+            self._file.release(force=True)
             self._file = None
 
 

@@ -120,7 +120,7 @@ class TuneJob:
         """The ``Tuner`` a worker runs; needs ``prepare()`` first."""
         if not self.inputs:
             raise ConfigError("TuneJob.tuner() needs a prepared job (TuneJob.prepare())")
-        from kit.profile.profiler import ProfileConfig
+        from kit.profile.loadgen import LoadConfig
 
         with np.load(self.inputs) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -136,7 +136,7 @@ class TuneJob:
             accuracy = classification_accuracy(x, labels, name)
         evaluate = OrtEvaluator(self.variants, feeds=feeds, accuracy=accuracy, reference="fp32"
                                 if "fp32" in self.variants else None, arrival_rate=self.arrival_rate,
-                                profile_config=ProfileConfig(warmup=3, min_duration_s=self.min_duration_s,
+                                profile_config=LoadConfig(warmup_queries=3, min_duration_s=self.min_duration_s,
                                                              min_queries=10))
         return Tuner(self.space, self.objective, evaluate, out_dir=self.out_dir, storage=self.storage_url,
                      study_name=self.study, study_per_hardware=self.study_per_hardware,
