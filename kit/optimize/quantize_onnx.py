@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from kit.artifacts import ModelArtifact, atomic_output
+from kit.artifacts import ModelArtifact, as_artifact, atomic_output
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError, QuantizationError, first_line
-from kit.optimize.normalize import MAX_IR_VERSION, ModelSource, as_artifact, check_same_inputs, load_onnx, normalize
+from kit.optimize.normalize import MAX_IR_VERSION, ModelSource, check_same_inputs, load_onnx, normalize
 from kit.optimize.quality import Slices
 from kit.specs import TensorSpec, check_feeds, describe, synthetic_feeds
 
