@@ -11,11 +11,17 @@ TensorFlow, tf2onnx and ONNX Runtime are imported only when a transform runs.
 
 from kit.optimize.convert import keras_to_savedmodel, savedmodel_to_onnx, savedmodel_to_tflite
 from kit.optimize.evaluate import EvalConfig, Recommendation, evaluate, pareto_front, recommend
+from kit.optimize.float16 import Float16Config, to_float16
 from kit.optimize.graph import PassConfig, apply_passes, graph_diff, graph_summary, op_histogram, ort_optimize
 from kit.optimize.normalize import normalize
 from kit.optimize.quality import EQUIVALENT, Gate, QualityReport, Slice, compare
-from kit.optimize.quantize_onnx import (DynamicQuantConfig, Float16Config, StaticQuantConfig, quantize_dynamic,
-                                        quantize_static, standard_variants, to_float16)
+from kit.optimize.quantize_onnx import (
+           DynamicQuantConfig,
+           StaticQuantConfig,
+           quantize_dynamic,
+           quantize_static,
+           standard_variants,
+)
 from kit.optimize.quantize_tflite import TFLiteQuantConfig, quantize_tflite
 
 __all__ = ["EQUIVALENT", "DynamicQuantConfig", "EvalConfig", "Float16Config", "Gate", "PassConfig",

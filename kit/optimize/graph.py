@@ -27,8 +27,8 @@ from kit.artifacts import ModelArtifact, as_artifact, atomic_output
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION, ModelSource, check_same_inputs, load_onnx, normalize, used_names
+from kit.optimize.prepare import input_specs, op_types
 from kit.optimize.quality import EQUIVALENT, compare
-from kit.optimize.quantize_onnx import input_specs, op_types
 from kit.specs import check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
