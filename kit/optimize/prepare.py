@@ -26,7 +26,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError, KitError, QuantizationError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION, check_same_inputs, load_onnx, normalize
-from kit.optimize.quality import Slices
+from kit.optimize.quality import SYNTHETIC_HINT, Slices, check_inputs
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -263,8 +263,10 @@ def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None)
         with OnnxRuntimeEngine(path, name=name, graph_optimization_level="disable") as engine:
             engine.predict(feeds if feeds is not None else synthetic_feeds(engine.input_specs))
     except KitError as exc:
+        synthetic = (f"; it ran on synthetic inputs (unknown sizes guessed): if the model needs real sizes, "
+                     f"{SYNTHETIC_HINT}" if feeds is None else "")
         raise QuantizationError(f"the quantized model {name} does not run in ONNX Runtime ({exc}); "
-                                f"exclude the failing nodes or op types and try again") from exc
+                                f"exclude the failing nodes or op types and try again{synthetic}") from exc
 
 
 def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None,
@@ -314,10 +316,11 @@ def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepare
     return self_check(prepared, tmp, name, feeds, feeds_note, slices)
 
 
-def _check_feeds(source: Path, feeds: Mapping[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray] | None, str]:
-    """The user's check inputs, validated against the model's real inputs, and how the figures name them."""
+def _check_feeds(source: Path, feeds: Any) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The user's check inputs (a dict or a ``kit.data.Dataset``), validated against the model's real inputs,
+    and how the figures name them (``checked_with``)."""
+    feeds, used = check_inputs(feeds)
     if feeds is None:
         return None, ""
-    checked = check_feeds(input_specs(_onnx().load(str(source), load_external_data=False)), feeds)
-    return checked, "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in checked.items()) + ")"
+    return check_feeds(input_specs(_onnx().load(str(source), load_external_data=False)), feeds), used
 

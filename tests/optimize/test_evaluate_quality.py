@@ -157,3 +157,14 @@ def test_evaluate_takes_a_dataset_and_its_labels(tmp_path):
     frame = evaluate([same], ref, data, **FAST)
     assert frame.attrs["data"] == data.describe() and (frame["checked_with"] == data.describe()).all()
     assert frame["accuracy"].notna().all() and frame["quality_ok"].all()
+
+
+def test_quantization_self_check_takes_a_dataset_and_names_it(conv_onnx, tmp_path):
+    from kit.data import load_data
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.optimize import quantize_dynamic
+
+    with OnnxRuntimeEngine(conv_onnx) as engine:
+        data = load_data(None, engine.input_specs, input_shapes={"gpu_0/data_0": [4, 1, 8, 8]}, samples=4)
+    art = quantize_dynamic(conv_onnx, out=tmp_path / "d.onnx", feeds=data)
+    assert art.metrics["checked_with"].startswith("the first 4 sample(s) of synthetic inputs")
