@@ -278,7 +278,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
             rec.update(_quality_columns(report, top1, higher_is_better, user_metric is not None))
             own = art.metrics.get("quality_ok")
             if own is False and art is not reference:
-                rec.update(quality_ok=False, quality_reason=f"its own check failed: "
+                mine = "" if report.ok else f"{report.reason}; "
+                rec.update(quality_ok=False, quality_reason=f"{mine}its own check failed: "
                                                             f"{art.metrics.get('quality', 'quality_ok is False')}")
             records[art.name] = rec
 

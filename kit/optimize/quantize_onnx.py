@@ -167,7 +167,7 @@ def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: st
         return _finish(artifact, tmp, source, name, prepared, feeds=feeds, feeds_note=feeds_note, slices=slices)
 
 def quantize_dynamic(artifact: ModelSource, config: DynamicQuantConfig | None = None,
-                     out: str | Path | None = None, feeds: Mapping[str, np.ndarray] | None = None,
+                     out: str | Path | None = None, feeds: Mapping[str, np.ndarray] | Any = None,
                      slices: Slices | None = None, **overrides: Any) -> ModelArtifact:
     """Dynamic int8 quantization (``onnxruntime.quantization.quantize_dynamic``) of an artifact or a path.
 
