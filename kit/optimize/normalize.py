@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from kit.artifacts import ModelArtifact, ModelLike
+from kit.engines.probe import ONNX_IR_VERSION
 from kit.errors import KitError, ModelLoadError
 
-MAX_IR_VERSION = 10
-"""The IR version every model the kit writes is capped at: ONNX Runtime 1.31 reads IR <= 13 and
-onnx 1.23 writes 14 by default; 10 keeps a margin for older runtimes a user may deploy to."""
+MAX_IR_VERSION = ONNX_IR_VERSION
+"""The IR version every model the kit writes is capped at (one constant, ``kit.engines.probe.ONNX_IR_VERSION``):
+ONNX Runtime 1.31 reads IR <= 13 and onnx 1.23 writes 14 by default; 10 keeps a margin for older runtimes."""
 
 MIN_IR_SEPARATE_INITIALIZERS = 4
 """From IR 4 on, initializers need not be graph inputs; below it they must be (and then cannot be folded)."""
