@@ -202,7 +202,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     ``quality.Gate()``; collapsed or NaN/inf outputs always fail): ``quality_ok``,
     ``quality_reason``, a compact ``quality`` summary, ``rel_error[<output>]`` and
     ``cosine[<output>]`` per output and slice; ``attrs["quality"]`` holds each variant's
-    full table. With ``labels``, ``accuracy`` is top-1 accuracy of ``config.output``;
+    full table as records (``pd.DataFrame(frame.attrs["quality"][name])``). With
+    ``labels``, ``accuracy`` is top-1 accuracy of ``config.output``;
     ``metric`` (a callable or ``"module:function"`` taking reference outputs, candidate
     outputs and labels, returning a number; ``higher_is_better``) replaces it, in the
     ``metric``/``metric_reference``/``metric_drop_pts`` columns. A variant whose own check
@@ -273,7 +274,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
             fn = user_metric or (top1_accuracy(output) if labels is not None and config.top1 is not False else None)
             report = compare(ref_out, out, slices=slices, gate=gate, scores=config.top1, labels=labels, metric=fn,
                              higher_is_better=higher_is_better if user_metric else True)
-            tables[art.name] = report.to_frame()
+            tables[art.name] = report.to_frame().to_dict("records")  # plain data: pandas compares attrs
             top1 = config.top1 if config.top1 is not None else any(p.topk_agreement is not None for p in report.parts)
             rec.update(_quality_columns(report, top1, higher_is_better, user_metric is not None))
             own = art.metrics.get("quality_ok")

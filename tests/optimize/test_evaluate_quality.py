@@ -168,3 +168,11 @@ def test_quantization_self_check_takes_a_dataset_and_names_it(conv_onnx, tmp_pat
         data = load_data(None, engine.input_specs, input_shapes={"gpu_0/data_0": [4, 1, 8, 8]}, samples=4)
     art = quantize_dynamic(conv_onnx, out=tmp_path / "d.onnx", feeds=data)
     assert art.metrics["checked_with"].startswith("the first 4 sample(s) of synthetic inputs")
+
+
+def test_frames_concatenate_and_the_quality_tables_are_records(tmp_path):
+    ref, same = _model(tmp_path / "ref.onnx", "same"), _model(tmp_path / "same.onnx", "same")
+    one = evaluate([same], ref, _data(), top1=False, **FAST)
+    two = evaluate([], ref, _data(), top1=False, **FAST)
+    assert len(pd.concat([one, two])) == 3  # pandas compares attrs when concatenating
+    assert set(pd.DataFrame(one.attrs["quality"]["same"])["output"]) == {"boxes", "scores"}
