@@ -129,6 +129,8 @@ def as_artifact(model: ModelLike) -> ModelArtifact:
     """``model`` as an artifact: a path's format is detected from the file (``ModelLoadError`` if it is none)."""
     if isinstance(model, ModelArtifact):
         return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelLoadError(f"expected a ModelArtifact or a path to a model file, got {type(model).__name__}")
     if not Path(model).exists():
         raise ModelLoadError(f"model not found: {model}")
     return ModelArtifact.from_path(model)

@@ -8,8 +8,9 @@ loads it with optimization disabled, which skips the expensive step.
 The saved graph is only valid for the same model, ONNX Runtime version, session options
 *and CPU* (at level ``all`` it holds hardware-specific ops such as NCHWc layouts), so all
 four form the key. A saved graph may also keep inputs that nothing consumes, so a cached
-file is trusted only after it runs on synthetic inputs and reproduces the outputs the
-original session gave (stored beside it). Files are written to a temporary name and
+file is trusted only after it runs on the probe inputs (the user's ``feeds`` when given,
+else synthetic ones) and reproduces the outputs the original session gave on them (both
+stored beside it; compared with ``kit.optimize.quality.compare``). Files are written to a temporary name and
 renamed into place, so concurrent writers never leave a torn file; each carries a
 header with an xxh3-128 digest, so a corrupted or truncated one is detected, warned
 about, ignored and rebuilt.
@@ -24,6 +25,7 @@ import functools
 import io
 import json
 import logging
+import math
 import os
 import statistics
 import tempfile
@@ -40,7 +42,8 @@ import xxhash
 from kit.artifacts import ModelArtifact, ModelLike, atomic_write_bytes, file_digest, locked
 from kit.config import resolve
 from kit.errors import ConfigError, KitError, ModelLoadError
-from kit.specs import TensorSpec, synthetic_feeds
+from kit.optimize.quality import SYNTHETIC_HINT, Gate, check_inputs, compare
+from kit.specs import TensorSpec, check_feeds, synthetic_feeds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,25 +132,22 @@ def _specs_record(specs: tuple[TensorSpec, ...]) -> list[list[Any]]:
     return [[s.name, s.dtype.str, list(s.shape)] for s in specs]
 
 
-def _probe(engine: Any) -> dict[str, np.ndarray]:
-    return engine.predict(synthetic_feeds(engine.input_specs, batch_size=1, seed=0))
+SAME_OUTPUTS = Gate(max_rel_error=math.inf, atol=1e-5, rtol=1e-3)
+"""The cached graph must reproduce the original session's outputs to float rounding."""
 
 
-def _agree(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> str | None:
-    """Why two output sets disagree (names, shapes, NaN/inf or values), or None when they agree."""
-    if list(got) != list(want):
-        return f"outputs {list(got)} differ from the original's {list(want)}"
-    for name, ref in want.items():
-        out = np.asarray(got[name])
-        if out.shape != ref.shape:
-            return f"output {name!r} has shape {out.shape}, the original {ref.shape}"
-        if out.dtype.kind == "f" and not np.array_equal(np.isfinite(out), np.isfinite(ref)):
-            return f"output {name!r} has NaN/inf where the original has none"
-        if out.dtype.kind in "fc" and not np.allclose(out, ref, rtol=1e-3, atol=1e-5, equal_nan=True):
-            return f"output {name!r} differs from the original by up to {np.nanmax(np.abs(out - ref)):.3g}"
-        if out.dtype.kind not in "fc" and not np.array_equal(out, ref):
-            return f"output {name!r} differs from the original"
-    return None
+def _probe_feeds(engine: Any, data: Any) -> tuple[dict[str, np.ndarray], str]:
+    """The probe's inputs: the user's feeds or first sample of their Dataset, else synthetic ones; and their name."""
+    feeds, used = check_inputs(data, samples=1)
+    if feeds is None:
+        return synthetic_feeds(engine.input_specs, batch_size=1, seed=0), "synthetic inputs (batch 1, unknown dims 1)"
+    return check_feeds(engine.input_specs, feeds), used
+
+
+def _mismatch(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> str | None:
+    """Why two output sets disagree (``quality.compare``: names, shapes, NaN/inf, values), or None."""
+    report = compare(want, got, gate=SAME_OUTPUTS, scores=False)
+    return None if report.ok else report.reason
 
 
 @dataclass
@@ -160,6 +160,8 @@ class LoadReport:
     key: str | None = None
     path: str | None = None
     note: str = ""
+    checked_with: str = ""
+    """The inputs the optimized graph was checked on (the user's feeds, or synthetic ones)."""
 
     @property
     def total_s(self) -> float:
@@ -202,11 +204,15 @@ class OptimizedModelCache:
         """``(optimized graph, sidecar)`` paths of an entry."""
         return self.directory / f"{key}{self.MODEL_SUFFIX}", self.directory / f"{key}{self.META_SUFFIX}"
 
-    def load(self, model: ModelLike, options: Any = None, **overrides: Any):
+    def load(self, model: ModelLike, options: Any = None, *, feeds: Any = None, **overrides: Any):
         """``(engine, LoadReport)``: from the cache when a valid entry exists, else built and stored.
 
         ``options``/``overrides`` are ``OrtOptions``; the returned engine always answers
-        like a session made from the original model with those options.
+        like a session made from the original model with those options. ``feeds`` (a dict
+        or a ``kit.data.Dataset``, first sample) are the inputs the optimized graph is
+        checked on when it is built (synthetic ones otherwise: a model with dynamic sizes
+        may not run on them); they are stored with the entry and reused to check it when it
+        is read, and ``LoadReport.checked_with`` names them.
         """
         from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
 
@@ -226,9 +232,9 @@ class OptimizedModelCache:
             status = "miss"
             if sidecar.exists() or graph.exists():
                 try:
-                    engine, seconds = self._open_cached(graph, sidecar, options, name)
+                    engine, seconds, used = self._open_cached(graph, sidecar, options, name)
                     stages.update(seconds)
-                    return engine, LoadReport(name, "hit", stages, key, str(graph))
+                    return engine, LoadReport(name, "hit", stages, key, str(graph), checked_with=used)
                 except (CorruptCacheFile, KitError, OSError) as exc:
                     warnings.warn(f"ignoring bad optimized-model cache entry {graph.name} ({exc}); rebuilding it",
                                   RuntimeWarning, stacklevel=2)
@@ -242,33 +248,37 @@ class OptimizedModelCache:
                                            name=name)
                 stages["session_creation"] = clock() - start
                 start = clock()
+                probe, used = {}, "synthetic inputs"
                 try:
-                    reference = _probe(engine)
+                    probe, used = _probe_feeds(engine, feeds)
+                    reference = engine.predict(probe)
                     problem = None
                 except KitError as exc:
-                    reference, problem = {}, f"the model does not run on synthetic inputs: {exc}"
+                    hint = f"; {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
+                    reference, problem = {}, f"the model does not run on {used}: {exc}{hint}"
                 stages["first_inference"] = clock() - start
                 start = clock()
                 if problem is None:
-                    problem = self._check_optimized(tmp, options, name, reference)
+                    problem = self._check_optimized(tmp, options, name, probe, reference)
                 if problem is None:
                     optimized = Path(tmp).read_bytes()
-                    self._store(graph, sidecar, optimized, engine, reference, name)
+                    self._store(graph, sidecar, optimized, engine, probe, reference, name, used)
                 stages["cache_write"] = clock() - start
             finally:
                 Path(tmp).unlink(missing_ok=True)
             if problem is not None:
                 warnings.warn(f"ONNX Runtime's optimized graph of {name} failed its check ({problem}); not caching "
                               f"it, the session runs from the original model", RuntimeWarning, stacklevel=2)
-                return engine, LoadReport(name, "rejected", stages, key, None, problem)
-            return engine, LoadReport(name, status, stages, key, str(graph))
+                return engine, LoadReport(name, "rejected", stages, key, None, problem, used)
+            return engine, LoadReport(name, status, stages, key, str(graph), checked_with=used)
 
-    def _store(self, graph: Path, sidecar: Path, optimized: bytes, engine: Any,
-               reference: Mapping[str, np.ndarray], name: str) -> None:
+    def _store(self, graph: Path, sidecar: Path, optimized: bytes, engine: Any, probe: Mapping[str, np.ndarray],
+               reference: Mapping[str, np.ndarray], name: str, used: str) -> None:
         atomic_write_bytes(graph, optimized)
         write_blob(sidecar, {"model": name, "graph_xxh3": xxhash.xxh3_128_hexdigest(optimized),
                              "graph_bytes": len(optimized), "inputs": _specs_record(engine.input_specs),
-                             "outputs": list(reference)}, {"reference": _npz(reference)})
+                             "outputs": list(reference), "probe_inputs": list(probe), "checked_with": used},
+                   {"reference": _npz(reference), "probe": _npz(probe)})
 
     def _open_cached(self, graph: Path, sidecar: Path, options: Any, name: str):
         from kit.engines.onnxruntime import OnnxRuntimeEngine
@@ -290,17 +300,20 @@ class OptimizedModelCache:
             engine.close()
             raise CorruptCacheFile(f"cached graph takes inputs {got}, the model {expected}")
         start = clock()
+        used = meta.get("checked_with", "synthetic inputs (batch 1, unknown dims 1)")
         try:
-            problem = _agree(_probe(engine), _from_npz(parts["reference"], list(meta["outputs"])))
+            probe = (_from_npz(parts["probe"], list(meta["probe_inputs"])) if "probe" in parts
+                     else _probe_feeds(engine, None)[0])  # entries written before probes were stored
+            problem = _mismatch(engine.predict(probe), _from_npz(parts["reference"], list(meta["outputs"])))
         except (KitError, ValueError, KeyError) as exc:
             problem = f"it does not run: {exc}"
         seconds["first_inference"] = clock() - start
         if problem:
             engine.close()
-            raise CorruptCacheFile(f"cached graph does not reproduce the original: {problem}")
-        return engine, seconds
+            raise CorruptCacheFile(f"cached graph does not reproduce the original on {used}: {problem}")
+        return engine, seconds, used
 
-    def _check_optimized(self, optimized: str, options: Any, name: str,
+    def _check_optimized(self, optimized: str, options: Any, name: str, probe: Mapping[str, np.ndarray],
                          reference: Mapping[str, np.ndarray]) -> str | None:
         from kit.engines.onnxruntime import OnnxRuntimeEngine
 
@@ -308,7 +321,7 @@ class OptimizedModelCache:
             return "ONNX Runtime wrote no optimized graph"
         try:
             with OnnxRuntimeEngine(optimized, _no_optimization(options), name=name) as check:
-                return _agree(_probe(check), reference)
+                return _mismatch(check.predict(probe), reference)
         except KitError as exc:
             return str(exc)
 
@@ -326,8 +339,8 @@ def _no_optimization(options: Any) -> Any:
     return dataclasses.replace(options, graph_optimization_level="disable", optimized_model_filepath=None)
 
 
-def load_breakdown(model: ModelLike, options: Any = None, repeats: int = 3, steady_runs: int = 5,
-                   **overrides: Any) -> dict[str, float]:
+def load_breakdown(model: ModelLike, options: Any = None, repeats: int = 3, steady_runs: int = 5, *,
+                   feeds: Any = None, **overrides: Any) -> dict[str, float]:
     """Median seconds of each load stage: file read, graph optimization, session creation, first inference.
 
     ``file_read`` is reading (and hashing) the file; sessions are made from the path (ONNX
@@ -336,7 +349,8 @@ def load_breakdown(model: ModelLike, options: Any = None, repeats: int = 3, stea
     report graph optimization on its own, so it is measured as creating the session at the
     requested level minus creating it with optimization disabled, the two interleaved
     ``repeats`` times. ``steady_inference`` is the median of ``steady_runs`` later calls, so
-    the first-request penalty is visible beside it.
+    the first-request penalty is visible beside it. Inferences run on ``feeds`` (a dict or
+    the first sample of a ``kit.data.Dataset``) when given, else on synthetic inputs.
     """
     from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
 
@@ -357,14 +371,14 @@ def load_breakdown(model: ModelLike, options: Any = None, repeats: int = 3, stea
         start = clock()
         engine = OnnxRuntimeEngine(path, options, name=name)
         full = clock() - start
-        feeds = synthetic_feeds(engine.input_specs, batch_size=1, seed=0)
+        probe = _probe_feeds(engine, feeds)[0]
         start = clock()
-        engine.predict(feeds)
+        engine.predict(probe)
         samples["first_inference"].append(clock() - start)
         steady = []
         for _ in range(steady_runs):
             start = clock()
-            engine.predict(feeds)
+            engine.predict(probe)
             steady.append(clock() - start)
         engine.close()
         samples["session_creation"].append(plain)

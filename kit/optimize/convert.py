@@ -1,8 +1,9 @@
 """SavedModel -> ONNX and SavedModel -> TFLite, each checked against its source.
 
 A conversion is an artifact -> artifact function: the result carries its parent, the
-conversion's parameters and how well its outputs agree with the source on sample inputs
-(max abs error, cosine). A conversion that disagrees beyond tolerance raises
+conversion's parameters and how well its outputs agree with the source (``quality.compare``:
+max abs error, cosine, NaN/inf) on the user's feeds or ``Dataset`` when given, else on
+synthetic inputs; ``metrics["checked_with"]`` says which. A conversion that disagrees beyond tolerance raises
 ``ConversionError``: a model that runs but answers differently is worse than none.
 
 Keras 3 models go through a SavedModel first (``model.export(dir)``):
@@ -12,6 +13,7 @@ Keras 3 models go through a SavedModel first (``model.export(dir)``):
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +25,8 @@ from kit._quiet import silenced_stderr
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.errors import ConversionError, KitError, MissingDependencyError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION
-from kit.specs import synthetic_feeds
+from kit.optimize.quality import SYNTHETIC_HINT, Gate, check_inputs, compare
+from kit.specs import check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
 
@@ -41,37 +44,23 @@ def _source(model: ModelArtifact | str | os.PathLike[str], expected: str = "save
     return art
 
 
-def agreement(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Worst max-abs error and lowest cosine similarity over the reference's outputs.
+def _check_converted(source: ModelArtifact, target: Path, fmt: str, data: Any, signature: str, atol: float,
+                     min_cosine: float) -> dict[str, Any]:
+    """Run source and converted model on the same inputs and judge with ``quality.compare``; raise if they disagree.
 
-    NaN or inf anywhere in the candidate counts as total disagreement.
+    ``data`` is the user's feeds or ``kit.data.Dataset`` (synthetic inputs of batch 2 when
+    ``None``); the figures say which were used (``checked_with``).
     """
-    missing = sorted(set(reference) - set(candidate))
-    if missing:
-        raise ConversionError(f"converted model lacks output(s) {missing}; it has {sorted(candidate)}")
-    max_abs, cosine = 0.0, 1.0
-    for name, ref in reference.items():
-        ref64 = np.asarray(ref, np.float64).ravel()
-        got = np.asarray(candidate[name], np.float64).ravel()
-        if ref64.shape != got.shape:
-            raise ConversionError(f"output {name!r} has {got.size} values, the source {ref64.size}")
-        if not np.all(np.isfinite(got)):
-            return {"max_abs_error": float("inf"), "cosine": float("nan")}
-        max_abs = max(max_abs, float(np.max(np.abs(ref64 - got))) if ref64.size else 0.0)
-        norms = float(np.linalg.norm(ref64) * np.linalg.norm(got))
-        cos = float(ref64 @ got / norms) if norms > 0 else float(np.array_equal(ref64, got))
-        cosine = min(cosine, cos)
-    return {"max_abs_error": max_abs, "cosine": cosine}
-
-
-def check_agreement(source: ModelArtifact, target: Path, fmt: str, feeds: Mapping[str, np.ndarray] | None,
-                    signature: str, atol: float, min_cosine: float) -> dict[str, Any]:
-    """Run source and converted model on the same feeds; raise if they disagree."""
     from kit.engines.tensorflow import TensorFlowEngine
 
+    feeds, used = check_inputs(data)
     with TensorFlowEngine(source, signature=signature) as reference:
-        feeds = dict(feeds) if feeds is not None else synthetic_feeds(reference.input_specs, batch_size=2)
+        if feeds is None:
+            feeds, used = synthetic_feeds(reference.input_specs, batch_size=2), "synthetic inputs (batch 2)"
+        else:
+            feeds = check_feeds(reference.input_specs, feeds)
         expected = reference.predict(feeds)
+    hint_data = f"; the check ran on {used}: {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
     try:
         if fmt == "onnx":
             from kit.engines.onnxruntime import OnnxRuntimeEngine
@@ -82,34 +71,38 @@ def check_agreement(source: ModelArtifact, target: Path, fmt: str, feeds: Mappin
         with engine:
             got = engine.predict(feeds)
     except KitError as exc:
-        raise ConversionError(f"the converted {fmt} model does not run: {exc}") from exc
-    result = agreement(expected, got)
-    result["agreement_batch"] = int(next(iter(feeds.values())).shape[0])
-    ok = result["max_abs_error"] <= atol and result["cosine"] >= min_cosine
-    if not ok:
+        raise ConversionError(f"the converted {fmt} model does not run: {exc}{hint_data}") from exc
+    report = compare(expected, got, gate=Gate(max_rel_error=math.inf, atol=atol, min_cosine=min_cosine),
+                     scores=False)
+    summary = report.summary()
+    result = {"max_abs_error": summary["max_abs_error"], "cosine": summary["min_cosine"],
+              "quality_ok": report.ok, "quality": report.reason,
+              "agreement_batch": int(next(iter(feeds.values())).shape[0]) if feeds else 0, "checked_with": used}
+    if not report.ok:
         # unfrozen Keras 3 variables make the TFLite file read uninitialised memory: NaN on
         # some runs, garbage on others; either way the cure is the same
         hint = ("; for TFLite this often means variables the converter did not freeze: export Keras models "
                 "with model.export(dir) / keras.export.ExportArchive" if fmt == "tflite" else
                 "; try another opset")
-        if not np.isfinite(result["max_abs_error"]):
+        if any(p.nonfinite for p in report.parts):
             raise ConversionError(f"the {fmt} conversion of {source.name} returns NaN or inf where its source "
-                                  f"does not{hint}")
-        raise ConversionError(f"the {fmt} conversion of {source.name} disagrees with its source: max abs error "
-                              f"{result['max_abs_error']:.3g} (tolerance {atol:g}), cosine {result['cosine']:.6f} "
-                              f"(minimum {min_cosine}){hint}; pass atol/min_cosine if the difference is expected")
+                                  f"does not (on {used}){hint}")
+        raise ConversionError(f"the {fmt} conversion of {source.name} disagrees with its source on {used}: "
+                              f"{report.reason} (tolerance atol {atol:g}, minimum cosine {min_cosine}){hint}; "
+                              f"pass atol/min_cosine if the difference is expected{hint_data}")
     return result
 
 
 def savedmodel_to_onnx(model: ModelArtifact | str | os.PathLike[str], output: str | os.PathLike[str],
                        opset: int = DEFAULT_OPSET, signature: str = "serving_default",
-                       feeds: Mapping[str, np.ndarray] | None = None, atol: float = DEFAULT_ATOL,
+                       feeds: Mapping[str, np.ndarray] | Any = None, atol: float = DEFAULT_ATOL,
                        min_cosine: float = DEFAULT_MIN_COSINE) -> ModelArtifact:
     """Convert a SavedModel signature to ONNX with tf2onnx; names and symbolic batch are kept.
 
     Uses tf2onnx's SavedModel loader (the route of ``python -m tf2onnx.convert
-    --saved-model``), which works with Keras 3 exports. ``feeds`` are the inputs the
-    agreement check runs on (synthetic ones if omitted).
+    --saved-model``), which works with Keras 3 exports. ``feeds`` (a dict or a
+    ``kit.data.Dataset``) are the inputs the agreement check runs on (synthetic ones if
+    omitted); ``metrics["checked_with"]`` names them.
     """
     source = _source(model)
     from kit.engines.tensorflow import import_tensorflow
@@ -143,16 +136,16 @@ def savedmodel_to_onnx(model: ModelArtifact | str | os.PathLike[str], output: st
             if dims and dims[0].dim_param:  # tf2onnx names it unk__N; say what it is
                 dims[0].dim_param = "batch"
         onnx.save(proto, str(tmp))
-        metrics = check_agreement(source, tmp, "onnx", feeds, signature, atol, min_cosine)
+        metrics = _check_converted(source, tmp, "onnx", feeds, signature, atol, min_cosine)
     params = {"opset": opset, "signature": signature, "tf2onnx": _version("tf2onnx")}
     return source.derive(output, "to_onnx", name=f"{source.name}-onnx", format="onnx", params=params,
                          metrics=metrics)
 
 
 def savedmodel_to_tflite(model: ModelArtifact | str | os.PathLike[str], output: str | os.PathLike[str],
-                         signature: str = "serving_default", feeds: Mapping[str, np.ndarray] | None = None,
+                         signature: str = "serving_default", feeds: Mapping[str, np.ndarray] | Any = None,
                          atol: float = DEFAULT_ATOL, min_cosine: float = DEFAULT_MIN_COSINE) -> ModelArtifact:
-    """Convert a SavedModel signature to a float32 ``.tflite`` with TensorFlow's converter."""
+    """Convert a SavedModel signature to a float32 ``.tflite`` with TensorFlow's converter (``feeds``: as for ONNX)."""
     source = _source(model)
     from kit.engines.tensorflow import import_tensorflow
 
@@ -168,7 +161,7 @@ def savedmodel_to_tflite(model: ModelArtifact | str | os.PathLike[str], output: 
                                   f"{signature!r}): {first_line(exc)}; ops TFLite lacks must be rewritten "
                                   f"with builtin ones") from exc
         tmp.write_bytes(flatbuffer)
-        metrics = check_agreement(source, tmp, "tflite", feeds, signature, atol, min_cosine)
+        metrics = _check_converted(source, tmp, "tflite", feeds, signature, atol, min_cosine)
     params = {"signature": signature, "precision": "float32", "tensorflow": tf.__version__}
     return source.derive(output, "to_tflite", name=f"{source.name}-tflite", format="tflite", params=params,
                          metrics=metrics)
@@ -211,13 +204,16 @@ def keras_to_savedmodel(model: ModelArtifact | str | os.PathLike[str], output: s
         with TensorFlowEngine(tmp) as engine:
             feeds = synthetic_feeds(engine.input_specs, batch_size=batch_size)
             exported = engine.predict(feeds)
-        metrics: dict[str, float] = {}
+        metrics: dict[str, Any] = {}
         if len(exported) == 1:
             reference = keras_model([feeds[s.name] for s in engine.input_specs]
                                     if len(feeds) > 1 else next(iter(feeds.values())), training=False)
-            metrics = agreement({"out": np.asarray(reference)}, {"out": next(iter(exported.values()))})
-            if metrics["max_abs_error"] > DEFAULT_ATOL or not np.isfinite(metrics["max_abs_error"]):
+            report = compare({"out": np.asarray(reference)}, {"out": next(iter(exported.values()))},
+                             gate=Gate(max_rel_error=math.inf, atol=DEFAULT_ATOL), scores=False)
+            metrics = {"max_abs_error": report.summary()["max_abs_error"], "cosine": report.summary()["min_cosine"],
+                       "checked_with": f"synthetic inputs (batch {batch_size})"}
+            if not report.ok:
                 raise ConversionError(f"the SavedModel exported from {source.path} disagrees with the Keras model "
-                                      f"(max abs error {metrics['max_abs_error']:.3g})")
+                                      f"({report.reason})")
     return source.derive(output, "to_savedmodel", name=f"{source.name}-savedmodel", format="savedmodel",
                          params={"keras": keras.__version__}, metrics=metrics)

@@ -2,14 +2,17 @@
 
 ``evaluate`` gives, for any set of artifacts (ONNX, TFLite, SavedModel), size on disk,
 latency p50/p99 and throughput per batch size (all variants measured interleaved with
-``kit.profile.compare``, so they share the machine's noise), and quality against the
-float32 reference on the same inputs: accuracy where labels exist, otherwise top-1
-agreement, max abs error and cosine similarity. NaN or inf in any output is a failure.
+``kit.profile.compare``, so they share the machine's noise, and each round's median kept),
+and quality against the float32 reference on the same inputs, judged by
+``kit.optimize.quality.compare``: every output (and every slice the user names) on its own
+range, the worst one decides; NaN/inf or a collapsed output fails; accuracy where labels
+exist, or the user's own ``metric="module:function"``.
 
-``recommend`` picks the fastest variant within an accuracy-drop budget and says why each
-other one lost. Which int8 flavour is fastest depends on the CPU (on AVX512-VNNI, static
-QDQ S8S8 on MobileNetV2 loses to float32 while U8S8 wins by 2x), so the pick comes from
-the measurements in the frame, not from a default.
+``recommend`` picks the fastest variant whose quality passed and that beats the reference
+beyond the measured spread, and says why each other one lost. Which int8 flavour is
+fastest depends on the CPU (on AVX512-VNNI, static QDQ S8S8 on MobileNetV2 loses to
+float32 while U8S8 wins by 2x), so the pick comes from the measurements in the frame, not
+from a default.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError
+from kit.optimize.quality import Gate, Metric, QualityReport, Slices, compare, top1_accuracy
 from kit.profile.loadgen import check_run_bounds
 
 log = logging.getLogger(__name__)
@@ -39,9 +43,10 @@ class EvalConfig:
     """What to measure: batch sizes, how long (pooled over interleaved rounds), which output.
 
     ``min_duration_s`` is per variant and batch size, split over ``rounds``.
-    ``output`` names the output compared with the reference (default: the first).
+    ``output`` names the output accuracy (top-1 against labels) is read from (default: the
+    first); every output is compared with the reference.
     ``engine_options`` go to every engine (e.g. ``{"intra_op_num_threads": 2}`` for ORT).
-    ``top1``: whether the output is a class score (top-1 agreement, accuracy); ``None``
+    ``top1``: whether outputs are class scores (top-1 agreement, accuracy); ``None``
     decides by shape (2-D with more than one column), ``False`` for embeddings.
     """
 
@@ -71,50 +76,95 @@ def _fixed_batch(predictor) -> int | None:
 
 
 def _rows(data: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
-    return {k: v[start:stop] for k, v in data.items()}
+    return {k: v[start:stop] if v.ndim else v for k, v in data.items()}
 
 
 def _take(data: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` samples, repeating them when there are fewer."""
-    return {k: (v[:n] if v.shape[0] >= n else np.resize(v, (n, *v.shape[1:])).astype(v.dtype))
+    """The first ``n`` samples, repeating them when there are fewer (scalar inputs as they are)."""
+    return {k: v if not v.ndim else (v[:n] if v.shape[0] >= n else np.resize(v, (n, *v.shape[1:])).astype(v.dtype))
             for k, v in data.items()}
 
 
-def run_all(predictor, data: Mapping[str, np.ndarray], output: str, batch_size: int) -> np.ndarray:
-    """``output`` over every sample of ``data``, in chunks the model accepts."""
-    count = next(iter(data.values())).shape[0]
+def run_outputs(predictor, data: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Every output over every sample of ``data`` (first axis), in chunks the model accepts."""
+    count = max(v.shape[0] for v in data.values() if v.ndim)
     fixed = _fixed_batch(predictor)
     step = fixed or batch_size
-    parts = []
+    parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, count, step):
         chunk = _rows(data, start, start + step)
         got = min(step, count - start)
         if got < step and fixed:
             chunk = _take(chunk, step)
-        parts.append(np.asarray(predictor.predict(chunk)[output])[:got])
-    return np.concatenate(parts)
+        for name, value in predictor.predict(chunk).items():
+            value = np.asarray(value)
+            parts.setdefault(name, []).append(value[:got] if value.ndim and value.shape[0] == (fixed or got) else value)
+    return {name: np.concatenate(values) if len(values) > 1 and values[0].ndim else values[0]
+            for name, values in parts.items()}
 
 
-def quality(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None,
-            top1: bool | None = None) -> dict[str, Any]:
-    """Quality of ``outputs`` against ``reference`` (and ``labels``); NaN/inf is a failure."""
-    if not np.all(np.isfinite(outputs)):
-        bad = int(np.size(outputs) - np.count_nonzero(np.isfinite(outputs)))
-        return {"ok": False, "failure": f"non-finite outputs ({bad} NaN/inf values)"}
-    ref = reference.astype(np.float64).reshape(reference.shape[0], -1)
-    out = outputs.astype(np.float64).reshape(outputs.shape[0], -1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    cos = np.where(norms > 0, np.sum(ref * out, axis=1) / np.where(norms > 0, norms, 1), 1.0)
-    rec: dict[str, Any] = {"ok": True, "failure": "", "max_abs_err": float(np.max(np.abs(ref - out))),
-                           "cosine": float(np.mean(cos)), "cosine_min": float(np.min(cos))}
-    if top1 is None:
-        top1 = reference.ndim == 2 and reference.shape[1] > 1
-    if top1:
-        top_ref, top_out = ref.argmax(axis=1), out.argmax(axis=1)
-        rec["top1_agreement"] = float(np.mean(top_ref == top_out))
-        if labels is not None:
-            rec["accuracy"] = float(np.mean(top_out == np.asarray(labels).reshape(-1)))
+def run_all(predictor, data: Mapping[str, np.ndarray], output: str, batch_size: int) -> np.ndarray:
+    """``output`` over every sample of ``data``, in chunks the model accepts."""
+    return run_outputs(predictor, data, batch_size)[output]
+
+
+def load_metric(metric: str | Metric | None) -> Metric | None:
+    """A user metric: a callable, or ``"module:function"`` naming one (reference, candidate, labels -> number)."""
+    if metric is None or callable(metric):
+        return metric
+    if not isinstance(metric, str) or ":" not in metric:
+        raise ConfigError(f"metric must be a callable or 'module:function', got {metric!r}")
+    import importlib
+
+    module, _, function = metric.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import metric {metric!r}: {exc}; expected 'module:function' taking "
+                          f"(reference outputs, candidate outputs, labels) and returning a number") from exc
+    if not callable(fn):
+        raise ConfigError(f"metric {metric!r} is not callable")
+    return fn
+
+
+def _quality_columns(report: QualityReport, top1: bool, higher_is_better: bool,
+                     user_metric: bool) -> dict[str, Any]:
+    """The frame's quality columns from one comparison: overall, per output/slice, and the metric."""
+    finite = [p for p in report.parts if not math.isnan(p.rel_error)]
+    rec: dict[str, Any] = {
+        "quality_ok": report.ok, "quality_reason": report.reason,
+        "quality": "; ".join(f"{p.label}: {'ok' if p.ok else 'FAIL'} {100 * p.rel_error:.3g}% cos {p.cosine:.5f}"
+                             for p in report.parts),
+        "worst_output": report.worst.label if report.worst is not None else "",
+        "worst_rel_error": max((p.rel_error for p in finite), default=math.nan),
+        "max_abs_err": max((p.max_abs_error for p in finite), default=math.nan),
+        "cosine": min((p.cosine for p in finite), default=math.nan),
+        **{f"rel_error[{p.label}]": p.rel_error for p in report.parts},
+        **{f"cosine[{p.label}]": p.cosine for p in report.parts}}
+    rec["cosine_min"] = rec["cosine"]
+    topk = [p.topk_agreement for p in report.parts if p.topk_agreement is not None]
+    if top1 and topk:
+        rec["top1_agreement"] = min(topk)
+    if report.metric is not None:
+        drop = (report.metric_reference - report.metric) if higher_is_better else (report.metric -
+                                                                                   report.metric_reference)
+        if user_metric:
+            rec.update(metric=report.metric, metric_reference=report.metric_reference, metric_drop_pts=100.0 * drop)
+        else:
+            rec["accuracy"] = report.metric
+        rec["accuracy_drop_pts"] = 100.0 * drop
+    elif "top1_agreement" in rec:
+        rec["accuracy_drop_pts"] = 100.0 * (1.0 - rec["top1_agreement"])
     return rec
+
+
+def _speed_columns(result) -> dict[str, Any]:
+    """p50/p99/throughput of one ``LoadResult`` and its rounds' medians (the noise ``recommend`` respects)."""
+    summary = result.summary()
+    rounds = [float(x) for x in result.round_p50s_ms()]
+    return {"p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"], "samples_per_s": summary["samples_per_s"],
+            "queries": int(summary["queries"]), "round_p50s_ms": rounds,
+            "p50_spread_ms": (max(rounds) - min(rounds)) if len(rounds) > 1 else math.nan}
 
 
 def _environment() -> dict[str, Any]:
@@ -124,30 +174,60 @@ def _environment() -> dict[str, Any]:
     return {k: env[k] for k in ("cpu_model", "int8_flags", "fast_int8", "logical_cores", "affinity_cores")}
 
 
-def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: Mapping[str, np.ndarray],
-             labels: np.ndarray | None = None, config: EvalConfig | None = None, **overrides: Any):
+def _as_feeds(data: Any, labels: Any) -> tuple[dict[str, np.ndarray], Any, str]:
+    """Evaluation feeds, labels and their description from a mapping or a ``kit.data.Dataset``."""
+    from kit.data import Dataset
+
+    if isinstance(data, Dataset):
+        if data.arrays is None:
+            raise ConfigError(f"evaluate needs feeds of one shape; {data.source} holds requests of varying shape: "
+                              f"pick one shape (Dataset.take) or pass input_shapes")
+        return dict(data.arrays), data.labels if labels is None else labels, data.describe()
+    feeds = {k: np.asarray(v) for k, v in data.items()}
+    return feeds, labels, "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()) + ")"
+
+
+def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: Any,
+             labels: np.ndarray | None = None, config: EvalConfig | None = None, *,
+             slices: Slices | None = None, gate: Gate | None = None, metric: str | Metric | None = None,
+             higher_is_better: bool = True, **overrides: Any):
     """One row per (variant, batch size): size, p50/p99, throughput, speed-up and quality.
 
     ``reference`` is the float32 model every variant is compared with (it is measured too,
-    as the first row). ``data`` maps input name to samples (first axis); ``labels`` gives
-    accuracy where they exist. A variant that fails to load or run is recorded with its
-    reason and the others go on. The frame's ``attrs["environment"]`` holds the CPU and
-    its int8 features; on a CPU without VNNI-class int8 a warning suggests reduce_range.
+    as the first row). ``data`` maps input name to samples (first axis), or is a
+    ``kit.data.Dataset`` (``kit.data.load_data`` / ``kit.models.model_data``), whose labels
+    are used when ``labels`` is not given; the frame's ``checked_with`` column (and
+    ``attrs["data"]``) says which data it was. Quality is ``kit.optimize.quality.compare``
+    of every output (and every slice in ``slices``) under ``gate`` (default
+    ``quality.Gate()``; collapsed or NaN/inf outputs always fail): ``quality_ok``,
+    ``quality_reason``, a compact ``quality`` summary, ``rel_error[<output>]`` and
+    ``cosine[<output>]`` per output and slice; ``attrs["quality"]`` holds each variant's
+    full table as records (``pd.DataFrame(frame.attrs["quality"][name])``). With
+    ``labels``, ``accuracy`` is top-1 accuracy of ``config.output``;
+    ``metric`` (a callable or ``"module:function"`` taking reference outputs, candidate
+    outputs and labels, returning a number; ``higher_is_better``) replaces it, in the
+    ``metric``/``metric_reference``/``metric_drop_pts`` columns. A variant whose own check
+    failed (``artifact.metrics["quality_ok"] is False``) is marked failed too. A variant
+    that fails to load or run is recorded with its reason and the others go on. The
+    frame's ``attrs["environment"]`` holds the CPU and its int8 features; on a CPU without
+    VNNI-class int8 a warning suggests reduce_range.
     """
     import pandas as pd
 
     from kit.engines.registry import create_engine
-    from kit.profile.loadgen import LoadConfig, compare
+    from kit.profile.loadgen import LoadConfig
+    from kit.profile.loadgen import compare as compare_speed
 
     config = resolve(EvalConfig, config, overrides)
-    data = {k: np.asarray(v) for k, v in data.items()}
-    counts = {v.shape[0] if v.ndim else 0 for v in data.values()}
-    if not data or counts == {0} or len(counts) != 1:
+    data, labels, described = _as_feeds(data, labels)
+    counts = {v.shape[0] for v in data.values() if v.ndim}
+    if not data or not counts or counts == {0} or len(counts) != 1:
         raise InputError(f"evaluation data must map each input to the same number (>= 1) of samples, got "
                          f"{ {k: v.shape for k, v in data.items()} }")
     count = next(iter(counts))
     if labels is not None and len(labels) != count:
         raise InputError(f"labels has {len(labels)} entries for {count} samples")
+    user_metric = load_metric(metric)
     env = _environment()
     arts = [reference] + [v for v in variants if v is not reference and v.path != reference.path]
     if not env["fast_int8"] and any(a.transform in INT8_TRANSFORMS for a in arts):
@@ -161,55 +241,64 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
 
     predictors: dict[str, Any] = {}
     records: dict[str, dict[str, Any]] = {}
+    tables: dict[str, Any] = {}
     ref_out = None
     try:
         for art in arts:
             rec: dict[str, Any] = {"name": art.name, "transform": art.transform, "format": art.format,
-                                   "size_mb": art.size_bytes / 2**20, "lineage": art.describe()}
+                                   "size_mb": art.size_bytes / 2**20, "lineage": art.describe(),
+                                   "checked_with": described, "ok": True, "failure": ""}
             try:
                 predictor = create_engine(art, **config.engine_options)
             except KitError as exc:
                 if art is reference:
                     raise
-                records[art.name] = {**rec, "ok": False, "failure": f"load failed: {exc}"}
+                records[art.name] = {**rec, "ok": False, "failure": f"load failed: {exc}", "quality_ok": False,
+                                     "quality_reason": "not compared: it does not load"}
                 continue
             predictors[art.name] = predictor
-            output = config.output or predictor.output_specs[0].name
             try:
-                out = run_all(predictor, data, output, config.quality_batch_size)
+                out = run_outputs(predictor, data, config.quality_batch_size)
             except KitError as exc:
                 if art is reference:
                     raise
-                records[art.name] = {**rec, "ok": False, "failure": f"run failed: {exc}"}
+                records[art.name] = {**rec, "ok": False, "failure": f"run failed: {exc}", "quality_ok": False,
+                                     "quality_reason": "not compared: it does not run"}
                 continue
             if ref_out is None:
                 ref_out = out
-                if not np.all(np.isfinite(out)):
-                    raise InputError(f"the reference {art.name} itself returns NaN/inf on these inputs")
-            records[art.name] = {**rec, **quality(ref_out, out, labels, config.top1)}
-        ref_acc = records[reference.name].get("accuracy")
-        for rec in records.values():
-            if ref_acc is not None and "accuracy" in rec:
-                rec["accuracy_drop_pts"] = 100.0 * (ref_acc - rec["accuracy"])
-            elif "top1_agreement" in rec:
-                rec["accuracy_drop_pts"] = 100.0 * (1.0 - rec["top1_agreement"])
+                bad = [k for k, v in out.items() if np.asarray(v).dtype.kind in "fc" and not np.all(np.isfinite(v))]
+                if bad:
+                    raise InputError(f"the reference {art.name} itself returns NaN/inf in {bad} on {described}")
+            output = config.output or predictor.output_specs[0].name
+            fn = user_metric or (top1_accuracy(output) if labels is not None and config.top1 is not False else None)
+            report = compare(ref_out, out, slices=slices, gate=gate, scores=config.top1, labels=labels, metric=fn,
+                             higher_is_better=higher_is_better if user_metric else True)
+            tables[art.name] = report.to_frame().to_dict("records")  # plain data: pandas compares attrs
+            top1 = config.top1 if config.top1 is not None else any(p.topk_agreement is not None for p in report.parts)
+            rec.update(_quality_columns(report, top1, higher_is_better, user_metric is not None))
+            own = art.metrics.get("quality_ok")
+            if own is False and art is not reference:
+                mine = "" if report.ok else f"{report.reason}; "
+                rec.update(quality_ok=False, quality_reason=f"{mine}its own check failed: "
+                                                            f"{art.metrics.get('quality', 'quality_ok is False')}")
+            records[art.name] = rec
 
         rows = []
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
-                                       min_queries=config.min_queries)
+                                    min_queries=config.min_queries)
         for batch in config.batch_sizes:
             feeds = _take(data, batch)
             runnable = {n: p for n, p in predictors.items()
                         if records[n].get("ok", True) and _fixed_batch(p) in (None, batch)}
-            results = {r.label: r for r in compare(runnable, feeds, rounds=config.rounds, config=profile_config)}
+            results = {r.label: r for r in compare_speed(runnable, feeds, rounds=config.rounds,
+                                                         config=profile_config)}
             ref_p50 = None
             for name in names:
                 rec = dict(records[name], batch_size=batch)
                 result = results.get(name)
                 if result is not None:
-                    summary = result.summary()
-                    rec.update(p50_ms=summary["p50_ms"], p99_ms=summary["p99_ms"],
-                               samples_per_s=summary["samples_per_s"], queries=int(summary["queries"]))
+                    rec.update(_speed_columns(result))
                     if result.errors and not result.latencies_s.size:
                         rec.update(ok=False, failure=f"timing failed: {result.error_messages[:1]}")
                 elif rec.get("ok", True):
@@ -223,45 +312,92 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     finally:
         for predictor in predictors.values():
             predictor.close()
-    columns = ["name", "transform", "format", "batch_size", "size_mb", "p50_ms", "p99_ms", "samples_per_s",
-               "speedup", "accuracy", "accuracy_drop_pts", "top1_agreement", "max_abs_err", "cosine",
-               "cosine_min", "ok", "failure", "queries", "lineage"]
+    columns = ["name", "transform", "format", "batch_size", "size_mb", "p50_ms", "p99_ms", "p50_spread_ms",
+               "samples_per_s", "speedup", "quality_ok", "quality_reason", "quality", "worst_output",
+               "worst_rel_error", "accuracy", "metric", "metric_reference", "metric_drop_pts", "accuracy_drop_pts",
+               "top1_agreement", "max_abs_err", "cosine", "cosine_min", "ok", "failure", "queries",
+               "round_p50s_ms", "checked_with", "lineage"]
     frame = pd.DataFrame(rows)
-    frame = frame[[c for c in columns if c in frame.columns]]
+    per_part = [c for c in frame.columns if c.startswith(("rel_error[", "cosine["))]
+    frame = frame[[c for c in columns if c in frame.columns] + per_part]
     frame.attrs["environment"] = env
     frame.attrs["reference"] = reference.name
+    frame.attrs["data"] = described
+    frame.attrs["quality"] = tables
     return frame
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    """The pick, the figures it was picked on, and one reason per variant that lost."""
+    """The pick, the figures it was picked on, and one reason per variant that lost.
+
+    ``within_noise`` is True when a variant was faster by its median but not beyond the
+    measured spread, so the reference was kept; ``verdict`` says so in words.
+    """
 
     best: str
     batch_size: int
     speedup: float
     reasons: dict[str, str]
     table: Any  # pandas.DataFrame: name, verdict, reason
+    verdict: str = ""
+    within_noise: bool = False
 
     def __repr__(self) -> str:  # one line: the table is ``.table``, the reasons ``str(rec)``
+        noise = ", difference within noise" if self.within_noise else ""
         return (f"Recommendation(best={self.best!r}, speedup={self.speedup:.2f}x at batch {self.batch_size}, "
-                f"over {len(self.reasons)} other variants)")
+                f"over {len(self.reasons)} other variants{noise})")
 
     def __str__(self) -> str:
         lines = [f"recommended: {self.best} ({self.speedup:.2f}x the reference at batch {self.batch_size})"]
+        if self.verdict:
+            lines.append(f"  why: {self.verdict}")
         lines += [f"  {name}: {why}" for name, why in self.reasons.items()]
         return "\n".join(lines)
 
 
+def _rounds(row) -> list[float]:
+    value = row.get("round_p50s_ms") if hasattr(row, "get") else None
+    if value is None or isinstance(value, float):
+        return []
+    return [float(x) for x in value if math.isfinite(float(x))]
+
+
+def beyond_noise(candidate: Sequence[float], reference: Sequence[float]) -> bool | None:
+    """Whether ``candidate`` is faster than ``reference`` beyond the spread of their rounds' medians.
+
+    The rule: the candidate's *slowest* round median must beat the reference's *fastest*
+    one (the two ranges of round medians do not overlap). ``None`` when either has fewer
+    than two rounds, so no spread is known.
+    """
+    if len(candidate) < 2 or len(reference) < 2:
+        return None
+    return max(candidate) < min(reference)
+
+
+def _quality_failure(row) -> str | None:
+    ok = row.get("quality_ok", True)
+    if isinstance(ok, (bool, np.bool_)) and not ok:
+        return f"quality gate failed: {row.get('quality_reason', '')}"
+    return None
+
+
 def recommend(frame, accuracy_budget: float | None = 1.0, min_cosine: float | None = None,
               batch_size: int | None = None, metric: str = "p50_ms") -> Recommendation:
-    """The fastest variant (by ``metric`` at ``batch_size``) whose quality is within budget.
+    """The fastest variant (by ``metric`` at ``batch_size``) whose quality passed, if it beats the reference.
 
-    ``accuracy_budget`` is the allowed drop in accuracy points (or in top-1 agreement
-    points where no labels exist); ``min_cosine`` optionally bounds cosine similarity
-    (for models whose output is not a class); ``accuracy_budget=None`` gates on cosine
-    alone. Failures (NaN/inf, load or run errors) never win. The reference is a candidate
-    too: if nothing beats it, keep it.
+    A variant is a candidate when it ran, its quality gate passed (``quality_ok``, which
+    includes its own check after quantization), its accuracy drop (``accuracy_drop_pts``:
+    accuracy, the user metric, or else top-1 agreement, in points) is within
+    ``accuracy_budget`` and its cosine is at least ``min_cosine`` when given
+    (``accuracy_budget=None`` gates on cosine alone). Failures never win.
+
+    Noise: a candidate wins over the reference only when it is faster *beyond the measured
+    spread*: its slowest round median (``round_p50s_ms``, from the interleaved rounds) is
+    below the reference's fastest one (:func:`beyond_noise`). Among those that do, the
+    fastest by ``metric`` is picked. When none does, the reference is kept and the verdict
+    says the difference was within noise. Rows without per-round figures (frames from
+    older versions) are ranked by ``metric`` alone, as before.
     """
     if accuracy_budget is None and min_cosine is None:
         raise ConfigError("give an accuracy_budget (points), a min_cosine, or both")
@@ -284,8 +420,11 @@ def recommend(frame, accuracy_budget: float | None = 1.0, min_cosine: float | No
     for _, row in rows.iterrows():
         drop = row.get("accuracy_drop_pts", float("nan"))
         cosine = row.get("cosine", float("nan"))
+        gate_failure = _quality_failure(row) if row["name"] != reference else None
         if not row.get("ok", True):
             reasons[row["name"]] = f"failed: {row['failure']}"
+        elif gate_failure:
+            reasons[row["name"]] = gate_failure
         elif not math.isfinite(row.get(metric, float("nan"))):
             reasons[row["name"]] = "not measured at this batch size"
         elif accuracy_budget is not None and isinstance(drop, float) and math.isfinite(drop) \
@@ -297,19 +436,55 @@ def recommend(frame, accuracy_budget: float | None = 1.0, min_cosine: float | No
             candidates.append(row)
     if not candidates:
         raise ConfigError(f"no variant at batch {batch_size} is within the budget; reasons: {reasons}")
-    best = min(candidates, key=lambda r: r[metric])
+    ref_row = next((r for r in candidates if r["name"] == reference), None)
+    ref_rounds = _rounds(ref_row) if ref_row is not None else []
+    winners, noise = [], []
     for row in candidates:
-        if row["name"] != best["name"]:
-            ratio = row[metric] / best[metric]
-            reasons[row["name"]] = (f"within budget but slower: {metric} {row[metric]:.3f} ms vs {best[metric]:.3f} ms "
-                                    f"({ratio:.2f}x {best['name']})")
+        if ref_row is None or row["name"] == reference:
+            continue
+        clear = beyond_noise(_rounds(row), ref_rounds)
+        if clear is None:  # no spread known: rank by the figure alone
+            if row[metric] < ref_row[metric]:
+                winners.append(row)
+        elif clear:
+            winners.append(row)
+        elif row[metric] < ref_row[metric]:
+            noise.append(row)
+    within_noise = False
+    if ref_row is None:
+        best = min(candidates, key=lambda r: r[metric])
+        verdict = f"fastest within budget: {metric} {best[metric]:.3f} ms"
+    elif winners:
+        best = min(winners, key=lambda r: r[metric])
+        rounds = _rounds(best)
+        spread = (f" (slowest round {max(rounds):.3f} ms < the reference's fastest {min(ref_rounds):.3f} ms)"
+                  if rounds and ref_rounds else "")
+        verdict = (f"fastest within budget and beyond noise: {metric} {best[metric]:.3f} ms, "
+                   f"{best['speedup']:.2f}x {reference}{spread}")
+    else:
+        best, within_noise = ref_row, bool(noise)
+        verdict = (f"kept the reference: {', '.join(str(r['name']) for r in noise)} faster by the median but the "
+                   f"difference within noise (round medians overlap)" if noise
+                   else "kept the reference: no variant within budget is faster")
+    for row in candidates:
+        if row["name"] == best["name"]:
+            continue
+        ratio = row[metric] / best[metric]
+        if best["name"] == reference and any(row["name"] == r["name"] for r in noise):
+            rounds = _rounds(row)
+            reasons[row["name"]] = (f"difference within noise: {metric} {row[metric]:.3f} ms vs {best[metric]:.3f} ms"
+                                    + (f", round medians {min(rounds):.3f}-{max(rounds):.3f} ms overlap the "
+                                       f"reference's {min(ref_rounds):.3f}-{max(ref_rounds):.3f} ms"
+                                       if rounds and ref_rounds else ""))
+        else:
+            reasons[row["name"]] = (f"within budget but slower: {metric} {row[metric]:.3f} ms vs "
+                                    f"{best[metric]:.3f} ms ({ratio:.2f}x {best['name']})")
     ordered = {n: reasons[n] for n in rows["name"] if n in reasons}
-    table = pd.DataFrame([{"name": best["name"], "verdict": "recommended",
-                           "reason": f"fastest within budget: {metric} {best[metric]:.3f} ms, "
-                                     f"{best['speedup']:.2f}x {reference}"}]
+    table = pd.DataFrame([{"name": best["name"], "verdict": "recommended", "reason": verdict}]
                          + [{"name": n, "verdict": "lost", "reason": r} for n, r in ordered.items()])
-    return Recommendation(best=str(best["name"]), batch_size=int(batch_size), speedup=float(best["speedup"]),
-                          reasons=ordered, table=table)
+    speedup = float(best["speedup"]) if "speedup" in best and math.isfinite(float(best["speedup"])) else 1.0
+    return Recommendation(best=str(best["name"]), batch_size=int(batch_size), speedup=speedup,
+                          reasons=ordered, table=table, verdict=verdict, within_noise=within_noise)
 
 
 def pareto_front(frame, x: str = "p50_ms", y: str = "cosine", lower_x: bool = True, higher_y: bool = True):

@@ -23,13 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from kit.artifacts import ModelArtifact, atomic_output
+from kit.artifacts import ModelArtifact, as_artifact, atomic_output
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError, first_line
-from kit.optimize.normalize import (MAX_IR_VERSION, ModelSource, as_artifact, check_same_inputs, load_onnx, normalize,
-                                    used_names)
-from kit.optimize.quality import EQUIVALENT, compare
-from kit.optimize.quantize_onnx import input_specs, op_types
+from kit.optimize.normalize import MAX_IR_VERSION, ModelSource, check_same_inputs, load_onnx, normalize, used_names
+from kit.optimize.prepare import input_specs, op_types
+from kit.optimize.quality import EQUIVALENT, SYNTHETIC_HINT, check_inputs, compare
 from kit.specs import check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -84,12 +83,14 @@ def check_agreement(parent: ModelArtifact | bytes, child_path: Path, seed: int =
                     feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Run parent and child on the same feeds and judge the child (``quality.EQUIVALENT``), or raise.
 
-    ``feeds`` are the user's data; without them, synthetic feeds of batch 2. The result
+    ``feeds`` are the user's data (a dict or a ``kit.data.Dataset``); without them, synthetic
+    feeds of batch 2. The result
     says which were used (``checked_with``).
     """
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
     name = name or getattr(parent, "name", "the model")
+    feeds, used = check_inputs(feeds)
     try:
         with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
                 OnnxRuntimeEngine(child_path, graph_optimization_level="disable") as new:
@@ -97,10 +98,10 @@ def check_agreement(parent: ModelArtifact | bytes, child_path: Path, seed: int =
                 feeds, used = synthetic_feeds(ref.input_specs, batch_size=2, seed=seed), "synthetic inputs (batch 2)"
             else:
                 feeds = check_feeds(ref.input_specs, feeds)
-                used = "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()) + ")"
             want, got = ref.predict(feeds), new.predict(feeds)
     except KitError as exc:
-        raise ModelLoadError(f"the optimized model of {name} does not run ({exc})") from exc
+        hint = f"; it ran on {used}: {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
+        raise ModelLoadError(f"the optimized model of {name} does not run ({exc}){hint}") from exc
     if set(want) != set(got):
         raise ModelLoadError(f"the optimized model of {name} has outputs {sorted(got)}, expected {sorted(want)}")
     report = compare(want, got, gate=EQUIVALENT, scores=False)

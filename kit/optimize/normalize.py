@@ -20,34 +20,22 @@ Models the kit did not build break the optimizers in a few recurring ways (DESIG
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kit.artifacts import ModelArtifact
+from kit.artifacts import ModelArtifact, ModelLike
+from kit.engines.probe import ONNX_IR_VERSION
 from kit.errors import KitError, ModelLoadError
 
-MAX_IR_VERSION = 10
-"""The IR version every model the kit writes is capped at: ONNX Runtime 1.31 reads IR <= 13 and
-onnx 1.23 writes 14 by default; 10 keeps a margin for older runtimes a user may deploy to."""
+MAX_IR_VERSION = ONNX_IR_VERSION
+"""The IR version every model the kit writes is capped at (one constant, ``kit.engines.probe.ONNX_IR_VERSION``):
+ONNX Runtime 1.31 reads IR <= 13 and onnx 1.23 writes 14 by default; 10 keeps a margin for older runtimes."""
 
 MIN_IR_SEPARATE_INITIALIZERS = 4
 """From IR 4 on, initializers need not be graph inputs; below it they must be (and then cannot be folded)."""
 
-ModelSource = ModelArtifact | str | os.PathLike[str]
-
-
-def as_artifact(model: ModelSource) -> ModelArtifact:
-    """An artifact for ``model``: artifacts pass through, paths are opened with ``ModelArtifact.from_path``.
-
-    Every optimization takes either, so ``quantize_dynamic("model.onnx")`` works.
-    """
-    if isinstance(model, ModelArtifact):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return ModelArtifact.from_path(model)
-    raise ModelLoadError(f"expected a ModelArtifact or a path to a model file, got {type(model).__name__}")
+ModelSource = ModelLike  # kept for callers that named it here
 
 
 def load_onnx(artifact: ModelArtifact, error: type[KitError] = ModelLoadError) -> Any:

@@ -157,7 +157,8 @@ class QualityReport:
                 "max_abs_error": max((p.max_abs_error for p in finite), default=math.nan),
                 "worst_rel_error": max((p.rel_error for p in finite), default=math.nan),
                 "min_cosine": min((p.cosine for p in finite), default=math.nan),
-                **({"metric": self.metric, "metric_reference": self.metric_reference} if self.metric is not None else {})}
+                **({"metric": self.metric, "metric_reference": self.metric_reference}
+                   if self.metric is not None else {})}
 
     def to_frame(self):  # -> pandas.DataFrame
         import pandas as pd
@@ -299,3 +300,34 @@ def top1_accuracy(output: str | None = None) -> Metric:
         return float(np.mean(predicted == np.asarray(labels).reshape(-1)))
 
     return accuracy
+
+
+SYNTHETIC_HINT = "pass input_shapes or data (feeds=kit.data.load_data(data, specs, input_shapes=...) or a dict)"
+"""What a failed self-check on synthetic inputs tells the user to do (DESIGN.md §7: dynamic sizes)."""
+
+
+def check_inputs(data: Any, samples: int = 8) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Feeds for a self-check from the user's data, and one line naming them (``checked_with``).
+
+    ``data`` is ``None`` (the caller then uses synthetic inputs), a mapping of input name to
+    array (used as given), or a ``kit.data.Dataset``: its first request when the feeds vary
+    in shape, else its first ``samples`` samples (one when the model has no batch axis).
+    """
+    if data is None:
+        return None, ""
+    from kit.data import Dataset
+
+    if isinstance(data, Dataset):
+        if data.requests is not None:
+            return dict(data.requests[0]), f"the first request of {data.describe()}"
+        from kit.specs import batch_axes
+
+        batched = any(a is not None for a in batch_axes(data.specs).values())
+        count = min(samples, len(data)) if batched else 1
+        feeds = dict(data.take(range(count)).arrays or {})
+        return feeds, f"the first {count} sample(s) of {data.describe()}"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"check data must be a dict of input name -> array or a kit.data.Dataset, "
+                          f"got {type(data).__name__}")
+    feeds = {k: np.asarray(v) for k, v in data.items()}
+    return feeds, "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()) + ")"

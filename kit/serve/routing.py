@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import random
 import threading
 import time
@@ -303,20 +304,18 @@ class Shadow:
         self._pool.submit(self._run, copied, answer)
 
     def _agree(self, answer: Outputs, candidate: Outputs) -> tuple[bool, float]:
-        if answer.keys() != candidate.keys():
-            return False, float("inf")
-        ok, worst = True, 0.0
-        for key, a in answer.items():
-            b = np.asarray(candidate[key])
-            if a.shape != b.shape:
-                return False, float("inf")
-            if a.dtype.kind in "fiub" and a.size:
-                worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
-            if self.compare == "argmax" and a.ndim >= 1:
-                ok &= bool(np.array_equal(np.argmax(a, axis=-1), np.argmax(b, axis=-1)))
-            else:
-                ok &= bool(np.allclose(a, b, atol=self.atol, rtol=self.rtol, equal_nan=False))
-        return ok, worst
+        """Whether ``candidate`` agrees with ``answer`` (``quality.compare``), and the worst abs difference."""
+        from kit.optimize.quality import Gate, compare
+
+        if self.compare == "argmax":
+            gate, scores = Gate(max_rel_error=math.inf, min_topk_agreement=1.0), True
+        else:
+            gate, scores = Gate(max_rel_error=math.inf, atol=self.atol, rtol=self.rtol), False
+        report = compare(answer, candidate, gate=gate, scores=scores)
+        if any(p.reason.startswith(("missing", "not an output", "shape")) for p in report.parts):
+            return False, math.inf
+        worst = max((p.max_abs_error for p in report.parts if not math.isnan(p.max_abs_error)), default=0.0)
+        return report.ok, worst
 
     def _run(self, feeds: Feeds, answer: Outputs) -> None:
         try:

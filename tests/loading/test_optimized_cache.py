@@ -212,3 +212,45 @@ def test_pool_with_real_engines_measures_memory(mlp_onnx):
         assert pool.stats()["bytes"] >= mlp_onnx.stat().st_size
         pool.get("two")
         assert first.closed and pool.keys() == ["two"]
+
+
+@pytest.fixture(scope="module")
+def reflect_pad_onnx(tmp_path_factory):
+    """Dynamic spatial sizes, but a Reshape to 64 values: runs on the user's 8x8 images, not on synthetic ones."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1, 64])
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+                               helper.make_node("Relu", ["flat"], ["y"])], "reshape",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("pad") / "pad.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_probe_runs_on_the_users_feeds_and_says_so(tmp_path, reflect_pad_onnx):
+    cache = OptimizedModelCache(tmp_path)
+    with pytest.warns(RuntimeWarning, match="pass input_shapes or data"):
+        _, report = cache.load(reflect_pad_onnx)
+    assert report.cache == "rejected" and report.checked_with.startswith("synthetic")
+    feeds = {"x": np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)}
+    engine, report = cache.load(reflect_pad_onnx, feeds=feeds)
+    assert report.cache == "miss" and report.checked_with == "the given feeds (x[1, 1, 8, 8])"
+    engine, report = cache.load(reflect_pad_onnx)  # the stored probe checks the entry, no feeds needed
+    assert report.cache == "hit" and report.checked_with == "the given feeds (x[1, 1, 8, 8])"
+    assert engine.predict(feeds)["y"].shape == (1, 64)
+    assert load_breakdown(reflect_pad_onnx, repeats=1, steady_runs=1, feeds=feeds)["first_inference"] > 0
+
+
+def test_a_cached_graph_that_differs_is_rejected_with_the_reason(tmp_path, mlp_onnx):
+    from kit.loading.optimized_cache import _mismatch
+
+    want = {"p": np.array([[0.1, 0.9]], np.float32)}
+    assert _mismatch(want, want) is None
+    assert "atol" in _mismatch({"p": want["p"] + 0.01}, want)
+    assert "NaN" in _mismatch({"p": np.array([[np.nan, 0.9]], np.float32)}, want)
+    assert "missing" in _mismatch({"q": want["p"]}, want)

@@ -7,7 +7,8 @@ import pytest
 
 from kit.artifacts import ModelArtifact
 from kit.errors import ConversionError
-from kit.optimize.convert import agreement, savedmodel_to_onnx, savedmodel_to_tflite
+from kit.optimize.convert import savedmodel_to_onnx, savedmodel_to_tflite
+from kit.optimize.quality import check_inputs
 
 
 def _export(tf, path, fn, spec, model=None):
@@ -107,10 +108,32 @@ def test_source_must_be_a_savedmodel(add_onnx, tmp_path):
         savedmodel_to_onnx(add_onnx, tmp_path / "x.onnx")
 
 
-def test_agreement_treats_nan_as_total_disagreement():
-    ref = {"y": np.array([1.0, 2.0, 3.0], np.float32)}
-    assert agreement(ref, {"y": ref["y"] + 1e-6})["cosine"] > 0.999999
-    bad = agreement(ref, {"y": np.array([1.0, np.nan, 3.0], np.float32)})
-    assert bad["max_abs_error"] == float("inf")
-    with pytest.raises(ConversionError, match="lacks output"):
-        agreement(ref, {"z": ref["y"]})
+def test_check_inputs_name_the_data_they_take():
+    from kit.data import load_data
+    from kit.specs import TensorSpec
+
+    assert check_inputs(None) == (None, "")
+    feeds, note = check_inputs({"x": np.zeros((3, 4), np.float32)})
+    assert feeds["x"].shape == (3, 4) and note == "the given feeds (x[3, 4])"
+    specs = (TensorSpec("x", np.dtype(np.float32), ("batch", 4)),)
+    data = load_data(None, specs, samples=20)
+    feeds, note = check_inputs(data, samples=5)
+    assert feeds["x"].shape == (5, 4) and note.startswith("the first 5 sample(s) of synthetic inputs")
+
+
+@pytest.mark.tensorflow
+def test_conversion_checks_on_a_dataset_and_says_so(savedmodels, tmp_path):
+    from kit.data import load_data
+
+    data = load_data({"image": np.random.default_rng(0).random((3, 8, 8, 1), np.float32)},
+                     _specs(savedmodels["classifier"]))
+    art = savedmodel_to_onnx(savedmodels["classifier"], tmp_path / "c.onnx", feeds=data)
+    assert art.metrics["agreement_batch"] == 3 and "3 samples" in art.metrics["checked_with"]
+    assert art.metrics["quality_ok"] is True
+
+
+def _specs(art):
+    from kit.engines.tensorflow import TensorFlowEngine
+
+    with TensorFlowEngine(art) as engine:
+        return engine.input_specs

@@ -6,11 +6,10 @@ import numpy as np
 import onnx
 import pytest
 
-from kit.artifacts import ModelArtifact
+from kit.artifacts import ModelArtifact, as_artifact
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.errors import ModelLoadError, QuantizationError
-from kit.optimize.normalize import (MAX_IR_VERSION, as_artifact, check_same_inputs, input_signature, normalize,
-                                    used_names)
+from kit.optimize.normalize import MAX_IR_VERSION, check_same_inputs, input_signature, normalize, used_names
 
 
 def test_ir3_initializers_leave_the_inputs_and_ir_is_raised(ir3_onnx):

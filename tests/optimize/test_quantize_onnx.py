@@ -11,8 +11,9 @@ import pytest
 from kit.artifacts import ModelArtifact
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.errors import ConfigError, InputError, QuantizationError
-from kit.optimize.quantize_onnx import (DynamicQuantConfig, Float16Config, StaticQuantConfig, op_types,
-                                        quantize_dynamic, quantize_static, to_float16)
+from kit.optimize.float16 import Float16Config, to_float16
+from kit.optimize.prepare import op_types
+from kit.optimize.quantize_onnx import DynamicQuantConfig, StaticQuantConfig, quantize_dynamic, quantize_static
 from kit.specs import synthetic_feeds
 
 
@@ -328,7 +329,7 @@ def test_a_variant_returning_nan_is_refused(tmp_path):
     (DESIGN.md §6); the refusal itself is checked here with a child that returns NaN."""
     from onnx import TensorProto, helper
 
-    from kit.optimize.quantize_onnx import self_check
+    from kit.optimize.prepare import self_check
 
     def save(nodes, name, inits=()):
         graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
@@ -401,7 +402,7 @@ def test_detector_scores_collapsed_by_static_int8_are_caught(tmp_path):
 
 
 def test_float16_retries_with_the_op_type_a_failed_load_names(conv_onnx, tmp_path, monkeypatch):
-    import kit.optimize.quantize_onnx as q
+    import kit.optimize.float16 as q
 
     real, calls = q.verify, []
 
@@ -429,7 +430,7 @@ def test_float16_retries_with_the_op_type_a_failed_load_names(conv_onnx, tmp_pat
 def test_float16_of_an_if_model_refuses_clearly_and_unsorted_branches_are_sorted(if_onnx, tmp_path):
     """A branch reading a main-graph weight gets it as float16 beside a float32 input, whatever is kept
     in float32 (onnxconverter-common converts outer-scope initializers): one clear refusal, no file."""
-    from kit.optimize.quantize_onnx import _sort_subgraphs
+    from kit.optimize.float16 import _sort_subgraphs
 
     feeds = {"x": np.ones((2, 4), np.float32), "flag": np.array(True), "bias": np.ones(4, np.float32)}
     with pytest.raises(QuantizationError, match=r"then_mm.*kept in float32: \['If', 'MatMul'\]"):

@@ -198,3 +198,17 @@ def test_stats_frame_has_one_row_per_route():
     frame = router.to_frame()
     assert list(frame["route"]) == ["a", "b"] and frame["calls"].sum() == 50
     assert (frame["p99_ms"] >= frame["p50_ms"]).all()
+
+
+def test_shadow_agreement_is_quality_compare_in_both_modes():
+    answer = {"p": np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)}
+    close, argmax = Shadow("cand"), Shadow("cand", compare="argmax")
+    assert close._agree(answer, answer) == (True, 0.0)
+    shifted = {"p": answer["p"] + 0.05}
+    ok, diff = close._agree(answer, shifted)
+    assert not ok and diff == pytest.approx(0.05, rel=1e-3)
+    assert argmax._agree(answer, shifted)[0]  # same argmax despite the offset
+    assert not argmax._agree(answer, {"p": answer["p"][:, ::-1].copy()})[0]
+    assert close._agree(answer, {"q": answer["p"]}) == (False, float("inf"))
+    assert close._agree(answer, {"p": answer["p"][:1]}) == (False, float("inf"))
+    assert not close._agree(answer, {"p": np.full_like(answer["p"], np.nan)})[0]
