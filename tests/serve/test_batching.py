@@ -226,7 +226,7 @@ def test_outputs_without_a_batch_dimension_fail_with_a_clear_error():
             return {"loss": np.float32(1.0)}
 
     with DynamicBatcher(Scalar(), max_batch_size=4, batch_timeout_micros=0) as batcher:
-        with pytest.raises(InferenceError, match="lead with the batch dimension"):
+        with pytest.raises(InferenceError, match="carry the batch dimension"):
             batcher.predict(rows([1]))
 
 
