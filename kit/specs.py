@@ -222,17 +222,37 @@ def _cached_axes(specs: tuple[TensorSpec, ...]) -> dict[str, int | None]:
     return batch_axes(specs)
 
 
-def output_batch_axes(input_specs: Sequence[TensorSpec], output_specs: Sequence[TensorSpec]) -> dict[str, int | None]:
+def output_batch_axes(input_specs: Sequence[TensorSpec], output_specs: Sequence[TensorSpec],
+                      feeds: Mapping[str, object] | None = None, outputs: Mapping[str, object] | None = None
+                      ) -> dict[str, int | None]:
     """The batch axis of each output: where it carries the inputs' batch symbol, else axis 0 (``None`` for a scalar).
 
-    A recurrent model's state output ``[2, batch, 128]`` batches along axis 1 like its state input.
+    A recurrent model's state output ``[2, batch, 128]`` batches along axis 1 like its state input. Exporters
+    often leave an output's dims unnamed (Silero VAD's ``stateN`` is ``[?, ?, ?]``): given the ``feeds`` sent and
+    the ``outputs`` they gave, an output without the batch symbol that has exactly the shape of an input
+    batched along another axis than 0 takes that input's axis.
     """
     axes = _cached_axes(tuple(input_specs))
     symbols = {s.shape[a] for s in input_specs for a in [axes[s.name]] if a is not None and isinstance(s.shape[a], str)}
+    by_name = {s.name: s for s in output_specs}
+    names = list(outputs) if outputs is not None else list(by_name)
+    shaped = [(tuple(np.shape(v)), axes[n]) for n, v in (feeds or {}).items() if axes.get(n)]  # axis not None/0
     out: dict[str, int | None] = {}
-    for spec in output_specs:
-        named = [i for i, d in enumerate(spec.shape) if isinstance(d, str) and d in symbols]
-        out[spec.name] = named[0] if named else (0 if spec.shape else None)
+    for name in names:
+        spec = by_name.get(name)
+        named = [i for i, d in enumerate(spec.shape) if isinstance(d, str) and d in symbols] if spec else []
+        if named:
+            out[name] = named[0]
+            continue
+        if outputs is not None:
+            shape = tuple(np.shape(outputs[name]))
+            same = {a for s, a in shaped if s == shape}
+            if len(same) == 1:
+                out[name] = same.pop()
+                continue
+            out[name] = 0 if shape else None
+        else:
+            out[name] = 0 if spec is None or spec.shape else None
     return out
 
 

@@ -171,7 +171,6 @@ class DynamicBatcher(Wrapper):
                                   f"without a DynamicBatcher")
         super().__init__(inner, name)
         self._in_axes: dict[str, int | None] = batch_axes(specs) if specs else {}
-        self._out_axes: dict[str, int | None] = output_batch_axes(specs, self.output_specs) if specs else {}
         self.config = config
         self._timeout_s = config.batch_timeout_micros / 1e6
         self._cond = threading.Condition()
@@ -285,7 +284,12 @@ class DynamicBatcher(Wrapper):
         """Run ``tasks`` as one batch; (padded size, each task's outputs)."""
         padded = self.config.padded_size(rows)
         merged = _merge(tasks, padded, self.config.pad_variable_length_inputs, self._in_axes)
-        return padded, self._split(self.inner.predict(merged), tasks, padded)
+        outputs = self.inner.predict(merged)
+        if self._in_axes:  # outputs whose dims the model leaves unnamed: matched against the inputs' shapes
+            axes = output_batch_axes(self.input_specs, self.output_specs, merged, outputs)
+        else:
+            axes = {name: 0 for name in outputs}
+        return padded, self._split(outputs, tasks, padded, axes)
 
     def _error_for(self, exc: Exception, rows: int) -> KitError:
         if isinstance(exc, KitError):
@@ -332,9 +336,10 @@ class DynamicBatcher(Wrapper):
                 else:
                     self._settle(task.future, result=result)
 
-    def _split(self, outputs: Outputs, tasks: list[_Task], padded: int) -> list[dict[str, np.ndarray]]:
+    @staticmethod
+    def _split(outputs: Outputs, tasks: list[_Task], padded: int, axes: Mapping[str, int | None]
+               ) -> list[dict[str, np.ndarray]]:
         """Each task's rows of every output, cut along the output's batch axis (``output_batch_axes``)."""
-        axes = {name: self._out_axes.get(name, 0) for name in outputs}
         for name, array in outputs.items():
             axis = axes[name]
             if axis is None or np.ndim(array) <= axis or np.shape(array)[axis] != padded:

@@ -211,6 +211,7 @@ class ResultCache(Wrapper):
         self.identity: bytes = identity if identity is not None else model_identity(inner)
         self._lock = threading.Lock()
         self._inner_calls = 0
+        self._out_axes: dict[str, int | None] = {}  # learned from the first per-sample miss (unnamed output dims)
         self._samples_sent = 0
 
     def predict(self, feeds: Feeds) -> Outputs:
@@ -234,7 +235,7 @@ class ResultCache(Wrapper):
         into every row's key; outputs are split and joined along their batch axis (``output_batch_axes``)."""
         arrays = {name: _as_array(value) for name, value in feeds.items()}
         in_axes = batch_axes(self.input_specs)
-        out_axes = output_batch_axes(self.input_specs, self.output_specs)
+        out_axes = self._out_axes or output_batch_axes(self.input_specs, self.output_specs)
 
         def take(index) -> dict[str, np.ndarray]:
             return {n: a if in_axes.get(n) is None else np.take(a, index, axis=in_axes[n]) for n, a in arrays.items()}
@@ -247,8 +248,10 @@ class ResultCache(Wrapper):
                 first_row[key] = i
         if first_row:
             miss_rows = list(first_row.values())
-            out = self.inner.predict(take(np.asarray(miss_rows)))
+            sent = take(np.asarray(miss_rows))
+            out = self.inner.predict(sent)
             self._count(1, len(miss_rows))
+            out_axes = self._out_axes = output_batch_axes(self.input_specs, self.output_specs, sent, out)
             for name, value in out.items():
                 axis = out_axes.get(name, 0)
                 if axis is None or np.ndim(value) <= axis or np.shape(value)[axis] != len(miss_rows):
