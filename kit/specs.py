@@ -43,25 +43,6 @@ class TensorSpec:
     def __str__(self) -> str:
         return f"{self.name}: {self.dtype.name}[{self._dims()}]"
 
-    def concrete_shape(self, batch_size: int = 1, symbols: Mapping[str, int] | None = None) -> tuple[int, ...]:
-        """The shape with the leading dynamic dim set to ``batch_size`` and others resolved.
-
-        Named symbols take their value from ``symbols``; any other unknown dimension
-        (after the first) falls back to 1, which every model accepts for a sequence axis.
-        """
-        symbols = dict(symbols or {})
-        out: list[int] = []
-        for axis, dim in enumerate(self.shape):
-            if isinstance(dim, int) and dim >= 0:
-                out.append(dim)
-            elif isinstance(dim, str) and dim in symbols:
-                out.append(int(symbols[dim]))
-            elif axis == 0:
-                out.append(batch_size)
-            else:
-                out.append(1)
-        return tuple(out)
-
     def matches(self, array: np.ndarray) -> str | None:
         """Why ``array`` does not fit this spec, or ``None`` when it does."""
         if array.dtype != self.dtype:
