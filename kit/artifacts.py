@@ -50,11 +50,44 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def path_size(path: str | os.PathLike[str]) -> int:
-    """Bytes on disk of a file, or of every file under a directory."""
+    """Bytes on disk of a file, or of every file under a directory.
+
+    An ONNX model also counts the external-data files it names beside it (weights saved with
+    ``save_as_external_data``), each once: the ``.onnx`` file alone may be a few kilobytes of graph.
+    """
     p = Path(path)
     if p.is_dir():
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size if p.exists() else 0
+    if not p.exists():
+        return 0
+    size = p.stat().st_size
+    if p.suffix.lower() == ".onnx":
+        for extra in onnx_external_files(p):
+            size += extra.stat().st_size
+    return size
+
+
+def onnx_external_files(path: Path) -> list[Path]:
+    """The existing external-data files an ONNX model refers to (resolved beside it), without loading them."""
+    try:
+        import onnx
+        from onnx import external_data_helper as edh
+
+        model = onnx.load(str(path), load_external_data=False)
+        tensors = edh._get_all_tensors(model)  # initializers, Constant attributes and subgraphs
+    except Exception:  # noqa: BLE001 - not readable as ONNX (or onnx missing): the file's own size
+        return []
+    base = path.resolve().parent
+    found: dict[Path, None] = {}
+    for tensor in tensors:
+        if not edh.uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if location:
+            target = (base / location).resolve()
+            if target.is_file() and target != path.resolve():
+                found[target] = None
+    return list(found)
 
 
 @dataclass(frozen=True)

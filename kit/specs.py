@@ -11,6 +11,8 @@ once, so a measurement, a batcher and a self-check cannot disagree about them.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,25 +43,6 @@ class TensorSpec:
     def __str__(self) -> str:
         return f"{self.name}: {self.dtype.name}[{self._dims()}]"
 
-    def concrete_shape(self, batch_size: int = 1, symbols: Mapping[str, int] | None = None) -> tuple[int, ...]:
-        """The shape with the leading dynamic dim set to ``batch_size`` and others resolved.
-
-        Named symbols take their value from ``symbols``; any other unknown dimension
-        (after the first) falls back to 1, which every model accepts for a sequence axis.
-        """
-        symbols = dict(symbols or {})
-        out: list[int] = []
-        for axis, dim in enumerate(self.shape):
-            if isinstance(dim, int) and dim >= 0:
-                out.append(dim)
-            elif isinstance(dim, str) and dim in symbols:
-                out.append(int(symbols[dim]))
-            elif axis == 0:
-                out.append(batch_size)
-            else:
-                out.append(1)
-        return tuple(out)
-
     def matches(self, array: np.ndarray) -> str | None:
         """Why ``array`` does not fit this spec, or ``None`` when it does."""
         if array.dtype != self.dtype:
@@ -81,10 +64,13 @@ def describe(specs: Sequence[TensorSpec]) -> str:
 
 
 def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, object]) -> dict[str, np.ndarray]:
-    """Return ``feeds`` as arrays, or raise ``InputError`` naming what the model expects.
+    """Return ``feeds`` as native-order arrays, or raise ``InputError`` naming what the model expects.
 
-    Engines call this on their slow path only (after the runtime refused a request, or
-    before a remote call), so the fast path pays nothing for it.
+    The same rules for every engine: an array in non-native byte order (``">f4"``) is converted to native
+    order (same values); a nested list or a Python scalar is converted to the spec's dtype when that is exact
+    (ints to any int or float dtype that holds them, floats to any float dtype, bools to bool), else refused;
+    an empty batch (0 rows along an input's batch axis) is refused. Engines call this on their slow path (or
+    when ``fast_path_ok`` says a request needs it), so well-formed requests pay nothing for it.
     """
     if not isinstance(feeds, Mapping):
         raise InputError(f"feeds must be a mapping of input name to array, got {type(feeds).__name__}; "
@@ -102,12 +88,59 @@ def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, object]) -> dic
     arrays: dict[str, np.ndarray] = {}
     for name, spec in expected.items():
         value = feeds[name]
-        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        array = value if isinstance(value, np.ndarray) else _from_python(name, spec, value, specs)
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))  # same values; the runtimes read native order
         problem = spec.matches(array)
         if problem:
             raise InputError(f"input '{name}' has {problem}; the model expects {describe(specs)}")
         arrays[name] = array
+    axes = _cached_axes(tuple(specs))
+    empty = [f"'{n}' has 0 rows on axis {a} {arrays[n].shape}" for n, a in axes.items()
+             if a is not None and arrays[n].ndim > a and arrays[n].shape[a] == 0]
+    if empty:
+        raise InputError(f"empty batch: {', '.join(empty)}; send at least one row (the model expects "
+                         f"{describe(specs)})")
     return arrays
+
+
+def _from_python(name: str, spec: TensorSpec, value: object, specs: Sequence[TensorSpec]) -> np.ndarray:
+    """A nested list or scalar as an array of ``spec.dtype``, when the conversion is exact."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged lists
+        raise InputError(f"input '{name}' is not a rectangular array ({first_line_of(exc)}); the model expects "
+                         f"{describe(specs)}") from exc
+    if array.dtype == spec.dtype:
+        return array
+    got, want = array.dtype.kind, spec.dtype.kind
+    exact = (got == want == "b") or (got == want == "f") or \
+        (got in "iu" and want in "iuf" and array.size and
+         np.array_equal(array.astype(spec.dtype).astype(array.dtype), array)) or \
+        (got in "iu" and want in "iuf" and not array.size)
+    if not exact:
+        raise InputError(f"input '{name}' is a {type(value).__name__} of {array.dtype.name} values that do not "
+                         f"convert exactly to {spec.dtype.name}; pass a numpy array of {spec.dtype.name} "
+                         f"(the model expects {describe(specs)})")
+    return array.astype(spec.dtype)
+
+
+def first_line_of(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def fast_path_ok(feeds: object, names: frozenset[str] | set[str]) -> bool:
+    """Whether ``feeds`` can go to a runtime as is: a dict of exactly ``names`` holding non-empty native arrays.
+
+    Cheap (a microsecond or so): engines whose runtime would silently misread a request (byte order, an empty
+    batch) or log its own error line (a missing input) call ``check_feeds`` first when this says no.
+    """
+    if type(feeds) is not dict or feeds.keys() != names:
+        return False
+    for array in feeds.values():
+        if type(array) is not np.ndarray or not array.dtype.isnative or not array.size:
+            return False
+    return True
 
 
 # --- the batch axis --------------------------------------------------------------------------------------
@@ -165,6 +198,45 @@ def batch_axes(specs: Sequence[TensorSpec], declared: Mapping[str, int | None] |
     return axes
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_axes(specs: tuple[TensorSpec, ...]) -> dict[str, int | None]:
+    return batch_axes(specs)
+
+
+def output_batch_axes(input_specs: Sequence[TensorSpec], output_specs: Sequence[TensorSpec],
+                      feeds: Mapping[str, object] | None = None, outputs: Mapping[str, object] | None = None
+                      ) -> dict[str, int | None]:
+    """The batch axis of each output: where it carries the inputs' batch symbol, else axis 0 (``None`` for a scalar).
+
+    A recurrent model's state output ``[2, batch, 128]`` batches along axis 1 like its state input. Exporters
+    often leave an output's dims unnamed (Silero VAD's ``stateN`` is ``[?, ?, ?]``): given the ``feeds`` sent and
+    the ``outputs`` they gave, an output without the batch symbol that has exactly the shape of an input
+    batched along another axis than 0 takes that input's axis.
+    """
+    axes = _cached_axes(tuple(input_specs))
+    symbols = {s.shape[a] for s in input_specs for a in [axes[s.name]] if a is not None and isinstance(s.shape[a], str)}
+    by_name = {s.name: s for s in output_specs}
+    names = list(outputs) if outputs is not None else list(by_name)
+    shaped = [(tuple(np.shape(v)), axes[n]) for n, v in (feeds or {}).items() if axes.get(n)]  # axis not None/0
+    out: dict[str, int | None] = {}
+    for name in names:
+        spec = by_name.get(name)
+        named = [i for i, d in enumerate(spec.shape) if isinstance(d, str) and d in symbols] if spec else []
+        if named:
+            out[name] = named[0]
+            continue
+        if outputs is not None:
+            shape = tuple(np.shape(outputs[name]))
+            same = {a for s, a in shaped if s == shape}
+            if len(same) == 1:
+                out[name] = same.pop()
+                continue
+            out[name] = 0 if shape else None
+        else:
+            out[name] = 0 if spec is None or spec.shape else None
+    return out
+
+
 def supports_batching(specs: Sequence[TensorSpec]) -> tuple[bool, str]:
     """Whether requests can be merged into larger batches, and a one-line reason a report can show."""
     axes = batch_axes(specs)
@@ -177,13 +249,27 @@ def supports_batching(specs: Sequence[TensorSpec]) -> tuple[bool, str]:
     return True, f"batches along {', '.join(batched)}{note}"
 
 
-def batch_size_of(feeds: Mapping[str, np.ndarray], specs: Sequence[TensorSpec] | None = None) -> int:
-    """How many samples ``feeds`` holds.
+def batch_size_of(feeds: Mapping[str, object], specs: Sequence[TensorSpec] | None = None, *,
+                  strict: bool = True) -> int:
+    """How many samples ``feeds`` holds: the one batch-size helper of the kit.
 
     With ``specs``, the size along each input's batch axis (``batch_axes``); inputs without one (a sample
     rate, a fixed state) do not count, and a model with no batch axis at all counts its leading size when the
     inputs agree on it, else 1. Without ``specs``, the leading size shared by every non-scalar feed.
+    ``strict=False`` is the cheap form for metrics and routing rules: it never raises and looks at the first
+    input that has a batch axis (the first non-scalar one without specs); no feeds count 0.
     """
+    if not strict:
+        try:
+            axes = _cached_axes(tuple(specs)) if specs is not None else {}
+            for name, value in feeds.items():
+                shape = np.shape(value)
+                axis = axes.get(name, 0) if specs is not None else 0
+                if axis is not None and len(shape) > axis:
+                    return int(shape[axis])
+            return 1 if feeds else 0
+        except Exception:  # a metric or a rule must not fail a request
+            return 1
     if specs is None:
         sizes = {n: int(np.shape(a)[0]) for n, a in feeds.items() if np.ndim(a)}
         if len(set(sizes.values())) > 1:
@@ -191,7 +277,7 @@ def batch_size_of(feeds: Mapping[str, np.ndarray], specs: Sequence[TensorSpec] |
                              f"({', '.join(f'{n} {tuple(np.shape(a))}' for n, a in feeds.items())}); pass "
                              f"specs= (the model's input_specs) so each input's batch axis is known")
         return next(iter(sizes.values()), 1)
-    axes = batch_axes(specs)
+    axes = _cached_axes(tuple(specs))
     sizes = {n: int(np.shape(feeds[n])[a]) for n, a in axes.items()
              if a is not None and n in feeds and np.ndim(feeds[n]) > a}
     if not sizes:
@@ -211,6 +297,8 @@ SEQUENCE_LENGTH = 16
 """Default for the dynamic dims of a 2-D integer input (token ids, masks)."""
 OTHER_SIZE = 128
 """Default for any other dynamic dim: big enough for most kernels and windows, small enough to be quick."""
+MAX_SYNTHETIC_ELEMENTS = 2 ** 28
+"""``synthetic_feeds`` refuses an input with more elements than this (1 GiB of float32) before allocating."""
 
 
 def _default_size(spec: TensorSpec, axis: int) -> int:
@@ -326,6 +414,12 @@ def synthetic_feeds(specs: Sequence[TensorSpec], batch_size: int | None = None, 
     rng = np.random.default_rng(seed)
     ranges = _check_ranges(specs, value_ranges)
     shapes = resolve_shapes(specs, batch_size, input_shapes=input_shapes, symbols=symbols)
+    for spec in specs:
+        elements = math.prod(shapes[spec.name])
+        if elements > MAX_SYNTHETIC_ELEMENTS:
+            raise InputError(f"synthetic input '{spec.name}' would have shape {list(shapes[spec.name])} "
+                             f"({elements:,} elements, over the cap of {MAX_SYNTHETIC_ELEMENTS:,}) for {spec}; "
+                             f"pass smaller input_shapes={{'{spec.name}': [...]}} or data")
     feeds: dict[str, np.ndarray] = {}
     for spec in specs:
         shape, low_name = shapes[spec.name], spec.name.lower()

@@ -312,3 +312,35 @@ def test_thread_safe_under_concurrent_calls(predictor):
                                        rtol=1e-5, atol=1e-6)
 
     run_threads(worker, 4)
+
+
+def test_non_native_byte_order_is_read_as_the_same_values(predictor):
+    feeds = _feeds(3, seed=5)
+    native = predictor.predict(feeds)["probabilities"]
+    swapped = predictor.predict({"features": feeds["features"].astype(">f4")})["probabilities"]
+    np.testing.assert_allclose(swapped, native, rtol=1e-5, atol=1e-6)
+
+
+def test_empty_batch_is_refused_by_every_predictor(predictor):
+    with pytest.raises(InputError, match="empty batch"):
+        predictor.predict({"features": np.zeros((0, 16), np.float32)})
+
+
+def test_nested_lists_convert_exactly_or_are_refused(predictor):
+    """Lists of numbers convert to the spec's dtype (floats to a float dtype, ints that fit); others are refused."""
+    feeds = _feeds(2, seed=6)
+    native = predictor.predict(feeds)["probabilities"]
+    listed = predictor.predict({"features": feeds["features"].tolist()})["probabilities"]
+    np.testing.assert_allclose(listed, native, rtol=1e-5, atol=1e-6)
+    ints = predictor.predict({"features": [[1] * 16]})["probabilities"]
+    assert ints.shape == (1, 10)
+    with pytest.raises(InputError):
+        predictor.predict({"features": [["a"] * 16]})
+
+
+def test_a_missing_input_is_an_input_error_without_runtime_noise(predictor, capfd):
+    capfd.readouterr()
+    with pytest.raises(InputError, match="features"):
+        predictor.predict({})
+    err = capfd.readouterr().err
+    assert "onnxruntime" not in err.lower() and "[E:" not in err, err

@@ -1,17 +1,27 @@
 import numpy as np
 import pytest
 
-from kit.errors import InputError
-from kit.specs import TensorSpec, batch_size_of, check_feeds, synthetic_feeds
+from kit.errors import ConfigError, InputError
+from kit.specs import (
+    MAX_SYNTHETIC_ELEMENTS,
+    OTHER_SIZE,
+    TensorSpec,
+    batch_size_of,
+    check_feeds,
+    fast_path_ok,
+    output_batch_axes,
+    resolve_shapes,
+    synthetic_feeds,
+)
 
 SPECS = (TensorSpec("input_ids", np.int32, ("batch", 8)), TensorSpec("mask", np.int32, (None, 8)),
          TensorSpec("gpu_0/data_0", np.float32, (None, 3, 4)))
 
 
-def test_concrete_shape_resolves_batch_and_symbols():
+def test_resolve_shapes_resolves_batch_and_symbols():
     spec = TensorSpec("x", np.float32, ("batch", "seq", 4))
-    assert spec.concrete_shape(5) == (5, 1, 4)
-    assert spec.concrete_shape(2, {"seq": 7}) == (2, 7, 4)
+    assert resolve_shapes([spec], 5)["x"] == (5, OTHER_SIZE, 4)
+    assert resolve_shapes([spec], 2, symbols={"seq": 7})["x"] == (2, 7, 4)
 
 
 def test_synthetic_feeds_satisfy_specs_and_are_seeded():
@@ -177,3 +187,68 @@ def test_state_model_runs_on_synthetic_feeds(tmp_path):
     feeds = synthetic_feeds(specs, 3, value_ranges={"sr": (16000, 16000)})
     out, new_state = session.run(None, feeds)
     assert out.shape[0] == 3 and new_state.shape == (2, 3, 128)
+
+
+# --- one input rule for every engine (issue 16 items 2, 11, 13) ------------------------------------------------
+
+STATE = (TensorSpec("input", np.float32, ("batch", "samples")), TensorSpec("state", np.float32, (2, "batch", 128)),
+         TensorSpec("sr", np.int64, ()))
+
+
+def test_check_feeds_converts_non_native_byte_order_to_the_same_values():
+    x = np.arange(16, dtype=np.float32).reshape(1, 16)
+    spec = [TensorSpec("x", np.float32, (None, 16))]
+    got = check_feeds(spec, {"x": x.astype(">f4")})["x"]
+    assert got.dtype == np.float32 and got.dtype.isnative and np.array_equal(got, x)
+    assert not fast_path_ok({"x": x.astype(">f4")}, frozenset({"x"})) and fast_path_ok({"x": x}, frozenset({"x"}))
+
+
+def test_check_feeds_converts_lists_only_when_exact():
+    specs = [TensorSpec("f", np.float32, (None, 2)), TensorSpec("i", np.int8, (None, 2))]
+    got = check_feeds(specs, {"f": [[1.5, 2]], "i": [[1, -3]]})
+    assert got["f"].dtype == np.float32 and got["i"].dtype == np.int8 and got["i"].tolist() == [[1, -3]]
+    with pytest.raises(InputError, match="convert exactly to int8"):
+        check_feeds(specs, {"f": [[1.5, 2]], "i": [[1, 300]]})  # does not fit
+    with pytest.raises(InputError, match="convert exactly to int8"):
+        check_feeds(specs, {"f": [[1.5, 2]], "i": [[1.5, 2]]})  # floats into an int input
+    with pytest.raises(InputError, match="float64"):
+        check_feeds(specs, {"f": np.zeros((1, 2)), "i": [[1, 2]]})  # an array keeps its dtype: refused
+    with pytest.raises(InputError, match="rectangular"):
+        check_feeds(specs, {"f": [[1.0], [1.0, 2.0]], "i": [[1, 2]]})
+
+
+def test_check_feeds_refuses_an_empty_batch_along_the_batch_axis():
+    feeds = {"input": np.zeros((0, 64), np.float32), "state": np.zeros((2, 0, 128), np.float32),
+             "sr": np.array(16000)}
+    with pytest.raises(InputError, match="empty batch"):
+        check_feeds(STATE, feeds)
+    fine = check_feeds(STATE, {**feeds, "input": np.zeros((1, 0), np.float32), "state": np.zeros((2, 1, 128),
+                                                                                                   np.float32)})
+    assert fine["input"].shape == (1, 0)  # an empty non-batch axis (no samples) is the model's business
+
+
+def test_batch_size_of_lenient_form_reads_the_batch_axis_and_never_raises():
+    feeds = {"input": np.zeros((3, 64)), "state": np.zeros((2, 3, 128)), "sr": np.array(16000)}
+    assert batch_size_of(feeds, STATE) == 3 and batch_size_of(feeds, STATE, strict=False) == 3
+    assert batch_size_of({"state": np.zeros((2, 5, 128))}, STATE, strict=False) == 5
+    assert batch_size_of({"a": np.zeros((2,)), "b": np.zeros((3,))}, strict=False) == 2
+    assert batch_size_of({"sr": 16000}, strict=False) == 1 and batch_size_of({}, strict=False) == 0
+    assert batch_size_of({"x": object()}, STATE, strict=False) == 1
+
+
+def test_output_batch_axes_follow_the_batch_symbol_or_an_inputs_shape():
+    named = [TensorSpec("out", np.float32, ("batch",)), TensorSpec("new_state", np.float32, (2, "batch", 128))]
+    assert output_batch_axes(STATE, named) == {"out": 0, "new_state": 1}
+    unnamed = [TensorSpec("output", np.float32, (None, 1)), TensorSpec("stateN", np.float32, (None, None, None))]
+    feeds = {"input": np.zeros((3, 64)), "state": np.zeros((2, 3, 128)), "sr": np.array(16000)}
+    outputs = {"output": np.zeros((3, 1)), "stateN": np.zeros((2, 3, 128))}
+    assert output_batch_axes(STATE, unnamed, feeds, outputs) == {"output": 0, "stateN": 1}
+
+
+def test_synthetic_feeds_refuse_a_huge_shape_before_allocating():
+    huge = [TensorSpec("x", np.float32, (2 ** 31, 2 ** 31))]
+    with pytest.raises(InputError, match="input_shapes") as info:
+        synthetic_feeds(huge)
+    assert f"{MAX_SYNTHETIC_ELEMENTS:,}" in str(info.value)
+    with pytest.raises(ConfigError):
+        synthetic_feeds(huge, input_shapes={"x": [2, 2]})  # fixed dims cannot be declared away

@@ -26,7 +26,7 @@ import numpy as np
 from kit.engines.base import Feeds, Outputs, PredictorBase
 from kit.engines.onnxruntime import OnnxRuntimeEngine, import_onnxruntime
 from kit.errors import Closed, ConfigError, InferenceError, InputError, first_line
-from kit.specs import check_feeds
+from kit.specs import batch_axes, batch_size_of, check_feeds, fast_path_ok, resolve_shapes
 
 _DEVICE_OF_PROVIDER = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda",
                        "CPUExecutionProvider": "cpu"}
@@ -57,6 +57,7 @@ class IoBoundEngine(PredictorBase):
         self._input_specs = engine.input_specs
         self._output_specs = engine.output_specs
         self._output_names = [s.name for s in self._output_specs]
+        self._input_names = frozenset(s.name for s in self._input_specs)
         self._bound: dict[tuple, tuple[Any, dict[str, Any], list[Any]]] = {}
 
     # -- device-resident path --------------------------------------------------------------
@@ -81,6 +82,8 @@ class IoBoundEngine(PredictorBase):
         if self.reuse_buffers:
             return self._predict_reused(feeds)
         session = self._session()
+        if not fast_path_ok(feeds, self._input_names):
+            feeds = check_feeds(self._input_specs, feeds)  # byte order, lists, empty batch: as every engine
         binding = session.io_binding()
         try:
             for name, array in feeds.items():
@@ -115,7 +118,8 @@ class IoBoundEngine(PredictorBase):
             for dim, size in zip(spec.shape, arrays[spec.name].shape):
                 if isinstance(dim, str):
                     symbols[dim] = int(size)
-        batch = next(iter(arrays.values())).shape[0] if arrays else 1
+        batch = batch_size_of(arrays, self._input_specs)
+        out_axes = batch_axes(self._output_specs)
         make = self._ort.OrtValue.ortvalue_from_shape_and_type
         binding = self._session().io_binding()
         inputs = {}
@@ -125,11 +129,12 @@ class IoBoundEngine(PredictorBase):
         outputs = []
         for spec in self._output_specs:
             unresolved = [d for axis, d in enumerate(spec.shape)
-                          if axis > 0 and not isinstance(d, int) and d not in symbols]
+                          if axis != out_axes[spec.name] and not isinstance(d, int) and d not in symbols]
             if unresolved:
                 raise ConfigError(f"reuse_buffers needs output shapes that follow from the input shapes; "
                                   f"output {spec} has unresolved dims {unresolved}")
-            value = make(spec.concrete_shape(batch, symbols), spec.dtype, self.device, self.device_id)
+            shape = resolve_shapes(self._output_specs, batch, symbols=symbols)[spec.name]
+            value = make(shape, spec.dtype, self.device, self.device_id)
             binding.bind_ortvalue_output(spec.name, value)
             outputs.append(value)
         return binding, inputs, outputs

@@ -30,7 +30,7 @@ from kit.errors import (
     ProviderUnavailableError,
     first_line,
 )
-from kit.specs import TensorSpec, check_feeds, describe
+from kit.specs import TensorSpec, check_feeds, describe, fast_path_ok
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ class OnnxRuntimeEngine(PredictorBase):
         self._input_specs = _specs(self._session.get_inputs())
         self._output_specs = _specs(self._session.get_outputs())
         self._output_names = [s.name for s in self._output_specs]
+        self._input_names = frozenset(s.name for s in self._input_specs)
 
     def _cpu_session_after_provider_failure(self, ort, source, options: OrtOptions, exc: Exception):
         """Tell a provider that cannot start (TensorRT libraries missing...) from a bad model.
@@ -212,6 +213,12 @@ class OnnxRuntimeEngine(PredictorBase):
         return self._session
 
     def predict(self, feeds: Feeds) -> Outputs:
+        if not fast_path_ok(feeds, self._input_names):
+            # ONNX Runtime would read non-native byte order as native, answer an empty batch, and log its own
+            # error line for a missing input: check (and convert) first, as every engine does
+            if self._session is None:
+                raise Closed(f"engine {self.name!r} is closed")
+            feeds = check_feeds(self._input_specs, feeds)
         try:
             return dict(zip(self._output_names, self._session.run(self._output_names, feeds)))
         except Exception as exc:  # only the slow path pays for explaining

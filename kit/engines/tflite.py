@@ -34,7 +34,7 @@ from kit.errors import (
     ModelLoadError,
     first_line,
 )
-from kit.specs import TensorSpec, check_feeds, describe
+from kit.specs import TensorSpec, check_feeds, describe, fast_path_ok
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class TFLiteEngine(PredictorBase):
         self._runner = None if self._index_api else runner
         self._input_specs = tuple(p.spec for p in self._inputs)
         self._output_specs = tuple(p.spec for p in self._outputs)
+        self._input_names = frozenset(p.name for p in self._inputs)
         self._shapes: dict[int, tuple[int, ...]] = {}
         self._lock = threading.Lock()
 
@@ -163,6 +164,10 @@ class TFLiteEngine(PredictorBase):
             return {p.name: p.dequantize(interp.get_tensor(p.index)) for p in self._outputs}
 
     def predict(self, feeds: Feeds) -> Outputs:
+        if not fast_path_ok(feeds, self._input_names):
+            if self._interp is None:
+                raise Closed(f"engine {self.name!r} is closed")
+            feeds = check_feeds(self._input_specs, feeds)  # byte order, lists, empty batch: as every engine
         try:
             return self._run(feeds)
         except Closed:
@@ -171,7 +176,7 @@ class TFLiteEngine(PredictorBase):
             with self._lock:
                 self._shapes.clear()  # a failed resize leaves the interpreter's shapes unknown
             arrays = check_feeds(self._input_specs, feeds)
-            if not all(isinstance(feeds[k], np.ndarray) for k in arrays):
+            if any(arrays[k] is not feeds[k] for k in arrays):  # lists or byte order converted: run again
                 return self.predict(arrays)
             message = first_line(exc)
             if isinstance(exc, (ValueError, KeyError)):

@@ -43,7 +43,7 @@ from kit.errors import (
     ModelLoadError,
     Overloaded,
 )
-from kit.specs import TensorSpec, check_feeds, describe
+from kit.specs import TensorSpec, check_feeds, describe, fast_path_ok
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,9 @@ class TFServingEngine(PredictorBase):
         if not isinstance(feeds, Mapping):
             raise InputError(f"feeds must be a mapping of input name to array, got {type(feeds).__name__}; "
                              f"the model expects {describe(self._input_specs)}")
+        if not fast_path_ok(feeds, frozenset(s.name for s in self._input_specs)):
+            # lists, byte order, empty batch: decided here as by every engine, before anything is sent
+            feeds = check_feeds(self._input_specs, feeds)
         try:
             return self._transport.predict(feeds, self._budget())
         except InputError as exc:

@@ -61,7 +61,6 @@ def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_re
     """
     for name, value in (("warmup_requests", warmup_requests), ("repeats", repeats), ("steady_runs", steady_runs)):
         require_int(name, value)
-    batch = batch_size_of(feeds)  # warm up at the shape that will be measured
     clock = time.perf_counter
     rows = []
     for repeat in range(repeats):
@@ -70,6 +69,8 @@ def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_re
             predictor = load()
             load_s = clock() - start
             try:
+                # warm up at the batch that will be measured, read along each input's batch axis
+                batch = batch_size_of(feeds, predictor.input_specs or None) if mode == "warmed" else 1
                 warm_s = (warm_up(predictor, n=warmup_requests, batch_size=batch)["seconds"]
                           if mode == "warmed" else 0.0)
                 start = clock()

@@ -45,7 +45,7 @@ import numpy as np
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, KitError, Overloaded
 from kit.profile.stats import latency_summary
-from kit.specs import batch_size_of, synthetic_feeds
+from kit.specs import TensorSpec, batch_size_of, synthetic_feeds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -372,7 +372,8 @@ class _Recorder:
     One recorder holds one round; ``compare`` pools several.
     """
 
-    def __init__(self, warmup: int = 0) -> None:
+    def __init__(self, warmup: int = 0, specs: Sequence[TensorSpec] | None = None) -> None:
+        self.specs = tuple(specs) if specs else None  # each input's batch axis: a state [2, batch, 128] is axis 1
         self.rows: list[tuple[int, float, float, float, bool, bool]] = []
         self.messages: list[str] = []
         self.samples = 0
@@ -388,7 +389,7 @@ class _Recorder:
     def sending(self, source: Callable[[int], Feeds], qid: int, clock: Callable[[], float]) -> tuple[Feeds, float]:
         feeds = source(qid)
         if not self.samples:
-            self.samples = batch_size_of(feeds)
+            self.samples = batch_size_of(feeds, self.specs)
         sent = clock()
         if qid == self.warmup:
             self.first_sent = sent
@@ -474,7 +475,7 @@ def _run_closed(predictor: Predictor, source: Callable[[int], Feeds], threads: i
     whose first measured queries all fail stops after three of them.
     """
     warmup, limit = config.warmup_queries, config.max_queries
-    rec = _Recorder(warmup)
+    rec = _Recorder(warmup, getattr(predictor, "input_specs", None))
     clock = time.perf_counter
     counter = itertools.count()
     stop = threading.Event()
@@ -551,7 +552,7 @@ def _run_open(predictor: Predictor, source: Callable[[int], Feeds], scenario: Se
     Arrivals still unsent ``drain_timeout_s`` after the last scheduled one are dropped;
     with ``submit``, so are queries still unanswered then.
     """
-    rec = _Recorder()
+    rec = _Recorder(specs=getattr(predictor, "input_specs", None))
     clock = time.perf_counter
     total = int(offsets.size)
     counter = itertools.count()
@@ -688,7 +689,8 @@ def profile(predictor: Predictor, feeds: Feeds, config: LoadConfig | None = None
 
     ``labels`` become extra columns of the result's summary (``model="resnet"``).
     """
-    result = run(predictor, SingleStream(batch_size=batch_size_of(feeds)), feeds, config, label=label)
+    samples = batch_size_of(feeds, getattr(predictor, "input_specs", None) or None)
+    result = run(predictor, SingleStream(batch_size=samples), feeds, config, label=label)
     result.labels = dict(labels)
     return result
 

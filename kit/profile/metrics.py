@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import ConfigError, KitError, MissingDependencyError
 from kit.profile.stats import latency_summary
+from kit.specs import batch_size_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -348,6 +349,7 @@ class Instrumented(Wrapper):
         super().__init__(inner, name=name)
         info = inner.describe() if hasattr(inner, "describe") else {}
         self.recorder = recorder
+        self._specs = tuple(getattr(inner, "input_specs", ()) or ()) or None  # each input's batch axis
         self.label_key = recorder.labels(model if model is not None else getattr(inner, "name", ""), version,
                                          engine if engine is not None else info.get("engine", ""), route)
         if watch:
@@ -361,16 +363,9 @@ class Instrumented(Wrapper):
             self.recorder.record(time.perf_counter() - start, error=exc, labels=self.label_key)
             raise
         elapsed = time.perf_counter() - start
-        self.recorder.record(elapsed, batch_size=_batch_size(feeds), labels=self.label_key)
+        self.recorder.record(elapsed, batch_size=batch_size_of(feeds, self._specs, strict=False),
+                             labels=self.label_key)
         return outputs
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **dict(zip(LABELS, self.label_key))}
-
-
-def _batch_size(feeds: Feeds) -> int:
-    """Leading dimension of the first feed (1 for scalars); cheap, never raises."""
-    for value in feeds.values():
-        shape = getattr(value, "shape", None)
-        return int(shape[0]) if shape else 1
-    return 1

@@ -149,7 +149,7 @@ def _measure_in_process(runtime: str, engines: Mapping[tuple[int, int, str], Any
     labels = {f"{k[0]}/{k[1]}/{k[2]}": k for k in engines}
     results = compare({label: engines[key] for label, key in labels.items()}, feeds, rounds=config.rounds,
                       config=config.profile_config())
-    batch = batch_size_of(feeds)
+    batch = batch_size_of(feeds, next(iter(engines.values())).input_specs if engines else None)
     return [_row(runtime, *labels[r.label], r.latencies_s, batch, r.error_messages,
                  is_default=labels[r.label] == default_key) for r in results]
 
@@ -168,13 +168,15 @@ def sweep_ort_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feed
                     points.append((intra, inter, mode))
     engines: dict[tuple[int, int, str], Any] = {}
     rows: list[dict[str, Any]] = []
-    batch = batch_size_of(feeds)
+    batch = batch_size_of(feeds, strict=False)  # until an engine gives the specs (each input's batch axis)
     try:
         for intra, inter, mode in points:
             try:
                 engines[(intra, inter, mode)] = OnnxRuntimeEngine(
                     model, intra_op_num_threads=intra, inter_op_num_threads=inter, execution_mode=mode,
                     **ort_options)
+                if len(engines) == 1:
+                    batch = batch_size_of(feeds, engines[(intra, inter, mode)].input_specs)
             except ConfigError:
                 raise
             except KitError as exc:
@@ -253,7 +255,12 @@ def sweep_tf_threads(model: str | os.PathLike[str] | ModelArtifact, feeds: Feeds
         raise ModelLoadError(f"SavedModel directory not found: {path}")
     points = [(0, 0)] + [(a, b) for a in config.intra_op_num_threads for b in config.inter_op_num_threads
                          if (a, b) != (0, 0)]
-    batch = batch_size_of(feeds)
+    from kit.engines.savedmodel_signature import read_signature
+
+    try:  # each input's batch axis, from the signature
+        batch = batch_size_of(feeds, read_signature(path)[0])
+    except KitError:  # an unreadable signature is reported by the runs below
+        batch = batch_size_of(feeds, strict=False)
     rows: list[dict[str, Any]] = []
     repo_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")])),

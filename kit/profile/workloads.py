@@ -154,7 +154,7 @@ def replay_interleaved(predictors: Mapping[str, Predictor], pool: Sequence[Feeds
     """
     if not predictors:
         raise ConfigError("replay_interleaved needs at least one predictor")
-    recs = {k: _Recorder() for k in predictors}
+    recs = {k: _Recorder(specs=getattr(p, "input_specs", None)) for k, p in predictors.items()}
     clock = time.perf_counter
     for qid, feeds in enumerate(requests(pool, workload)):
         for label, predictor in predictors.items():

@@ -47,7 +47,7 @@ import numpy as np
 from kit.config import require_int, resolve
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, InferenceError, InputError, KitError, Overloaded, ServingError
-from kit.specs import batch_size_of, check_feeds
+from kit.specs import batch_axes, batch_size_of, check_feeds, output_batch_axes, supports_batching
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,26 +116,43 @@ class _Batch:
     rows: int = 0
 
 
-def _batch_key(feeds: Feeds, pad: bool) -> tuple:
-    """Requests batch together only when names, dtypes and shapes (ranks when padding) agree."""
-    return tuple(sorted((name, np.asarray(a).dtype.str, np.ndim(a) if pad else np.shape(a)[1:])
-                        for name, a in feeds.items()))
+def _batch_key(feeds: Feeds, pad: bool, axes: Mapping[str, int | None]) -> tuple:
+    """Requests batch together only when names, dtypes and shapes off the batch axis (ranks when padding)
+    agree, and inputs without a batch axis (a sample rate) are equal."""
+    key = []
+    for name, value in sorted(feeds.items()):
+        a = np.asarray(value)
+        axis = axes.get(name, 0)
+        if axis is None:
+            key.append((name, a.dtype.str, a.shape, a.tobytes()))
+        else:
+            key.append((name, a.dtype.str, a.ndim if pad else a.shape[:axis] + a.shape[axis + 1:]))
+    return tuple(key)
 
 
-def _merge(tasks: list[_Task], padded: int, pad_lengths: bool) -> dict[str, np.ndarray]:
-    """Concatenate the tasks' rows per input, pad variable dims, then pad rows to ``padded``."""
+def _merge(tasks: list[_Task], padded: int, pad_lengths: bool, axes: Mapping[str, int | None]
+           ) -> dict[str, np.ndarray]:
+    """Concatenate the tasks' rows per input along its batch axis, pad variable dims, then pad rows to ``padded``.
+
+    An input without a batch axis is equal in every task (``_batch_key``) and goes in once.
+    """
     merged: dict[str, np.ndarray] = {}
     for name in tasks[0].feeds:
+        axis = axes.get(name, 0)
+        if axis is None:
+            merged[name] = np.asarray(tasks[0].feeds[name])
+            continue
         parts = [np.asarray(t.feeds[name]) for t in tasks]
         if pad_lengths:
-            target = tuple(max(p.shape[axis] for p in parts) for axis in range(1, parts[0].ndim))
-            parts = [p if p.shape[1:] == target else
-                     np.pad(p, [(0, 0)] + [(0, t - s) for s, t in zip(p.shape[1:], target)])
+            target = tuple(max(p.shape[i] for p in parts) for i in range(parts[0].ndim))
+            parts = [p if all(p.shape[i] == target[i] for i in range(p.ndim) if i != axis) else
+                     np.pad(p, [(0, 0) if i == axis else (0, target[i] - p.shape[i]) for i in range(p.ndim)])
                      for p in parts]
-        array = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        extra = padded - array.shape[0]
+        array = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+        extra = padded - array.shape[axis]
         if extra > 0:
-            array = np.concatenate([array, np.repeat(array[-1:], extra, axis=0)], axis=0)
+            last = np.take(array, [array.shape[axis] - 1], axis=axis)
+            array = np.concatenate([array, np.repeat(last, extra, axis=axis)], axis=axis)
         merged[name] = array
     return merged
 
@@ -146,7 +163,14 @@ class DynamicBatcher(Wrapper):
     def __init__(self, inner: Predictor, config: BatchingConfig | None = None, name: str | None = None,
                  **overrides: Any) -> None:
         config = resolve(BatchingConfig, config, overrides)
+        specs = tuple(getattr(inner, "input_specs", ()) or ())
+        if specs:
+            ok, why = supports_batching(specs)
+            if not ok:
+                raise ConfigError(f"cannot batch {getattr(inner, 'name', 'this model')!r}: {why}; serve it "
+                                  f"without a DynamicBatcher")
         super().__init__(inner, name)
+        self._in_axes: dict[str, int | None] = batch_axes(specs) if specs else {}
         self.config = config
         self._timeout_s = config.batch_timeout_micros / 1e6
         self._cond = threading.Condition()
@@ -169,13 +193,13 @@ class DynamicBatcher(Wrapper):
             feeds = check_feeds(self.input_specs, feeds)
         elif not isinstance(feeds, Mapping) or not feeds:
             raise InputError("feeds must be a non-empty mapping of input name to array")
-        rows = batch_size_of(feeds)
+        rows = batch_size_of(feeds, self.input_specs or None)
         if rows > self.config.max_batch_size:
             raise InputError(f"a request of {rows} rows exceeds max_batch_size={self.config.max_batch_size}; "
                              f"send at most that many rows per request")
         if rows < 1:
             raise InputError("a request must hold at least one row")
-        key = _batch_key(feeds, self.config.pad_variable_length_inputs)
+        key = _batch_key(feeds, self.config.pad_variable_length_inputs, self._in_axes)
         future: Future = Future()
         now = time.perf_counter()
         with self._cond:
@@ -259,8 +283,13 @@ class DynamicBatcher(Wrapper):
     def _attempt(self, tasks: list[_Task], rows: int) -> tuple[int, list[dict[str, np.ndarray]]]:
         """Run ``tasks`` as one batch; (padded size, each task's outputs)."""
         padded = self.config.padded_size(rows)
-        merged = _merge(tasks, padded, self.config.pad_variable_length_inputs)
-        return padded, self._split(self.inner.predict(merged), tasks, padded)
+        merged = _merge(tasks, padded, self.config.pad_variable_length_inputs, self._in_axes)
+        outputs = self.inner.predict(merged)
+        if self._in_axes:  # outputs whose dims the model leaves unnamed: matched against the inputs' shapes
+            axes = output_batch_axes(self.input_specs, self.output_specs, merged, outputs)
+        else:
+            axes = {name: 0 for name in outputs}
+        return padded, self._split(outputs, tasks, padded, axes)
 
     def _error_for(self, exc: Exception, rows: int) -> KitError:
         if isinstance(exc, KitError):
@@ -308,14 +337,19 @@ class DynamicBatcher(Wrapper):
                     self._settle(task.future, result=result)
 
     @staticmethod
-    def _split(outputs: Outputs, tasks: list[_Task], padded: int) -> list[dict[str, np.ndarray]]:
+    def _split(outputs: Outputs, tasks: list[_Task], padded: int, axes: Mapping[str, int | None]
+               ) -> list[dict[str, np.ndarray]]:
+        """Each task's rows of every output, cut along the output's batch axis (``output_batch_axes``)."""
         for name, array in outputs.items():
-            if np.ndim(array) == 0 or np.shape(array)[0] != padded:
+            axis = axes[name]
+            if axis is None or np.ndim(array) <= axis or np.shape(array)[axis] != padded:
                 raise InferenceError(f"output {name!r} has shape {np.shape(array)}, but batching needs every output "
-                                     f"to lead with the batch dimension ({padded} rows)")
+                                     f"to carry the batch dimension ({padded} rows on axis {axis or 0})")
         results, offset = [], 0
         for task in tasks:
-            results.append({name: array[offset:offset + task.rows] for name, array in outputs.items()})
+            rows = slice(offset, offset + task.rows)
+            results.append({name: array[(slice(None),) * axes[name] + (rows,)]  # type: ignore[operator]
+                            for name, array in outputs.items()})
             offset += task.rows
         return results
 

@@ -13,7 +13,8 @@ corrupt what the next caller receives.
 
 With ``per_sample=True`` a batch is looked up row by row: hits are served, the misses
 (deduplicated) go to the model as one smaller batch, and the rows are reassembled in
-order. That needs batch-major outputs (leading axis = batch); otherwise it raises.
+order. Rows are cut along each input's batch axis (a state ``[2, batch, 128]``: axis 1) and outputs split
+along theirs; an output that does not carry the batch makes it raise.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import ConfigError, InferenceError
 from kit.hashing import as_array as _as_array
 from kit.hashing import feeds_key
-from kit.specs import batch_size_of
+from kit.specs import batch_axes, batch_size_of, check_feeds, fast_path_ok, output_batch_axes
 
 Clock = Callable[[], float]
 
@@ -210,24 +211,36 @@ class ResultCache(Wrapper):
         self.identity: bytes = identity if identity is not None else model_identity(inner)
         self._lock = threading.Lock()
         self._inner_calls = 0
+        self._out_axes: dict[str, int | None] = {}  # learned from the first per-sample miss (unnamed output dims)
         self._samples_sent = 0
 
     def predict(self, feeds: Feeds) -> Outputs:
         if self.config.per_sample:
-            batch = batch_size_of(feeds)
+            specs = self.input_specs
+            if not fast_path_ok(feeds, frozenset(x.name for x in specs)):
+                feeds = check_feeds(specs, feeds)  # rows are cut from arrays of the model's dtypes
+            batch = batch_size_of(feeds, specs)
             if batch > 1:
                 return self._predict_rows(feeds, batch)
         key = feeds_key(feeds, self.identity)
         stored = self.store.get(key)
         if stored is None:
             stored = freeze(self.inner.predict(feeds))
-            self._count(1, batch_size_of(feeds))
+            self._count(1, batch_size_of(feeds, self.input_specs, strict=False))
             self.store.put(key, stored)
         return _views(stored)
 
     def _predict_rows(self, feeds: Feeds, batch: int) -> Outputs:
+        """Rows cut along each input's batch axis (``batch_axes``); inputs without one (a sample rate) go whole
+        into every row's key; outputs are split and joined along their batch axis (``output_batch_axes``)."""
         arrays = {name: _as_array(value) for name, value in feeds.items()}
-        keys = [feeds_key({n: a[i:i + 1] for n, a in arrays.items()}, self.identity) for i in range(batch)]
+        in_axes = batch_axes(self.input_specs)
+        out_axes = self._out_axes or output_batch_axes(self.input_specs, self.output_specs)
+
+        def take(index) -> dict[str, np.ndarray]:
+            return {n: a if in_axes.get(n) is None else np.take(a, index, axis=in_axes[n]) for n, a in arrays.items()}
+
+        keys = [feeds_key(take([i]), self.identity) for i in range(batch)]
         rows: list[dict[str, np.ndarray] | None] = [self.store.get(k) for k in keys]
         first_row: dict[bytes, int] = {}
         for i, key in enumerate(keys):
@@ -235,23 +248,27 @@ class ResultCache(Wrapper):
                 first_row[key] = i
         if first_row:
             miss_rows = list(first_row.values())
-            index = np.asarray(miss_rows)
-            out = self.inner.predict({n: a[index] for n, a in arrays.items()})
+            sent = take(np.asarray(miss_rows))
+            out = self.inner.predict(sent)
             self._count(1, len(miss_rows))
+            out_axes = self._out_axes = output_batch_axes(self.input_specs, self.output_specs, sent, out)
             for name, value in out.items():
-                if np.ndim(value) == 0 or np.shape(value)[0] != len(miss_rows):
+                axis = out_axes.get(name, 0)
+                if axis is None or np.ndim(value) <= axis or np.shape(value)[axis] != len(miss_rows):
                     raise InferenceError(
-                        f"per-sample caching needs outputs whose leading axis is the batch; output {name!r} "
-                        f"has shape {np.shape(value)} for a batch of {len(miss_rows)} (use per_sample=False)")
+                        f"per-sample caching needs outputs that carry the batch (on the leading axis, or where the "
+                        f"inputs' batch symbol is: axis {axis}); output {name!r} has shape {np.shape(value)} for a "
+                        f"batch of {len(miss_rows)} (use per_sample=False)")
             fresh: dict[bytes, dict[str, np.ndarray]] = {}
             for j, (key, _) in enumerate(first_row.items()):
-                fresh[key] = freeze({name: _as_array(value)[j:j + 1] for name, value in out.items()})
+                fresh[key] = freeze({name: np.take(_as_array(value), [j], axis=out_axes.get(name, 0))
+                                     for name, value in out.items()})
                 self.store.put(key, fresh[key])
             rows = [row if row is not None else fresh[keys[i]] for i, row in enumerate(rows)]
         names = list(rows[0])  # type: ignore[index]
         result = {}
         for name in names:
-            joined = np.concatenate([row[name] for row in rows])  # type: ignore[index]
+            joined = np.concatenate([row[name] for row in rows], axis=out_axes.get(name, 0))  # type: ignore[index]
             joined.flags.writeable = False  # a fresh array: callers cannot reach the cache through it
             result[name] = joined
         return result

@@ -31,7 +31,7 @@ import numpy as np
 from kit.engines.base import Feeds, Outputs, Predictor, PredictorBase
 from kit.errors import ConfigError, KitError
 from kit.serve.resilience import is_retryable
-from kit.specs import TensorSpec
+from kit.specs import TensorSpec, batch_size_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,15 +107,13 @@ class Rule:
     description: str = ""
 
 
-def _batch(feeds: Feeds) -> int:
-    for array in feeds.values():
-        return int(array.shape[0]) if np.ndim(array) else 1
-    return 0
+def batch_size_at_least(n: int, specs: Sequence[TensorSpec] | None = None) -> Callable[[Feeds], bool]:
+    """True when the request holds >= ``n`` samples (big batches to a throughput engine).
 
-
-def batch_size_at_least(n: int) -> Callable[[Feeds], bool]:
-    """True when the request's leading dimension is >= ``n`` (big batches to a throughput engine)."""
-    return lambda feeds: _batch(feeds) >= n
+    With ``specs`` the batch is read along each input's batch axis (a state ``[2, batch, 128]``: axis 1);
+    without, along the first input's leading axis. Never raises (``batch_size_of(..., strict=False)``).
+    """
+    return lambda feeds: batch_size_of(feeds, specs, strict=False) >= n
 
 
 def dim_at_least(input_name: str, axis: int, n: int) -> Callable[[Feeds], bool]:

@@ -188,6 +188,23 @@ def test_io_binding_with_reused_buffers_refills_in_place(mlp_onnx):
     engine.close()
 
 
+def test_io_binding_reused_buffers_size_a_state_output_along_its_batch_axis(tmp_path):
+    """Outputs ``out [batch]`` and ``new_state [2, batch, 128]`` are sized by ``resolve_shapes``, not axis 0."""
+    from onnx_models import make_state_model
+
+    engine = OnnxRuntimeEngine(make_state_model(tmp_path / "vad.onnx"))
+    rng = np.random.default_rng(2)
+    feeds = {"input": rng.standard_normal((3, 64)).astype(np.float32),
+             "state": rng.standard_normal((2, 3, 128)).astype(np.float32), "sr": np.array(16000, np.int64)}
+    with IoBoundEngine(engine, reuse_buffers=True, close_engine=False) as bound:
+        got = bound.predict(feeds)
+    want = engine.predict(feeds)
+    assert got["new_state"].shape == (2, 3, 128) and got["out"].shape == (3,)
+    np.testing.assert_allclose(got["new_state"], want["new_state"], rtol=1e-6)
+    np.testing.assert_allclose(got["out"], want["out"], rtol=1e-5)
+    engine.close()
+
+
 @pytest.mark.parametrize("reuse", [False, True])
 def test_io_binding_bad_inputs_raise_input_error(mlp_onnx, reuse):
     with IoBoundEngine(OnnxRuntimeEngine(mlp_onnx), reuse_buffers=reuse) as bound:

@@ -226,3 +226,31 @@ def test_steps_validates_phases_and_submit_needs_a_submit_method():
             Steps(phases=phases)
     with pytest.raises(ConfigError, match="submit"):
         run(Sleeper(), Steps(phases=[(50, 0.05)], submit=True))
+
+
+def test_measure_a_stateful_model_counts_samples_along_the_batch_axes(tmp_path):
+    """State [2, batch, 128] and a scalar sample rate: no "inputs disagree on the batch dimension" (issue 13 #6)."""
+    from onnx_models import make_state_model
+
+    import kit
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    feeds = {"input": np.zeros((3, 64), np.float32), "state": np.zeros((2, 3, 128), np.float32),
+             "sr": np.array(16000, np.int64)}
+    with OnnxRuntimeEngine(make_state_model(tmp_path / "vad.onnx")) as engine:
+        result = kit.measure(engine, feeds, LoadConfig(min_duration_s=0.05, min_queries=5, warmup_queries=1))
+    assert result.samples_per_query == 3 and result.summary()["queries"] >= 5
+
+
+@pytest.mark.slow
+def test_measure_silero_vad(tmp_path):
+    pretrained = pytest.importorskip("pretrained")
+    import kit
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.models import resolve_model
+
+    with OnnxRuntimeEngine(resolve_model(pretrained.pretrained_path("silero-vad"))) as engine:
+        feeds = {"input": np.zeros((2, 512), np.float32), "state": np.zeros((2, 2, 128), np.float32),
+                 "sr": np.array(16000, np.int64)}
+        result = kit.measure(engine, feeds, LoadConfig(min_duration_s=0.05, min_queries=5, warmup_queries=1))
+    assert result.samples_per_query == 2 and result.summary()["queries"] >= 5

@@ -226,7 +226,7 @@ def test_outputs_without_a_batch_dimension_fail_with_a_clear_error():
             return {"loss": np.float32(1.0)}
 
     with DynamicBatcher(Scalar(), max_batch_size=4, batch_timeout_micros=0) as batcher:
-        with pytest.raises(InferenceError, match="lead with the batch dimension"):
+        with pytest.raises(InferenceError, match="carry the batch dimension"):
             batcher.predict(rows([1]))
 
 
@@ -360,3 +360,79 @@ def test_a_dead_batch_thread_fails_every_pending_request(caplog):
         assert any("batch thread died" in r.getMessage() for r in caplog.records)
     finally:
         batcher.close()
+
+
+# --- models that do not batch on axis 0 (issue 13 item 6) ----------------------------------------------------
+
+@pytest.fixture
+def state_engine(tmp_path):  # a fresh one each test: closing a batcher closes the engine it wraps
+    from onnx_models import make_state_model
+
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    engine = OnnxRuntimeEngine(make_state_model(tmp_path / "vad.onnx"))
+    yield engine
+    engine.close()
+
+
+def _state_feeds(rows: int, seed: int, sr: int = 16000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"input": rng.standard_normal((rows, 64)).astype(np.float32),
+            "state": rng.standard_normal((2, rows, 128)).astype(np.float32), "sr": np.array(sr, np.int64)}
+
+
+def test_batcher_merges_and_splits_a_state_along_axis_1_and_keeps_the_sample_rate(state_engine):
+    requests = [_state_feeds(1 + i % 2, seed=i) for i in range(6)]
+    expected = [state_engine.predict(f) for f in requests]
+    with DynamicBatcher(state_engine, max_batch_size=8, batch_timeout_micros=200_000) as batcher:
+        futures = [batcher.submit(f) for f in requests]
+        results = [f.result(timeout=10) for f in futures]
+        assert batcher.stats()["batches"] < len(requests)  # they really were merged
+    for got, want in zip(results, expected):
+        np.testing.assert_allclose(got["out"], want["out"], rtol=1e-5)
+        np.testing.assert_allclose(got["new_state"], want["new_state"], rtol=1e-6)
+        assert got["new_state"].shape[1] == want["out"].shape[0]
+
+
+def test_batcher_never_merges_requests_with_different_sample_rates(state_engine):
+    a, b = _state_feeds(1, seed=1, sr=16000), _state_feeds(1, seed=2, sr=8000)
+    want_b = state_engine.predict(b)["out"]
+    with DynamicBatcher(state_engine, max_batch_size=8, batch_timeout_micros=100_000) as batcher:
+        fa, fb = batcher.submit(a), batcher.submit(b)
+        fa.result(timeout=10)
+        np.testing.assert_allclose(fb.result(timeout=10)["out"], want_b, rtol=1e-5)
+        assert batcher.stats()["batches"] == 2
+
+
+def test_batcher_refuses_a_model_with_a_fixed_batch_and_says_why():
+    class Fixed(PredictorBase):
+        name = "fixed"
+        input_specs = (TensorSpec("x", np.float32, (1, 3, 224, 224)),)
+        output_specs = (TensorSpec("y", np.float32, (1, 1000)),)
+
+        def predict(self, feeds):
+            return {"y": np.zeros((1, 1000), np.float32)}
+
+    with pytest.raises(ConfigError, match="fixed batch size, so batching does not apply"):
+        DynamicBatcher(Fixed(), max_batch_size=4)
+
+
+@pytest.mark.slow
+def test_batcher_on_silero_vad_splits_its_unnamed_state_output_along_axis_1():
+    """Silero's stateN is [?, ?, ?]: its batch axis is learned from the state input's shape."""
+    pretrained = pytest.importorskip("pretrained")
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.models import resolve_model
+
+    engine = OnnxRuntimeEngine(resolve_model(pretrained.pretrained_path("silero-vad")))
+    rng = np.random.default_rng(0)
+    requests = [{"input": rng.standard_normal((1, 512)).astype(np.float32) * 0.1,
+                 "state": rng.standard_normal((2, 1, 128)).astype(np.float32) * 0.1,
+                 "sr": np.array(16000, np.int64)} for _ in range(4)]
+    expected = [engine.predict(f) for f in requests]
+    with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=200_000) as batcher:
+        results = [f.result(timeout=30) for f in [batcher.submit(r) for r in requests]]
+        assert batcher.stats()["batches"] < 4
+    for got, want in zip(results, expected):
+        np.testing.assert_allclose(got["output"], want["output"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got["stateN"], want["stateN"], rtol=1e-4, atol=1e-6)

@@ -281,3 +281,25 @@ def test_string_tensor_items_of_different_types_never_share_a_key(first, second)
     with ResultCache(TypeName(), identity=b"t") as cache:
         assert cache.predict(obj(first))["kind"][0] == type(first).__name__
         assert cache.predict(obj(second))["kind"][0] == type(second).__name__
+
+
+def test_per_sample_cache_cuts_rows_along_each_inputs_batch_axis(tmp_path):
+    """A state [2, batch, 128] is cut on axis 1, the scalar sample rate goes whole into every row's key."""
+    from onnx_models import make_state_model
+
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    engine = OnnxRuntimeEngine(make_state_model(tmp_path / "vad.onnx"))
+    rng = np.random.default_rng(0)
+    feeds = {"input": rng.standard_normal((3, 32)).astype(np.float32),
+             "state": rng.standard_normal((2, 3, 128)).astype(np.float32), "sr": np.array(16000, np.int64)}
+    want = engine.predict(feeds)
+    with ResultCache(engine, per_sample=True) as cache:
+        for _ in range(2):  # a miss, then every row a hit
+            got = cache.predict(feeds)
+            np.testing.assert_allclose(got["out"], want["out"], rtol=1e-5)
+            np.testing.assert_allclose(got["new_state"], want["new_state"], rtol=1e-6)
+        assert cache.stats()["inner_calls"] == 1
+        other_rate = cache.predict({**feeds, "sr": np.array(8000, np.int64)})
+        assert cache.stats()["inner_calls"] == 2  # another sample rate is another key
+        assert not np.allclose(other_rate["out"], want["out"])
