@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from kit.engines.base import PredictorBase  # noqa: E402
-from kit.profile.loadgen import Concurrency, LoadConfig, Offline, Server, SingleStream, run  # noqa: E402
+from kit.profile.loadgen import run
+from kit.profile.scenarios import Concurrency, LoadConfig, Offline, Server, SingleStream
 from kit.profile.stats import median_spread  # noqa: E402
 from kit.serve.batching import BatchingConfig, DynamicBatcher  # noqa: E402
 from kit.specs import TensorSpec  # noqa: E402

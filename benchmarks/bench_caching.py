@@ -24,10 +24,10 @@ import warnings
 import numpy as np
 
 from kit.engines.onnxruntime import OnnxRuntimeEngine
-from kit.profile.workloads import Workload, stream_stats
 from kit.hashing import feeds_key
-from kit.serve.cache import ResultCache
 from kit.loading.optimized_cache import OptimizedModelCache, load_breakdown
+from kit.profile.workloads import Workload, stream_stats
+from kit.serve.cache import ResultCache
 from kit.zoo import get_model, sample_feeds
 
 HIT_TARGET_PCT = 1.0

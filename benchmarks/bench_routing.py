@@ -26,8 +26,7 @@ from kit.profile.stats import latency_summary, median_spread
 from kit.serve.faults import FaultInjector
 from kit.serve.ledger import Ledgered, RequestLedger
 from kit.serve.resilience import Retry, RetryPolicy
-from kit.serve.routing import (Fixed, LatencyAware, Router, Rule, Rules, Shadow, WeightedSplit,
-                               batch_size_at_least)
+from kit.serve.routing import Fixed, LatencyAware, Router, Rule, Rules, Shadow, WeightedSplit, batch_size_at_least
 from kit.testing import make_add_model
 
 OVERHEAD_TARGET_US = 10.0

@@ -34,7 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from kit.engines.base import Wrapper  # noqa: E402
 from kit.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
-from kit.profile.loadgen import LoadConfig, compare, profile  # noqa: E402
+from kit.profile.loadgen import compare, profile
+from kit.profile.scenarios import LoadConfig
 from kit.profile.stats import median_spread  # noqa: E402
 from kit.profile.threads import ThreadSweepConfig, sweep_ort_threads  # noqa: E402
 from kit.serve.scaling import ScalingConfig, ScalingPool, step_load  # noqa: E402

@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kit.optimize.quantize_onnx import quantize_dynamic  # noqa: E402
-from kit.profile.loadgen import LoadConfig  # noqa: E402
+from kit.profile.scenarios import LoadConfig
 from kit.profile.sysinfo import environment  # noqa: E402
 from kit.tune import Objective, OrtEvaluator, SearchSpace, Tuner, classification_accuracy  # noqa: E402
 from kit.zoo import digits_data, get_model  # noqa: E402

@@ -10,17 +10,40 @@ Optuna, gRPC) are imported only by the functions that use them, so ``import kit`
 with either engine missing. ``docs/conventions.md`` lists the rooms and the one name of each idea.
 """
 
-from kit import _quiet  # noqa: F401  (must run before TensorFlow is imported)
-from kit import engines, loading, optimize, profile, report, serve, tfserving, tune, zoo  # noqa: F401
+from kit import (  # noqa: F401
+                        _quiet,  # noqa: F401  (must run before TensorFlow is imported)
+                        engines,
+                        loading,
+                        optimize,
+                        profile,
+                        report,
+                        serve,
+                        tfserving,
+                        tune,
+                        zoo,
+)
 from kit.artifacts import ModelArtifact, lineage_frame
 from kit.data import Dataset, load_data
 from kit.engines import Predictor, PredictorBase, Wrapper, create_engine
 from kit.engines.onnxruntime import OnnxRuntimeEngine, OrtOptions
 from kit.engines.providers import discover_providers
 from kit.engines.tfserving import TFServingEngine
-from kit.errors import (CircuitOpen, Closed, ConfigError, ConversionError, DeadlineExceeded, InferenceError,
-                        InputError, KitError, MissingDependencyError, ModelLoadError, Overloaded,
-                        ProviderUnavailableError, QuantizationError, ServingError)
+from kit.errors import (
+                        CircuitOpen,
+                        Closed,
+                        ConfigError,
+                        ConversionError,
+                        DeadlineExceeded,
+                        InferenceError,
+                        InputError,
+                        KitError,
+                        MissingDependencyError,
+                        ModelLoadError,
+                        Overloaded,
+                        ProviderUnavailableError,
+                        QuantizationError,
+                        ServingError,
+)
 from kit.models import FormatUnavailable, available_formats, resolve_model
 from kit.profile import Instrumented, LoadConfig, LoadResult, MetricsRecorder, compare, environment, summary_frame
 from kit.profile import profile as measure

@@ -30,7 +30,7 @@ from kit.artifacts import ModelArtifact
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError
 from kit.optimize.quality import Gate, Metric, QualityReport, Slices, compare, top1_accuracy
-from kit.profile.loadgen import check_run_bounds
+from kit.profile.scenarios import check_run_bounds
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     import pandas as pd
 
     from kit.engines.registry import create_engine
-    from kit.profile.loadgen import LoadConfig
     from kit.profile.loadgen import compare as compare_speed
+    from kit.profile.scenarios import LoadConfig
 
     config = resolve(EvalConfig, config, overrides)
     data, labels, described = _as_feeds(data, labels)

@@ -5,20 +5,11 @@
 all run there, take a ``LoadConfig`` and return a ``LoadResult``.
 """
 
-from kit.profile.loadgen import (
-    Concurrency,
-    LoadConfig,
-    LoadResult,
-    Offline,
-    Server,
-    SingleStream,
-    Steps,
-    compare,
-    find_max_rate,
-    profile,
-    summary_frame,
-)
+from kit.profile.loadgen import compare, profile
 from kit.profile.metrics import Instrumented, MetricsRecorder
+from kit.profile.results import LoadResult, summary_frame
+from kit.profile.scenarios import Concurrency, LoadConfig, Offline, Server, SingleStream, Steps
+from kit.profile.search import find_max_rate
 from kit.profile.stats import latency_summary, median_spread
 from kit.profile.sysinfo import environment, environment_frame, has_fast_int8
 from kit.profile.threads import ThreadSweepConfig, sweep_ort_threads, sweep_tf_threads, sweep_tflite_threads

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError
-from kit.profile.loadgen import LoadConfig, Offline, run
+from kit.profile.loadgen import run
+from kit.profile.scenarios import LoadConfig, Offline
 
 if TYPE_CHECKING:
     import pandas as pd

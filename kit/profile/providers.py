@@ -101,7 +101,7 @@ def choose_providers(model: str | os.PathLike[str] | ModelArtifact,
     slower than CPU are dropped, since CPU takes every op and would never hand them work.
     ``feeds_fn(batch_size) -> feeds`` overrides the synthetic inputs.
     """
-    from kit.profile.loadgen import LoadConfig
+    from kit.profile.scenarios import LoadConfig
 
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
         raise ConfigError(f"batch_sizes must be ints >= 1, got {list(batch_sizes)!r}")

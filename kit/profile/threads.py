@@ -34,7 +34,8 @@ from kit.artifacts import ModelArtifact
 from kit.config import require_int
 from kit.engines.base import Feeds
 from kit.errors import ConfigError, KitError, ModelLoadError, first_line
-from kit.profile.loadgen import LoadConfig, compare, profile
+from kit.profile.loadgen import compare, profile
+from kit.profile.scenarios import LoadConfig
 from kit.profile.stats import latency_summary
 from kit.specs import batch_size_of
 

@@ -20,7 +20,9 @@ from kit.config import require_int
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError
 from kit.hashing import feeds_key
-from kit.profile.loadgen import LoadResult, SingleStream, _Recorder, _result
+from kit.profile.loadgen import _Recorder, _result
+from kit.profile.results import LoadResult
+from kit.profile.scenarios import SingleStream
 from kit.specs import TensorSpec, synthetic_feeds
 
 KINDS = ("zipf", "uniform", "unique")

@@ -25,8 +25,17 @@ from typing import Any
 from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.engines.deadline import _DEADLINE, remaining_deadline
-from kit.errors import (CircuitOpen, Closed, ConfigError, DeadlineExceeded, InferenceError, InputError, KitError,
-                        ModelLoadError, ServingError)
+from kit.errors import (
+    CircuitOpen,
+    Closed,
+    ConfigError,
+    DeadlineExceeded,
+    InferenceError,
+    InputError,
+    KitError,
+    ModelLoadError,
+    ServingError,
+)
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,9 @@ import numpy as np
 from kit.config import require_int
 from kit.engines.base import Feeds, Outputs, Predictor, Wrapper
 from kit.errors import Closed, ConfigError, Overloaded
-from kit.profile.loadgen import LoadConfig, LoadResult, Steps, run
+from kit.profile.loadgen import run
+from kit.profile.results import LoadResult
+from kit.profile.scenarios import LoadConfig, Steps
 from kit.profile.stats import latency_summary
 
 if TYPE_CHECKING:

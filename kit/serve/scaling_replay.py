@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError
-from kit.profile.loadgen import LoadResult
+from kit.profile.results import LoadResult
 from kit.serve.scaling import (
     Decision,
     Readings,

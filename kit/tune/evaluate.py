@@ -29,7 +29,8 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError, InferenceError
-from kit.profile.loadgen import LoadConfig, profile
+from kit.profile.loadgen import profile
+from kit.profile.scenarios import LoadConfig
 from kit.profile.stats import latency_summary
 from kit.tune.space import TrialConfig
 

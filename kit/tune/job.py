@@ -120,7 +120,7 @@ class TuneJob:
         """The ``Tuner`` a worker runs; needs ``prepare()`` first."""
         if not self.inputs:
             raise ConfigError("TuneJob.tuner() needs a prepared job (TuneJob.prepare())")
-        from kit.profile.loadgen import LoadConfig
+        from kit.profile.scenarios import LoadConfig
 
         with np.load(self.inputs) as npz:
             arrays = {k: npz[k] for k in npz.files}

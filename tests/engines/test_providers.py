@@ -134,7 +134,7 @@ def test_choose_providers_raises_for_a_requested_provider_that_does_not_run(mlp_
 
 
 def test_choose_providers_with_fallback_records_the_unavailable_and_ends_with_cpu(mlp_onnx):
-    from kit.profile.loadgen import LoadConfig
+    from kit.profile.scenarios import LoadConfig
 
     fast = LoadConfig(warmup_queries=1, min_duration_s=0.05, min_queries=3)
     choice = choose_providers(mlp_onnx, [CudaOptions(), CPU], batch_sizes=(1, 4), allow_fallback=True,

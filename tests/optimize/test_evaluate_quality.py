@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from kit.artifacts import ModelArtifact
 from kit.optimize.evaluate import _speed_columns, beyond_noise, evaluate, recommend
-from kit.profile.loadgen import LoadResult
+from kit.profile.results import LoadResult
 
 FAST = dict(min_duration_s=0.05, rounds=2, min_queries=3, warmup=1, batch_sizes=(1,))
 

@@ -10,8 +10,16 @@ from onnx import TensorProto, helper
 from kit.artifacts import ModelArtifact
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.errors import ConfigError, ModelLoadError
-from kit.optimize.graph import (ORT_LEVELS, PassConfig, apply_passes, available_passes, graph_diff, graph_summary,
-                                op_histogram, ort_optimize)
+from kit.optimize.graph import (
+    ORT_LEVELS,
+    PassConfig,
+    apply_passes,
+    available_passes,
+    graph_diff,
+    graph_summary,
+    op_histogram,
+    ort_optimize,
+)
 from kit.specs import synthetic_feeds
 
 

@@ -34,8 +34,8 @@ def _samples(n=16):
 
 @pytest.mark.parametrize("mode", TFLITE_MODES)
 def test_every_mode_runs_with_the_same_names(tiny_savedmodel, tmp_path, mode):
-    from kit.engines.tflite import TFLiteEngine
     from kit.engines.tensorflow import TensorFlowEngine
+    from kit.engines.tflite import TFLiteEngine
 
     art = quantize_tflite(tiny_savedmodel, _samples(), mode=mode, out=tmp_path / f"{mode}.tflite")
     assert art.format == "tflite" and art.parent is tiny_savedmodel and art.transform == f"tflite_{mode}"

@@ -8,7 +8,7 @@ import pytest
 from kit.engines.registry import create_engine
 from kit.errors import ConfigError
 from kit.profile.batch_gain import BatchGain, measure_batch_gain
-from kit.profile.loadgen import LoadConfig
+from kit.profile.scenarios import LoadConfig
 
 
 def _rows(engine: str, per_round: list[tuple[float, float]], cpu: tuple[float, float] = (2.0, 1.0)):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import kit.profile.loadgen as loadgen
-from kit.profile.loadgen import LoadResult, find_max_rate
+from kit.profile.results import LoadResult
+from kit.profile.search import find_max_rate
 
 
 def _fake_run(limit_qps: float, calls: list[float]):

@@ -9,12 +9,20 @@ import numpy as np
 import pytest
 from serve_fakes import FakeClock, Scripted, feeds
 
-from kit.errors import (CircuitOpen, Closed, ConfigError, DeadlineExceeded, InferenceError, InputError, KitError,
-                        Overloaded)
+from kit.engines.deadline import remaining_deadline
+from kit.errors import (
+    CircuitOpen,
+    Closed,
+    ConfigError,
+    DeadlineExceeded,
+    InferenceError,
+    InputError,
+    KitError,
+    Overloaded,
+)
 from kit.serve.faults import FaultConfig, FaultInjector
 from kit.serve.ledger import Ledgered, RequestLedger
-from kit.engines.deadline import remaining_deadline
-from kit.serve.resilience import (BreakerConfig, CircuitBreaker, Retry, RetryPolicy, Timeout, is_retryable)
+from kit.serve.resilience import BreakerConfig, CircuitBreaker, Retry, RetryPolicy, Timeout, is_retryable
 from kit.testing import run_threads
 
 

@@ -14,8 +14,18 @@ from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.errors import ConfigError, InferenceError, InputError
 from kit.serve.faults import FaultInjector
 from kit.serve.resilience import BreakerConfig, CircuitBreaker
-from kit.serve.routing import (Fixed, LatencyAware, Router, Rule, Rules, Shadow, WeightedSplit,
-                               batch_size_at_least, dim_at_least, fits_specs)
+from kit.serve.routing import (
+    Fixed,
+    LatencyAware,
+    Router,
+    Rule,
+    Rules,
+    Shadow,
+    WeightedSplit,
+    batch_size_at_least,
+    dim_at_least,
+    fits_specs,
+)
 
 
 def _routes(**offsets: float) -> dict[str, Scripted]:

@@ -6,8 +6,8 @@ import pytest
 from google.protobuf import text_format
 
 from kit.errors import ConfigError
-from kit.tfserving import batching_parameters
 from kit.serve.batching import BatchingConfig
+from kit.tfserving import batching_parameters
 
 
 def test_message_declares_tf_servings_fields_with_their_numbers_and_types():

@@ -15,10 +15,10 @@ from kit.engines.base import Wrapper
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.engines.tfserving import TFServingEngine, parse_url
 from kit.errors import ConfigError, DeadlineExceeded, InputError, ModelLoadError, Overloaded
+from kit.testing import make_mlp_model, run_threads
 from kit.tfserving.server import ModelServer, ServerConfig, server_for_paths
 from kit.tfserving.sources import StaticModels
 from kit.tfserving.versions import ModelRegistry, VersionPolicy
-from kit.testing import make_mlp_model, run_threads
 
 PROTOCOLS = ("grpc", "rest")
 

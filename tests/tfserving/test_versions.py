@@ -13,9 +13,15 @@ from kit.engines.base import Predictor, Wrapper
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.errors import Closed, ConfigError, KitError, ModelLoadError, ServingError
 from kit.serve.routing import Router, WeightedSplit
-from kit.tfserving.versions import (ModelRegistry, VersionPolicy, model_path, models_config_text, read_models_config,
-                                write_models_config)
 from kit.testing import ONNX_IR_VERSION
+from kit.tfserving.versions import (
+    ModelRegistry,
+    VersionPolicy,
+    model_path,
+    models_config_text,
+    read_models_config,
+    write_models_config,
+)
 
 WIDTH = 4
 

@@ -5,8 +5,14 @@ import pytest
 
 from kit.errors import ConfigError, InputError, ModelLoadError
 from kit.loading.warmup import first_request_penalty, warm_up, warming
-from kit.tfserving.warmup import (MAX_WARMUP_RECORDS, WARMUP_DIR, WARMUP_FILE, read_tfserving_warmup, signature_inputs,
-                                  write_tfserving_warmup)
+from kit.tfserving.warmup import (
+    MAX_WARMUP_RECORDS,
+    WARMUP_DIR,
+    WARMUP_FILE,
+    read_tfserving_warmup,
+    signature_inputs,
+    write_tfserving_warmup,
+)
 
 
 def test_warm_up_runs_synthetic_requests(mlp_onnx):

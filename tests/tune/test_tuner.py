@@ -10,7 +10,7 @@ import pytest
 
 from kit.errors import ConfigError, InferenceError, KitError
 from kit.optimize import pareto_front
-from kit.profile.loadgen import LoadConfig
+from kit.profile.scenarios import LoadConfig
 from kit.tune import Objective, OrtEvaluator, SearchSpace, TrialConfig, Tuner, batch_plan, classification_accuracy
 
 

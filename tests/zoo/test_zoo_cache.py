@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from kit.errors import ConfigError, ModelLoadError
+from kit.testing import run_threads
 from kit.zoo import MODELS, digits_data, get_model, model_inputs, sample_feeds
 from kit.zoo.cache import MANIFEST, cache_root, entry_key, get_or_build, read_entry
 from kit.zoo.catalog import BUILDER_VERSION, resolve_params
-from kit.testing import run_threads
 
 REQUIRED = ("model.bin", "sub")
 
