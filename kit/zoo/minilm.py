@@ -233,6 +233,8 @@ def fuse_ready_onnx(path: str | Path) -> list[str]:
       numbers); ORT's LayerNorm fusion looks for ``ReduceMean``.
     - grappler turns the attention scale ``scores / sqrt(d)`` into ``scores * (1 / sqrt(d))``; ORT's
       attention fusion then takes that ``Mul`` for the mask's ``Mul`` and gives up: write it as ``Div``.
+    - likewise GELU's ``x / sqrt(2)`` became ``x * 0.7071``; ORT's Gelu fusion wants the ``Div`` for the
+      ``0.5 * x * (1 + erf(...))`` order, which is the order TFLite's converter turns into its GELU op.
 
     Returns what was rewritten (``["GlobalAveragePool->ReduceMean x26", ...]``).
     """
@@ -247,7 +249,7 @@ def fuse_ready_onnx(path: str | Path) -> list[str]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     inits = {t.name: t for t in graph.initializer}
-    counts = {"GlobalAveragePool->ReduceMean": 0, "attention scale Mul->Div": 0}
+    counts = {"GlobalAveragePool->ReduceMean": 0, "attention scale Mul->Div": 0, "GELU Mul->Div": 0}
     nodes = []
     for node in graph.node:
         if node.op_type == "GlobalAveragePool":
@@ -259,6 +261,15 @@ def fuse_ready_onnx(path: str | Path) -> list[str]:
             const = [i for i in node.input if i in inits]
             other = [i for i in node.input if i not in inits]
             users = consumers.get(node.output[0], [])
+            if len(const) == 1 and len(other) == 1 and [u.op_type for u in users] == ["Erf"]:
+                value = numpy_helper.to_array(inits[const[0]])
+                if value.size == 1 and abs(float(value.ravel()[0]) - 0.70710678) < 1e-4:
+                    divisor = numpy_helper.from_array(np.array(math.sqrt(2.0), value.dtype).reshape(value.shape),
+                                                      node.name + "_sqrt2")
+                    graph.initializer.append(divisor)
+                    nodes.append(helper.make_node("Div", [other[0], divisor.name], list(node.output), name=node.name))
+                    counts["GELU Mul->Div"] += 1
+                    continue
             if (len(const) == 1 and len(other) == 1 and other[0] in producers
                     and producers[other[0]].op_type == "MatMul" and len(users) == 1 and users[0].op_type == "Add"
                     and any(u.op_type == "Softmax" for u in consumers.get(users[0].output[0], []))):
@@ -337,7 +348,7 @@ def build_keras(weights: Mapping[str, np.ndarray], config: Mapping[str, Any]):
                 context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, seq, hidden))
                 x = self.norm(x + self.linear(context, p + "attention.output.dense"), p + "attention.output.LayerNorm")
                 h = self.linear(x, p + "intermediate.dense")
-                h = h * ((1.0 + ops.erf(h / math.sqrt(2.0))) * 0.5)  # the order ORT's Gelu fusion matches
+                h = 0.5 * h * (1.0 + ops.erf(h / math.sqrt(2.0)))  # the form TFLite's converter makes GELU of
                 x = self.norm(x + self.linear(h, p + "output.dense"), p + "output.LayerNorm")
             m = ops.expand_dims(ops.cast(attention_mask, "float32"), -1)
             pooled = ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1e-9)
