@@ -115,6 +115,31 @@ def _ort_pass(path: Path, out: Path, opt_level: int) -> str:
     return str(out)
 
 
+def _keep_types(parent: Path, model) -> int:
+    """Give the fused graph the parent's inferred types for the tensors both hold; the count added.
+
+    ONNX's shape inference does not know ORT's fused ops, so without this the quantizer cannot
+    type a MatMul that feeds one ("Unable to find data type for weight_name=..."), and int8 on
+    the fused graph fails.
+    """
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(onnx.load(str(parent)))
+    except Exception as exc:  # noqa: BLE001 - types are a help for later tools, not needed to run
+        log.warning("could not infer the parent's types (%s); the fused model keeps none", first_line(exc))
+        return 0
+    graph = model.graph
+    names = {o for n in graph.node for o in n.output}
+    known = {v.name for v in [*graph.value_info, *graph.input, *graph.output]}
+    added = 0
+    for value in inferred.graph.value_info:
+        if value.name in names and value.name not in known and value.type.tensor_type.elem_type:
+            graph.value_info.append(value)
+            added += 1
+    return added
+
+
 def output_agreement(parent: ModelArtifact | Path, child: ModelArtifact | Path,
                      feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Worst cosine and largest absolute difference over all outputs, parent vs child, same feeds."""
@@ -174,6 +199,7 @@ def optimize_transformer(artifact: ModelArtifact, config: TransformerOptConfig |
         raise ModelLoadError(f"ONNX Runtime's transformer optimizer failed on {artifact.name}: "
                              f"{first_line(exc)}") from exc
     fused = {k: int(v) for k, v in (model.get_fused_operator_statistics() or {}).items() if v}
+    kept = _keep_types(artifact.path, model.model)
     feeds = dict(feeds) if feeds is not None else _default_feeds(artifact.path)
     with atomic_output(target) as tmp:
         model.save_model_to_file(str(tmp))
@@ -184,7 +210,8 @@ def optimize_transformer(artifact: ModelArtifact, config: TransformerOptConfig |
                                  f"{metrics['max_abs_diff_vs_parent']:.3g})")
     if not fused:
         log.warning("the transformer optimizer fused nothing in %s: its patterns were not recognized", artifact.name)
-    params: dict[str, Any] = {**asdict(config), "disable": list(config.disable), "fused_operators": fused}
+    params: dict[str, Any] = {**asdict(config), "disable": list(config.disable), "fused_operators": fused,
+                              "types_kept": kept}
     if config.opt_level > 1:
         from kit.profile.sysinfo import cpu_model
 

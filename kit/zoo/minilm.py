@@ -285,6 +285,9 @@ def fuse_ready_onnx(path: str | Path) -> list[str]:
     if done:
         del graph.node[:]
         graph.node.extend(nodes)
+        used = {i for n in graph.node for i in n.input}
+        for init in [t for t in graph.initializer if t.name not in used]:  # the constants the rewrites replaced
+            graph.initializer.remove(init)
         onnx.save(model, str(path))
     return done
 
