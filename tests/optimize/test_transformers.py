@@ -133,3 +133,18 @@ def test_a_non_onnx_artifact_is_refused(tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"x")
     with pytest.raises(ModelLoadError, match="takes ONNX"):
         optimize_transformer(ModelArtifact(tmp_path / "m.tflite", "tflite"))
+
+
+def test_the_fused_variant_can_be_quantized(bert_layer, tmp_path):
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.optimize.quantize_onnx import quantize_dynamic
+
+    fused = optimize_transformer(bert_layer, num_heads=HEADS, hidden_size=HIDDEN, feeds=_feeds(),
+                                 out=tmp_path / "fused.onnx")
+    assert fused.params["types_kept"] > 0  # the quantizer needs the types of the MatMuls that stay
+    int8 = quantize_dynamic(fused, out=tmp_path / "fused.int8.onnx", preprocess=False)
+    assert int8.parent is fused and fused_operators(int8).get("SkipLayerNormalization", 0) >= 1
+    with OnnxRuntimeEngine(fused) as a, OnnxRuntimeEngine(int8) as b:
+        want, got = a.predict(_feeds())["last_hidden_state"], b.predict(_feeds())["last_hidden_state"]
+    cosine = float(np.sum(want * got) / (np.linalg.norm(want) * np.linalg.norm(got)))
+    assert np.all(np.isfinite(got)) and cosine > 0.98

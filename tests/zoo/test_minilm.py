@@ -147,3 +147,15 @@ def test_minilm_params_are_checked():
         get_model("minilm", seq_len=1000)
     specs = model_inputs("minilm")
     assert [s.name for s in specs] == ["input_ids", "attention_mask"] and specs[0].shape == (None, None)
+
+
+def test_minilm_samples_are_real_passages_with_disjoint_splits():
+    from kit.zoo import sample_feeds, zoo_samples
+    from kit.zoo.data import minilm_texts
+
+    test, labels = zoo_samples("minilm", 6)
+    assert labels is None and test["input_ids"].shape == (6, 128) and test["attention_mask"].all()
+    assert not set(minilm_texts(10, split="train")) & set(minilm_texts(10, split="test"))
+    feeds = sample_feeds("minilm", batch_size=4, seq_len=64)
+    assert feeds["input_ids"].shape == (4, 64) and feeds["attention_mask"][0].all()
+    assert feeds["attention_mask"][1:].sum(axis=1).max() < 64  # short sentences are padded
