@@ -6,6 +6,7 @@ exactly how each was produced: parent, transform and parameters, all the way bac
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -176,6 +177,28 @@ def lineage_frame(artifacts: list[ModelArtifact]) -> pd.DataFrame:
     return pd.DataFrame([a.to_record() for a in artifacts])
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporary folders of writers of ``target`` that were killed before they could clean up.
+
+    Each writer's folder is named ``.<target>.<pid>.<random>``; one whose process is gone is litter
+    (a SIGKILL skips every ``finally``), removed here by the next writer of the same target.
+    """
+    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        pid = candidate.name[len(target.name) + 2:].split(".", 1)[0]
+        if candidate.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
 @contextmanager
 def atomic_output(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it into place only on success.
@@ -185,7 +208,8 @@ def atomic_output(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    _remove_stale_temporaries(target)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
     tmp = tmpdir / target.name
     try:
         yield tmp

@@ -51,3 +51,23 @@ def test_atomic_output_replaces_a_directory(tmp_path):
             tmp.mkdir()
             (tmp / "saved_model.pb").write_bytes(content)
     assert (target / "saved_model.pb").read_bytes() == b"v2"
+
+
+def test_a_killed_writers_temporary_folder_is_removed_by_the_next_writer(tmp_path):
+    """A SIGKILL skips every ``finally``: the next writer of the same target removes what it left."""
+    import subprocess
+    import sys
+
+    from kit.artifacts import atomic_output
+
+    target = tmp_path / "model.int8.onnx"
+    code = ("import os, sys\nfrom kit.artifacts import atomic_output\n"
+            f"with atomic_output({str(target)!r}) as tmp:\n"
+            "    tmp.write_bytes(b'half')\n    os.kill(os.getpid(), 9)\n")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode != 0
+    litter = [p for p in tmp_path.iterdir() if p.name.startswith(".model.int8.onnx.")]
+    assert litter and not target.exists()
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.int8.onnx"]

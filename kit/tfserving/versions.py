@@ -260,7 +260,7 @@ class ModelRegistry(PredictorBase):
             if path is None:
                 raise ModelLoadError(f"{vdir} holds no model file (expected one of {MODEL_FILES})")
             predictor = self._loader(path)
-        except Exception as exc:
+        except (KitError, OSError) as exc:  # a broken version is skipped; a programming error propagates
             self._failed[version] = _signature(vdir)
             record = {"version": version, "error": f"{type(exc).__name__}: {exc}"}
             self.load_failures.append(record)
@@ -319,7 +319,7 @@ class ModelRegistry(PredictorBase):
             while not self._stop.wait(interval):
                 try:
                     self.poll()
-                except Exception:  # a poll failure must not kill the poller; it is logged
+                except (KitError, OSError):  # a disk or load failure must not kill the poller; it is logged
                     log.exception("%s: poll failed", self.name)
 
         self._poller = threading.Thread(target=run, name=f"kit-poll-{self.name}", daemon=True)
