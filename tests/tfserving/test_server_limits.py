@@ -62,11 +62,17 @@ def post(port: int, path: str, body: bytes, timeout: float = 30.0) -> tuple[int,
         conn.close()
 
 
-def test_rest_answers_every_one_of_200_concurrent_clients(server):
-    """Issue 16 #1: http.server's backlog of 5 reset about a quarter of these connections."""
+def test_rest_answers_every_one_of_200_concurrent_clients(add):
+    """http.server's backlog of 5 reset about a quarter of these connections.
+
+    The server keeps its default read timeout here: the shared fixture's 0.5 s (for the stalled-client
+    test) would drop a client that a loaded 2-core machine did not schedule in time, which is not the
+    defect this test is about.
+    """
     body = json.dumps({"instances": [[1.0] * 64]}).encode()
-    statuses = run_threads(lambda i: post(server.rest_port, "/v1/models/add:predict", body)[0], 200,
-                           timeout_s=120)
+    with ModelServer({"add": add}, close_models=False) as server:
+        statuses = run_threads(lambda i: post(server.rest_port, "/v1/models/add:predict", body)[0], 200,
+                               timeout_s=120)
     assert statuses == [200] * 200
 
 
