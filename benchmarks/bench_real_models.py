@@ -83,8 +83,9 @@ def fused_vs_session_levels(source, fused, data, seconds: float) -> dict:
     """The unfused graph with no fusions (session level 'basic'), with ORT's own session fusions
     ('all': LayerNorm, BiasGelu, FusedMatMul, but no Attention or SkipLayerNorm here) and the
     offline-fused graph, timed interleaved at batch 1 and 8."""
-    from kit.engines.onnxruntime import OnnxRuntimeEngine
     from kit.profile.profiler import ProfileConfig, compare
+
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
 
     engines = {"unfused, session basic": OnnxRuntimeEngine(source, graph_optimization_level="basic"),
                "unfused, session all": OnnxRuntimeEngine(source, graph_optimization_level="all"),

@@ -110,8 +110,8 @@ def test_fixed_batch_one_model_does_not_support_batching():
 def test_shared_symbols_get_one_size_and_defaults_are_realistic():
     from kit.specs import IMAGE_SIZE, SEQUENCE_LENGTH, resolve_shapes
 
-    specs = (TensorSpec("image", np.float32, ("batch", 3, "h", "w")), TensorSpec("mask", np.float32, ("batch", "h", "w")),
-             TensorSpec("ids", np.int64, ("batch", None)))
+    specs = (TensorSpec("image", np.float32, ("batch", 3, "h", "w")),
+             TensorSpec("mask", np.float32, ("batch", "h", "w")), TensorSpec("ids", np.int64, ("batch", None)))
     shapes = resolve_shapes(specs)
     assert shapes == {"image": (1, 3, IMAGE_SIZE, IMAGE_SIZE), "mask": (1, IMAGE_SIZE, IMAGE_SIZE),
                       "ids": (1, SEQUENCE_LENGTH)}
@@ -135,7 +135,8 @@ def test_bad_input_shapes_are_config_errors(shapes, needle):
     from kit.errors import ConfigError
     from kit.specs import resolve_shapes
 
-    specs = (TensorSpec("image", np.float32, ("batch", 3, "h", "w")), TensorSpec("mask", np.float32, ("batch", "h", "w")))
+    specs = (TensorSpec("image", np.float32, ("batch", 3, "h", "w")),
+             TensorSpec("mask", np.float32, ("batch", "h", "w")))
     with pytest.raises(ConfigError, match=needle):
         resolve_shapes(specs, input_shapes=shapes)
 
@@ -155,7 +156,8 @@ def test_synthetic_feeds_refuse_an_undeclared_scalar_int_and_honour_ranges():
 
 
 def test_synthetic_token_inputs_look_like_text():
-    specs = (TensorSpec("input_ids", np.int64, ("batch", "seq")), TensorSpec("attention_mask", np.int64, ("batch", "seq")),
+    specs = (TensorSpec("input_ids", np.int64, ("batch", "seq")),
+             TensorSpec("attention_mask", np.int64, ("batch", "seq")),
              TensorSpec("token_type_ids", np.int64, ("batch", "seq")))
     feeds = synthetic_feeds(specs, 2)
     assert feeds["input_ids"].shape == (2, 16) and feeds["input_ids"].max() < 100

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, ContextManager, Protocol, runtime_checkable
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any, Protocol, runtime_checkable
 
 from kit.engines.base import Predictor
 from kit.errors import ConfigError, InputError, ModelLoadError

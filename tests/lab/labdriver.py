@@ -182,7 +182,8 @@ code.forEach((c, i) => c.model.outputs.toJSON().forEach(o => {
   if (o.output_type === 'error') errors.push({code_cell: i, ename: o.ename, evalue: o.evalue});
 }));
 const unrun = [];
-code.forEach((c, i) => { if (c.model.executionCount === null && c.model.sharedModel.getSource().trim()) unrun.push(i); });
+code.forEach((c, i) => {
+  if (c.model.executionCount === null && c.model.sharedModel.getSource().trim()) unrun.push(i); });
 return {status: k ? k.status : 'none', running: running, errors: errors, unrun: unrun, cells: code.length,
         dashboards: document.querySelectorAll('.kit-dashboard').length};"""
 JS_DOM_ERRORS = """

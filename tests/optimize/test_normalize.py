@@ -99,7 +99,8 @@ def test_used_names_see_loop_bodies_nested_in_if_branches():
     from onnx import TensorProto, helper
 
     body = helper.make_graph(
-        [helper.make_node("Add", ["acc_in", "step"], ["acc_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        [helper.make_node("Add", ["acc_in", "step"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
         "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
                  helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
                  helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [4])],

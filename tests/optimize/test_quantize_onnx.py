@@ -138,8 +138,8 @@ def test_several_inputs_outputs_and_symbolic_dims(multi_io_onnx, tmp_path):
     source = ModelArtifact.from_path(multi_io_onnx)
     rng = np.random.default_rng(0)
     calib = {"tokens": rng.random((8, 5, 16), dtype=np.float32), "context": rng.random((8, 16), dtype=np.float32)}
-    for art in (quantize_dynamic(source, out=tmp_path / "d.onnx"), quantize_static(source, calib, out=tmp_path / "s.onnx"),
-                to_float16(source, out=tmp_path / "h.onnx")):
+    for art in (quantize_dynamic(source, out=tmp_path / "d.onnx"),
+                quantize_static(source, calib, out=tmp_path / "s.onnx"), to_float16(source, out=tmp_path / "h.onnx")):
         _, got, _ = _run(art.path)
         assert got["hidden"].shape == (3, 5, 16) and got["pooled"].shape == (3, 16)
 
@@ -212,8 +212,9 @@ def test_ort_fused_model_cannot_be_quantized_and_says_why(conv_onnx, tmp_path, p
 
 
 def test_variant_tags_name_every_choice():
-    tags = {DynamicQuantConfig().tag, DynamicQuantConfig(op_types=("MatMul",)).tag, DynamicQuantConfig(preprocess=False).tag,
-            StaticQuantConfig().tag, StaticQuantConfig(exclude_op_types=()).tag, StaticQuantConfig(per_channel=True).tag,
+    tags = {DynamicQuantConfig().tag, DynamicQuantConfig(op_types=("MatMul",)).tag,
+            DynamicQuantConfig(preprocess=False).tag, StaticQuantConfig().tag,
+            StaticQuantConfig(exclude_op_types=()).tag, StaticQuantConfig(per_channel=True).tag,
             StaticQuantConfig(exclude_nodes=("fc",)).tag, StaticQuantConfig(calibration="entropy").tag}
     assert len(tags) == 8
 
@@ -228,7 +229,8 @@ def _real_inputs(path):
 
 def test_ir3_graph_keeps_exactly_its_inputs(ir3_onnx, tmp_path):
     calib = {"x": np.random.default_rng(0).random((8, 16), dtype=np.float32)}
-    for art in (quantize_dynamic(ir3_onnx, out=tmp_path / "d.onnx"), quantize_static(ir3_onnx, calib, out=tmp_path / "s.onnx"),
+    for art in (quantize_dynamic(ir3_onnx, out=tmp_path / "d.onnx"),
+                quantize_static(ir3_onnx, calib, out=tmp_path / "s.onnx"),
                 to_float16(ir3_onnx, out=tmp_path / "h.onnx")):
         real, listed = _real_inputs(art.path)
         assert real == listed == ["x"], art.name  # no initializer is a graph input any more

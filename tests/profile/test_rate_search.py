@@ -13,7 +13,7 @@ from kit.profile.search import find_max_rate
 
 
 def _fake_run(limit_qps: float, calls: list[float]):
-    """A stand-in for ``kit.profile.loadgen.run``: a run meets its latency target iff its rate is at most ``limit_qps``."""
+    """A stand-in for ``kit.profile.loadgen.run``: a run meets its target iff its rate is at most ``limit_qps``."""
 
     def run(predictor, scenario, feeds=None, config=None, label=""):
         qps = scenario.target_qps

@@ -133,7 +133,8 @@ def test_variable_length_inputs_are_padded_only_when_asked():
     for pad, expected_calls in ((True, [(1, 3), (2, 5)]), (False, [(1, 3), (1, 2), (1, 5)])):
         gate = threading.Event()
         engine = Echo(gate=gate)
-        with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0, pad_variable_length_inputs=pad) as batcher:
+        with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0,
+                            pad_variable_length_inputs=pad) as batcher:
             blocker = batcher.submit(rows([9], width=3))
             wait_until(engine.entered.is_set)
             short, long_ = batcher.submit(rows([1], width=2)), batcher.submit(rows([2], width=5))

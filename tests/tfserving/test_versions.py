@@ -109,7 +109,8 @@ def test_register_lays_out_versions_and_serves_the_latest(tmp_path, sources):
     assert reg.served_versions == [2] and _answer(reg) == 2  # latest{1} retired version 1
     with pytest.raises(ConfigError, match="immutable"):
         reg.register(sources[3], version=2)
-    assert [p.name for p in (tmp_path / "m").iterdir()] and not any(p.name.startswith(".") for p in (tmp_path / "m").iterdir())
+    names = [p.name for p in (tmp_path / "m").iterdir()]
+    assert names and not any(n.startswith(".") for n in names)
     reg.close()
 
 
