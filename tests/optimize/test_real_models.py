@@ -70,3 +70,21 @@ def test_a_collapsed_score_slice_fails_the_gate_while_the_whole_tensor_looks_fin
     report = compare(want, broken, slices=parts, scores=False)
     assert not report.ok and "scores" in report.reason, report.reason
     assert compare(want, want, slices={"output0": {"scores": Slice(1, 4, None, scores=True)}}, scores=False).ok
+
+
+def test_float16_of_a_model_whose_work_sits_in_if_branches_is_refused_in_one_line(tmp_path):
+    """Silero VAD: a plain float16 conversion fails on its Casts (a type mismatch on each Cast's output).
+
+    The kit keeps Cast nodes (and each op type a failed load names) in float32; here that leaves ``If``,
+    which holds all the weights, in float32 too, so nothing would be float16: refused, saying what was kept.
+    """
+    from kit.errors import QuantizationError
+    from kit.optimize.float16 import to_float16
+
+    source = pretrained_path("silero-vad")
+    with OnnxRuntimeEngine(source) as engine:
+        ds = load_data(None, engine, input_shapes={"input": [1, 512]}, value_ranges={"sr": [16000, 16000]},
+                       samples=2)
+    with pytest.raises(QuantizationError, match=r"nothing in silero_vad was converted to float16: .*'Cast'") as info:
+        to_float16(source, out=tmp_path / "fp16.onnx", feeds=ds.batches(1)[0])
+    assert "\n" not in str(info.value) and not (tmp_path / "fp16.onnx").exists()
