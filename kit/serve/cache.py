@@ -211,13 +211,15 @@ class ResultCache(Wrapper):
         self.identity: bytes = identity if identity is not None else model_identity(inner)
         self._lock = threading.Lock()
         self._inner_calls = 0
+        self._in_axes = batch_axes(self.input_specs)  # fixed per model: worked out once, not per request
+        self._in_names = frozenset(self._in_axes)
         self._out_axes: dict[str, int | None] = {}  # learned from the first per-sample miss (unnamed output dims)
         self._samples_sent = 0
 
     def predict(self, feeds: Feeds) -> Outputs:
         if self.config.per_sample:
             specs = self.input_specs
-            if not fast_path_ok(feeds, frozenset(x.name for x in specs)):
+            if not fast_path_ok(feeds, self._in_names):
                 feeds = check_feeds(specs, feeds)  # rows are cut from arrays of the model's dtypes
             batch = batch_size_of(feeds, specs)
             if batch > 1:
@@ -234,7 +236,7 @@ class ResultCache(Wrapper):
         """Rows cut along each input's batch axis (``batch_axes``); inputs without one (a sample rate) go whole
         into every row's key; outputs are split and joined along their batch axis (``output_batch_axes``)."""
         arrays = {name: _as_array(value) for name, value in feeds.items()}
-        in_axes = batch_axes(self.input_specs)
+        in_axes = self._in_axes
         out_axes = self._out_axes or output_batch_axes(self.input_specs, self.output_specs)
 
         def take(index) -> dict[str, np.ndarray]:

@@ -187,6 +187,16 @@ def _retries(trial: Any) -> int:
 
 
 # -- fair measurement -------------------------------------------------------------------------------
+
+# kind: (take the lock, release it, the lock's key from its name). Both wait as long as it takes.
+_SQL_LOCKS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "postgresql advisory lock": ("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)",
+                                 lambda name: zlib.crc32(name.encode()) - 2**31),
+    "mysql GET_LOCK": ("SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)",
+                       lambda name: hashlib.sha1(name.encode()).hexdigest()),
+}
+
+
 class StorageLock:
     """A named mutual-exclusion lock that lives where the study lives; released when its holder dies.
 
@@ -224,25 +234,17 @@ class StorageLock:
     @contextlib.contextmanager
     def hold(self) -> Iterator[float]:
         """Hold the lock; yields the seconds spent waiting for it."""
-        import sqlalchemy
-
         start = time.perf_counter()
-        if self.kind == "postgresql advisory lock":
-            key = zlib.crc32(self.name.encode()) - 2**31
-            conn = self._connection()
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        if self.kind in _SQL_LOCKS:
+            import sqlalchemy
+
+            acquire, release, key_of = _SQL_LOCKS[self.kind]
+            conn, key = self._connection(), {"k": key_of(self.name)}
+            conn.execute(sqlalchemy.text(acquire), key)
             try:
                 yield time.perf_counter() - start
             finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        elif self.kind == "mysql GET_LOCK":
-            conn = self._connection()
-            name = hashlib.sha1(self.name.encode()).hexdigest()
-            conn.execute(sqlalchemy.text("SELECT GET_LOCK(:n, -1)"), {"n": name})
-            try:
-                yield time.perf_counter() - start
-            finally:
-                conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                conn.execute(sqlalchemy.text(release), key)
         elif self.kind == "lock file":
             if self._file is None:  # a FileLock: the kernel frees it when its holder dies, like flock
                 from filelock import FileLock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,16 @@ def wait_until(predicate, timeout: float = 5.0) -> None:
         time.sleep(0.001)
 
 
+@contextlib.contextmanager
+def held(engine: Echo, first: dict[str, np.ndarray], **config):
+    """A batcher (no batch timeout) whose batch thread is held inside ``engine`` by ``first`` until the engine's
+    gate is set, so that the requests a test sends next queue up; yields the batcher and ``first``'s future."""
+    with DynamicBatcher(engine, batch_timeout_micros=0, **config) as batcher:
+        blocker = batcher.submit(first)
+        wait_until(engine.entered.is_set)
+        yield batcher, blocker
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(1, 6), min_size=1, max_size=40),
        delays=st.lists(st.floats(0, 0.002), min_size=1, max_size=40),
@@ -98,9 +109,7 @@ def test_every_request_gets_exactly_its_rows(sizes, delays, max_batch, timeout_u
 def test_batches_form_from_concurrent_requests_and_stats_count_them():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=8, batch_timeout_micros=0) as batcher:
-        first = batcher.submit(rows([1]))
-        wait_until(engine.entered.is_set)  # the thread is busy with request 1
+    with held(engine, rows([1]), max_batch_size=8) as (batcher, first):  # the thread is busy with request 1
         later = [batcher.submit(rows([i])) for i in range(2, 9)]
         stats = batcher.stats()
         assert stats["queue_batches"] == 1 and stats["queue_requests"] == 7 and stats["in_flight_requests"] == 1
@@ -116,9 +125,7 @@ def test_batches_form_from_concurrent_requests_and_stats_count_them():
 def test_padding_to_the_next_allowed_size_is_stripped_from_results():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(2, 4, 8)) as batcher:
-        blocker = batcher.submit(rows([100]))
-        wait_until(engine.entered.is_set)
+    with held(engine, rows([100]), max_batch_size=8, allowed_batch_sizes=(2, 4, 8)) as (batcher, blocker):
         a, b = batcher.submit(rows([1, 2])), batcher.submit(rows([3]))
         gate.set()
         assert blocker.result()["id"].tolist() == [100.0]
@@ -133,10 +140,7 @@ def test_variable_length_inputs_are_padded_only_when_asked():
     for pad, expected_calls in ((True, [(1, 3), (2, 5)]), (False, [(1, 3), (1, 2), (1, 5)])):
         gate = threading.Event()
         engine = Echo(gate=gate)
-        with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0,
-                            pad_variable_length_inputs=pad) as batcher:
-            blocker = batcher.submit(rows([9], width=3))
-            wait_until(engine.entered.is_set)
+        with held(engine, rows([9], width=3), max_batch_size=4, pad_variable_length_inputs=pad) as (batcher, blocker):
             short, long_ = batcher.submit(rows([1], width=2)), batcher.submit(rows([2], width=5))
             gate.set()
             blocker.result()
@@ -148,9 +152,7 @@ def test_variable_length_inputs_are_padded_only_when_asked():
 def test_full_queue_rejects_at_once_with_overloaded():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1) as batcher:
-        first = batcher.submit(rows([1]))
-        wait_until(engine.entered.is_set)
+    with held(engine, rows([1]), max_batch_size=2, max_enqueued_batches=1) as (batcher, first):
         queued = [batcher.submit(rows([2])), batcher.submit(rows([3]))]  # fills the one queued batch
         with pytest.raises(Overloaded, match="queue is full"):
             batcher.submit(rows([4]))
@@ -165,10 +167,8 @@ def test_a_failing_batch_fails_only_its_own_requests_with_the_engine_error():
     """TF Serving's behaviour, kept as an option: the whole batch fails with the engine's error."""
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10,
-                        isolate_failures=False) as batcher:
-        blocker = batcher.submit(rows([1]))
-        wait_until(engine.entered.is_set)
+    with held(engine, rows([1]), max_batch_size=2, max_enqueued_batches=10,
+              isolate_failures=False) as (batcher, blocker):
         bad = [batcher.submit(rows([-1])), batcher.submit(rows([2]))]  # one batch, poisoned
         good = [batcher.submit(rows([3])), batcher.submit(rows([4]))]  # the next batch
         gate.set()
@@ -184,9 +184,7 @@ def test_a_failing_batch_fails_only_its_own_requests_with_the_engine_error():
 def test_a_bad_request_fails_alone_and_mismatched_requests_never_share_a_batch():
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0) as batcher:
-        blocker = batcher.submit(rows([1]))
-        wait_until(engine.entered.is_set)
+    with held(engine, rows([1]), max_batch_size=4) as (batcher, blocker):
         with pytest.raises(InputError, match="expected float32"):  # checked against the specs on arrival
             batcher.submit({"x": np.ones((1, 3), np.float64)})
         right = batcher.submit(rows([2]))
@@ -199,9 +197,7 @@ def test_a_bad_request_fails_alone_and_mismatched_requests_never_share_a_batch()
 
     gate = threading.Event()
     engine = NoSpecs(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=4, batch_timeout_micros=0) as batcher:
-        blocker = batcher.submit(rows([1]))
-        wait_until(engine.entered.is_set)
+    with held(engine, rows([1]), max_batch_size=4) as (batcher, blocker):
         other = batcher.submit({"x": np.full((1, 3), 3, np.float64)})
         right = batcher.submit(rows([2]))
         gate.set()
@@ -316,9 +312,7 @@ def test_a_poisonous_request_fails_alone_its_batch_mates_are_answered():
     """Issue 16 #9: one request that makes the engine raise, batched with 7 good ones, failed all 8."""
     gate = threading.Event()
     engine = Echo(gate=gate)
-    with DynamicBatcher(engine, max_batch_size=8, batch_timeout_micros=0) as batcher:
-        blocker = batcher.submit(rows([100]))
-        wait_until(engine.entered.is_set)
+    with held(engine, rows([100]), max_batch_size=8) as (batcher, blocker):
         futures = [batcher.submit(rows([i if i != 3 else -3])) for i in range(8)]  # one batch of 8
         gate.set()
         blocker.result(timeout=10)

@@ -11,7 +11,6 @@ import urllib.request
 import numpy as np
 import pytest
 
-from kit.engines.base import Wrapper
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.engines.tfserving import TFServingEngine, parse_url
 from kit.errors import ConfigError, DeadlineExceeded, InputError, ModelLoadError, Overloaded
@@ -21,18 +20,6 @@ from kit.tfserving.sources import StaticModels
 from kit.tfserving.versions import ModelRegistry, VersionPolicy
 
 PROTOCOLS = ("grpc", "rest")
-
-
-class Slow(Wrapper):
-    """Answers after ``delay_s``: a model that cannot meet a short deadline."""
-
-    def __init__(self, inner, delay_s: float) -> None:
-        super().__init__(inner, "slow")
-        self.delay_s = delay_s
-
-    def predict(self, feeds):
-        time.sleep(self.delay_s)
-        return self.inner.predict(feeds)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +32,9 @@ def engines(mlp_onnx, add_onnx, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(engines):
+def server(engines, slow):
     models = {"mlp": {1: engines["v1"], 2: engines["v2"]}, "add": engines["add"],
-              "slow": Slow(engines["add"], 1.5)}
+              "slow": slow(engines["add"], 1.5)}
     with ModelServer(models, labels={"mlp": {"stable": 1, "canary": 2}}) as srv:
         yield srv
 

@@ -17,16 +17,6 @@ from kit.testing import run_threads
 from kit.tfserving.server import ModelServer
 
 
-class Slow(Wrapper):
-    def __init__(self, inner, delay_s: float) -> None:
-        super().__init__(inner, "slow")
-        self.delay_s = delay_s
-
-    def predict(self, feeds):
-        time.sleep(self.delay_s)
-        return self.inner.predict(feeds)
-
-
 class Constant(Wrapper):
     """Answers a fixed output (NaN, say) whatever the input."""
 
@@ -158,8 +148,8 @@ def test_stalled_clients_are_dropped_after_the_read_timeout(server):
                 json.dumps({"instances": [[1.0] * 64]}).encode())[0] == 200
 
 
-def test_requests_beyond_max_concurrent_are_refused_at_once(add):
-    with ModelServer({"slow": Slow(add, 1.0)}, grpc_port=None, max_concurrent_requests=1) as srv:
+def test_requests_beyond_max_concurrent_are_refused_at_once(add, slow):
+    with ModelServer({"slow": slow(add, 1.0)}, grpc_port=None, max_concurrent_requests=1) as srv:
         body = json.dumps({"instances": [[1.0] * 64]}).encode()
         first = threading.Thread(target=post, args=(srv.rest_port, "/v1/models/slow:predict", body))
         first.start()

@@ -104,13 +104,10 @@ def test_an_unreachable_database_is_a_clear_error():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.perf_counter()
-    with pytest.raises(ConfigError, match=r"cannot open the study.*127\.0\.0\.1.*Is the server running"):
+    with pytest.raises(ConfigError, match=r"cannot open the study.*127\.0\.0\.1.*Is the server running") as info:
         make_tuner(f"postgresql://kit:secret@127.0.0.1:{port}/kit", "s").load()
     assert time.perf_counter() - started < 15
-    try:
-        make_tuner(f"postgresql://kit:secret@127.0.0.1:{port}/kit", "s").load()
-    except ConfigError as exc:
-        assert "secret" not in str(exc)  # credentials never in messages
+    assert "secret" not in str(info.value)  # credentials never in messages
 
 
 def test_fairness_pins_when_there_are_cores_enough_else_locks():
