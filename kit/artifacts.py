@@ -68,26 +68,32 @@ def path_size(path: str | os.PathLike[str]) -> int:
     return size
 
 
+def onnx_external_locations(model: Any) -> list[str]:
+    """The external-data locations (relative, as written) that a loaded ONNX ``ModelProto`` names, sorted.
+
+    Every tensor counts: initializers, ``Constant`` attributes and subgraphs, not only the graph's initializers.
+    """
+    from onnx import external_data_helper as edh
+
+    found = {e.value for tensor in edh._get_all_tensors(model) if edh.uses_external_data(tensor)
+             for e in tensor.external_data if e.key == "location" and e.value}
+    return sorted(found)
+
+
 def onnx_external_files(path: Path) -> list[Path]:
     """The existing external-data files an ONNX model refers to (resolved beside it), without loading them."""
     try:
         import onnx
-        from onnx import external_data_helper as edh
 
-        model = onnx.load(str(path), load_external_data=False)
-        tensors = edh._get_all_tensors(model)  # initializers, Constant attributes and subgraphs
+        locations = onnx_external_locations(onnx.load(str(path), load_external_data=False))
     except Exception:  # noqa: BLE001 - not readable as ONNX (or onnx missing): the file's own size
         return []
     base = path.resolve().parent
     found: dict[Path, None] = {}
-    for tensor in tensors:
-        if not edh.uses_external_data(tensor):
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
-        if location:
-            target = (base / location).resolve()
-            if target.is_file() and target != path.resolve():
-                found[target] = None
+    for location in locations:
+        target = (base / location).resolve()
+        if target.is_file() and target != path.resolve():
+            found[target] = None
     return list(found)
 
 
