@@ -267,10 +267,6 @@ def _child_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))
-
-
 def model_data(model: str | os.PathLike[str] | ModelArtifact, data: str | os.PathLike[str] | None, specs: Any, *,
                samples: int = 64, split: str = "test", input_shapes: Mapping[str, Sequence[int]] | None = None,
                value_ranges: Mapping[str, Sequence[float]] | None = None, seed: int = 0) -> Dataset:
@@ -296,3 +292,7 @@ def model_data(model: str | os.PathLike[str] | ModelArtifact, data: str | os.Pat
         ds = load_data(mapping, specs, seed=seed)
         return replace(ds, source=f"the zoo's {split} samples for {name}")
     return load_data(None, specs, input_shapes=input_shapes, value_ranges=value_ranges, samples=samples, seed=seed)
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
