@@ -6,6 +6,7 @@ exactly how each was produced: parent, transform and parameters, all the way bac
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -80,19 +81,34 @@ def onnx_external_locations(model: Any) -> list[str]:
     return sorted(found)
 
 
-def onnx_external_files(path: Path) -> list[Path]:
-    """The existing external-data files an ONNX model refers to (resolved beside it), without loading them."""
+@functools.lru_cache(maxsize=256)
+def _onnx_locations(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """``onnx_external_locations`` of the file at ``path`` as of (``mtime_ns``, ``size``): parsed once per version.
+
+    ``size_bytes`` is read by every record and lineage table; without this each read parsed the whole
+    protobuf (hundreds of MB for a model with embedded weights) again.
+    """
     try:
         import onnx
 
-        locations = onnx_external_locations(onnx.load(str(path), load_external_data=False))
+        return tuple(onnx_external_locations(onnx.load(path, load_external_data=False)))
     except Exception:  # noqa: BLE001 - not readable as ONNX (or onnx missing): the file's own size
+        return ()
+
+
+def onnx_external_files(path: Path) -> list[Path]:
+    """The existing external-data files an ONNX model refers to (resolved beside it), without loading them."""
+    resolved = path.resolve()
+    try:
+        stat = resolved.stat()
+    except OSError:
         return []
-    base = path.resolve().parent
+    locations = _onnx_locations(str(resolved), stat.st_mtime_ns, stat.st_size)
+    base = resolved.parent
     found: dict[Path, None] = {}
     for location in locations:
         target = (base / location).resolve()
-        if target.is_file() and target != path.resolve():
+        if target.is_file() and target != resolved:
             found[target] = None
     return list(found)
 
