@@ -6,6 +6,7 @@ exactly how each was produced: parent, transform and parameters, all the way bac
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -68,26 +69,47 @@ def path_size(path: str | os.PathLike[str]) -> int:
     return size
 
 
-def onnx_external_files(path: Path) -> list[Path]:
-    """The existing external-data files an ONNX model refers to (resolved beside it), without loading them."""
+def onnx_external_locations(model: Any) -> list[str]:
+    """The external-data locations (relative, as written) that a loaded ONNX ``ModelProto`` names, sorted.
+
+    Every tensor counts: initializers, ``Constant`` attributes and subgraphs, not only the graph's initializers.
+    """
+    from onnx import external_data_helper as edh
+
+    found = {e.value for tensor in edh._get_all_tensors(model) if edh.uses_external_data(tensor)
+             for e in tensor.external_data if e.key == "location" and e.value}
+    return sorted(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _onnx_locations(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """``onnx_external_locations`` of the file at ``path`` as of (``mtime_ns``, ``size``): parsed once per version.
+
+    ``size_bytes`` is read by every record and lineage table; without this each read parsed the whole
+    protobuf (hundreds of MB for a model with embedded weights) again.
+    """
     try:
         import onnx
-        from onnx import external_data_helper as edh
 
-        model = onnx.load(str(path), load_external_data=False)
-        tensors = edh._get_all_tensors(model)  # initializers, Constant attributes and subgraphs
+        return tuple(onnx_external_locations(onnx.load(path, load_external_data=False)))
     except Exception:  # noqa: BLE001 - not readable as ONNX (or onnx missing): the file's own size
+        return ()
+
+
+def onnx_external_files(path: Path) -> list[Path]:
+    """The existing external-data files an ONNX model refers to (resolved beside it), without loading them."""
+    resolved = path.resolve()
+    try:
+        stat = resolved.stat()
+    except OSError:
         return []
-    base = path.resolve().parent
+    locations = _onnx_locations(str(resolved), stat.st_mtime_ns, stat.st_size)
+    base = resolved.parent
     found: dict[Path, None] = {}
-    for tensor in tensors:
-        if not edh.uses_external_data(tensor):
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
-        if location:
-            target = (base / location).resolve()
-            if target.is_file() and target != path.resolve():
-                found[target] = None
+    for location in locations:
+        target = (base / location).resolve()
+        if target.is_file() and target != resolved:
+            found[target] = None
     return list(found)
 
 

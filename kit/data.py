@@ -25,7 +25,7 @@ import importlib.util
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,10 @@ class Dataset:
         labels = None if self.labels is None else (
             [self.labels[i] for i in idx] if isinstance(self.labels, list) else np.take(self.labels, idx, axis=0))
         if self.requests is not None:
-            return _replace(self, requests=tuple(self.requests[i] for i in idx), labels=labels)
+            return replace(self, requests=tuple(self.requests[i] for i in idx), labels=labels)
         axes = sample_axes(self.specs)
         arrays = {n: a if axes[n] is None else np.take(a, idx, axis=axes[n]) for n, a in (self.arrays or {}).items()}
-        return _replace(self, arrays=arrays, labels=labels)
+        return replace(self, arrays=arrays, labels=labels)
 
     def split(self, calibration: int, evaluation: int | None = None) -> tuple[Dataset, Dataset]:
         """Disjoint calibration and evaluation sets, drawn by a seeded shuffle (``evaluation=None``: the rest)."""
@@ -130,12 +130,6 @@ class Dataset:
         """Machine-readable sibling of ``describe`` for a report's results JSON."""
         return {"data": self.source, "synthetic": self.synthetic, "samples": len(self),
                 "labels": self.labels is not None, "description": self.describe()}
-
-
-def _replace(ds: Dataset, **changes: Any) -> Dataset:
-    from dataclasses import replace
-
-    return replace(ds, **changes)
 
 
 def load_data(data: str | os.PathLike[str] | Mapping[str, Any] | None, specs: Any, *,
@@ -257,6 +251,7 @@ def _from_result(result: Any, specs: tuple[TensorSpec, ...], source: str, seed: 
         raise ConfigError(f"data function {source} returned {type(result).__name__}; expected a mapping of input "
                           f"name to array or an iterable of such mappings")
     requests, labels = [], []
+    axes = sample_axes(specs)
     for i, item in enumerate(result):
         if not isinstance(item, Mapping):
             raise ConfigError(f"data function {source} yielded {type(item).__name__} as item {i}; expected "
@@ -264,12 +259,11 @@ def _from_result(result: Any, specs: tuple[TensorSpec, ...], source: str, seed: 
         feeds = dict(item)
         labels.append(_pop_labels(feeds, specs))
         arrays = {n: np.asarray(v) for n, v in feeds.items()}
-        _check_sample(specs, arrays, f"{source} item {i}", sample_axes(specs))
+        _check_sample(specs, arrays, f"{source} item {i}", axes)
         requests.append(arrays)
     if not requests:
         raise InputError(f"data function {source} returned no feeds")
     has_labels = all(lab is not None for lab in labels)
-    axes = sample_axes(specs)
 
     def rest(a: np.ndarray, axis: int | None) -> tuple[int, ...]:
         return a.shape if axis is None else a.shape[:axis] + a.shape[axis + 1:]

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kit.artifacts import ModelArtifact, detect_format, file_digest
+from kit.artifacts import ModelArtifact, detect_format, file_digest, onnx_external_locations
 from kit.errors import ConfigError, ConversionError, ModelLoadError, first_line
 
 if TYPE_CHECKING:
@@ -99,17 +99,6 @@ def open_model(path: str | os.PathLike[str]) -> ModelArtifact:
     return ModelArtifact(p, fmt, name=p.name if fmt == "savedmodel" else p.stem)
 
 
-def _external_files(proto) -> list[str]:
-    """Relative locations of the external data files an ONNX model's initializers point to."""
-    from onnx import TensorProto
-
-    files = []
-    for tensor in proto.graph.initializer:
-        if tensor.data_location == TensorProto.EXTERNAL:
-            files += [e.value for e in tensor.external_data if e.key == "location"]
-    return sorted(set(files))
-
-
 def _check_onnx(path: Path) -> None:
     import onnx
 
@@ -120,7 +109,7 @@ def _check_onnx(path: Path) -> None:
     if proto.ir_version <= 0 or not proto.graph.output:
         raise ConfigError(f"{path} is not an ONNX model (no IR version or no graph outputs); expected an ONNX "
                           f"protobuf file")
-    missing = [f for f in _external_files(proto) if not (path.parent / f).is_file()]
+    missing = [f for f in onnx_external_locations(proto) if not (path.parent / f).is_file()]
     if missing:
         raise ConfigError(f"{path} keeps its weights in external data file(s) {missing}, missing from "
                           f"{path.parent}; keep the model's folder together")
@@ -190,7 +179,7 @@ def content_digest(path: str | os.PathLike[str]) -> str:
         if p.suffix.lower() == ".onnx":
             import onnx
 
-            files += [p.parent / f for f in _external_files(onnx.load(str(p), load_external_data=False))]
+            files += [p.parent / f for f in onnx_external_locations(onnx.load(str(p), load_external_data=False))]
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode() + file_digest(f))
@@ -278,10 +267,6 @@ def _child_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))
-
-
 def model_data(model: str | os.PathLike[str] | ModelArtifact, data: str | os.PathLike[str] | None, specs: Any, *,
                samples: int = 64, split: str = "test", input_shapes: Mapping[str, Sequence[int]] | None = None,
                value_ranges: Mapping[str, Sequence[float]] | None = None, seed: int = 0) -> Dataset:
@@ -307,3 +292,7 @@ def model_data(model: str | os.PathLike[str] | ModelArtifact, data: str | os.Pat
         ds = load_data(mapping, specs, seed=seed)
         return replace(ds, source=f"the zoo's {split} samples for {name}")
     return load_data(None, specs, input_shapes=input_shapes, value_ranges=value_ranges, samples=samples, seed=seed)
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kit.errors import ConfigError, InputError
+from kit.errors import ConfigError, InputError, first_line
 
 Dim = int | str | None
 """A dimension: a fixed size, a symbolic name (``"batch"``) or unknown (``None``)."""
@@ -109,7 +109,7 @@ def _from_python(name: str, spec: TensorSpec, value: object, specs: Sequence[Ten
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged lists
-        raise InputError(f"input '{name}' is not a rectangular array ({first_line_of(exc)}); the model expects "
+        raise InputError(f"input '{name}' is not a rectangular array ({first_line(exc)}); the model expects "
                          f"{describe(specs)}") from exc
     if array.dtype == spec.dtype:
         return array
@@ -123,10 +123,6 @@ def _from_python(name: str, spec: TensorSpec, value: object, specs: Sequence[Ten
                          f"convert exactly to {spec.dtype.name}; pass a numpy array of {spec.dtype.name} "
                          f"(the model expects {describe(specs)})")
     return array.astype(spec.dtype)
-
-
-def first_line_of(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def fast_path_ok(feeds: object, names: frozenset[str] | set[str]) -> bool:

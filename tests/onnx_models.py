@@ -6,17 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.engines.probe import save_graph
+
 
 def _save(graph, path: Path, **save_kwargs) -> Path:
-    import onnx
-    from onnx import helper
-
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 10
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path), **save_kwargs)
-    return path
+    return save_graph(graph, path, opset=18, **save_kwargs)
 
 
 def make_state_model(path: Path) -> Path:

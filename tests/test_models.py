@@ -31,7 +31,9 @@ def test_external_data_model_keeps_its_folder(tmp_path):
     path = make_external_data_model(tmp_path / "big" / "ext.onnx")
     assert (tmp_path / "big" / "ext.onnx.data").is_file()
     art = resolve_model(path)
-    assert art.path == path  # (ModelArtifact.size_bytes does not count the .data file yet: see report)
+    assert art.path == path
+    data = tmp_path / "big" / "ext.onnx.data"
+    assert art.size_bytes == path.stat().st_size + data.stat().st_size  # the weights count in its size
     ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])  # weights found beside it
     digest = content_digest(path)
     (tmp_path / "big" / "ext.onnx.data").write_bytes(b"\0" * (512 * 512 * 4))

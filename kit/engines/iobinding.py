@@ -127,14 +127,14 @@ class IoBoundEngine(PredictorBase):
             inputs[name] = make(array.shape, array.dtype, self.device, self.device_id)
             binding.bind_ortvalue_input(name, inputs[name])
         outputs = []
+        shapes = resolve_shapes(self._output_specs, batch, symbols=symbols)
         for spec in self._output_specs:
             unresolved = [d for axis, d in enumerate(spec.shape)
                           if axis != out_axes[spec.name] and not isinstance(d, int) and d not in symbols]
             if unresolved:
                 raise ConfigError(f"reuse_buffers needs output shapes that follow from the input shapes; "
                                   f"output {spec} has unresolved dims {unresolved}")
-            shape = resolve_shapes(self._output_specs, batch, symbols=symbols)[spec.name]
-            value = make(shape, spec.dtype, self.device, self.device_id)
+            value = make(shapes[spec.name], spec.dtype, self.device, self.device_id)
             binding.bind_ortvalue_output(spec.name, value)
             outputs.append(value)
         return binding, inputs, outputs

@@ -15,7 +15,8 @@ ONNX_IR_VERSION = 10  # ONNX Runtime 1.31 reads IR <= 13; onnx 1.23 writes 14 by
 ONNX_OPSET = 17
 
 
-def _save(graph, path: Path, opset: int = ONNX_OPSET) -> Path:
+def save_graph(graph, path: Path, opset: int = ONNX_OPSET, **save_kwargs) -> Path:
+    """``graph`` as a checked model at ``path`` (IR ``ONNX_IR_VERSION``); ``save_kwargs`` go to ``onnx.save``."""
     import onnx
     from onnx import helper
 
@@ -23,7 +24,7 @@ def _save(graph, path: Path, opset: int = ONNX_OPSET) -> Path:
     model.ir_version = ONNX_IR_VERSION
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    onnx.save(model, str(path), **save_kwargs)
     return path
 
 
@@ -36,7 +37,7 @@ def make_add_model(path: str | Path, width: int = 64) -> Path:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])
     one = onnx.numpy_helper.from_array(np.ones((width,), np.float32), "one")
     graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "add", [x], [y], [one])
-    return _save(graph, Path(path))
+    return save_graph(graph, Path(path))
 
 
 def make_mlp_model(path: str | Path, inputs: int = 16, hidden: int = 32, classes: int = 10,
@@ -56,4 +57,4 @@ def make_mlp_model(path: str | Path, inputs: int = 16, hidden: int = 32, classes
              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
     x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", inputs])
     y = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])
-    return _save(helper.make_graph(nodes, "mlp", [x], [y], [w1, b1, w2, b2]), Path(path))
+    return save_graph(helper.make_graph(nodes, "mlp", [x], [y], [w1, b1, w2, b2]), Path(path))

@@ -53,10 +53,6 @@ def _specs(tensors) -> tuple[TensorSpec, ...]:
     return tuple(out)
 
 
-def signature_names(saved_model_dir: str | os.PathLike[str], tag: str = SERVE_TAG) -> list[str]:
-    return sorted(_meta_graph(Path(saved_model_dir), tag).signature_def)
-
-
 def read_signature(saved_model_dir: str | os.PathLike[str], signature_name: str = "serving_default",
                    tag: str = SERVE_TAG) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """``(inputs, outputs)`` of one signature, each sorted by key; an unknown rank is ``(None,)``."""

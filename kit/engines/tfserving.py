@@ -116,6 +116,7 @@ class TFServingEngine(PredictorBase):
             raise ModelLoadError(f"{self._target()} at {self.url} has no signature {signature_name!r}; it has "
                                  f"{sorted(signatures)}")
         self._input_specs, self._output_specs = wire.specs_from_signature(signatures[signature_name])
+        self._input_names = frozenset(s.name for s in self._input_specs)
         served = (meta.get("model_spec") or {}).get("version")
         self.served_version: int | None = int(served) if served not in (None, "") else None
 
@@ -127,7 +128,7 @@ class TFServingEngine(PredictorBase):
         if not isinstance(feeds, Mapping):
             raise InputError(f"feeds must be a mapping of input name to array, got {type(feeds).__name__}; "
                              f"the model expects {describe(self._input_specs)}")
-        if not fast_path_ok(feeds, frozenset(s.name for s in self._input_specs)):
+        if not fast_path_ok(feeds, self._input_names):
             # lists, byte order, empty batch: decided here as by every engine, before anything is sent
             feeds = check_feeds(self._input_specs, feeds)
         try:
