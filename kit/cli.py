@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kit.errors import KitError
 
@@ -69,10 +70,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not args.model_paths:
         raise KitError("give model paths to serve, or --model-config-file models.config")
     server = server_for_paths(args.model_paths, name=args.name, labels=args.label, **ports).start()
-    urls = [u for u, port in ((f"grpc://{args.host}:{server.grpc_port}", server.grpc_port),
-                              (f"http://{args.host}:{server.rest_port}", server.rest_port)) if port is not None]
-    print(f"serving {', '.join(args.model_paths)} as model {next(iter(server.source.model_names()))!r} on "
-          f"{' and '.join(urls)} (TF Serving API; Ctrl-C stops)", flush=True)
+    return _serve_forever(server, args.host,
+                          f"{', '.join(args.model_paths)} as model {next(iter(server.source.model_names()))!r}")
+
+
+def _serve_forever(server: Any, host: str, what: str) -> int:
+    """Say where ``server`` listens (each protocol whose port is not None), then serve until Ctrl-C."""
+    urls = [u for u, port in ((f"grpc://{host}:{server.grpc_port}", server.grpc_port),
+                              (f"http://{host}:{server.rest_port}", server.rest_port)) if port is not None]
+    print(f"serving {what} on {' and '.join(urls)} (TF Serving API; Ctrl-C stops)", flush=True)
     server.serve_forever()
     return 0
 
@@ -86,13 +92,8 @@ def _serve_model_config(args: argparse.Namespace, ports: dict) -> int:
                           "--name or --label with it")
     server = server_from_config(args.model_config_file, args.batching_parameters_file,
                                 enable_batching=args.enable_batching, **ports).start()
-    urls = [u for u, port in ((f"grpc://{args.host}:{server.grpc_port}", server.grpc_port),
-                              (f"http://{args.host}:{server.rest_port}", server.rest_port)) if port is not None]
     models = ", ".join(f"{n} {sorted(server.source.versions(n))}" for n in server.source.model_names())
-    print(f"serving {args.model_config_file}: {models} on {' and '.join(urls)} (TF Serving API; Ctrl-C stops)",
-          flush=True)
-    server.serve_forever()
-    return 0
+    return _serve_forever(server, args.host, f"{args.model_config_file}: {models}")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -41,14 +41,20 @@ from kit.report.parameters import (
 ENGINE_NAMES = ("onnxruntime", "tensorflow", "tflite")
 
 
-@register
 @dataclass(frozen=True)
-class EnginesParameters(NotebookParameters):
-    notebook = "00_engines"
+class ModelParameters(NotebookParameters):
+    """The four parameters every notebook opens with: which model, and what to feed it."""
+
     model: str = param(non_empty_text, MODEL)
     data: str = param(text, DATA)
     input_shapes: dict = param(shapes, INPUT_SHAPES)
     value_ranges: dict = param(ranges, VALUE_RANGES)
+
+
+@register
+@dataclass(frozen=True)
+class EnginesParameters(ModelParameters):
+    notebook = "00_engines"
     engines: tuple[str, ...] = param(list_of(one_of(*ENGINE_NAMES)), "engines to run the model on")
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     intra_op_num_threads: int = param(positive_int, "intra-op threads for every engine")
@@ -59,12 +65,8 @@ class EnginesParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class QuantizationParameters(NotebookParameters):
+class QuantizationParameters(ModelParameters):
     notebook = "01_quantization"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     accuracy_budget: float = param(non_negative_number, "allowed accuracy drop, percentage points")
     min_cosine: float = param(between(-1.0, 1.0), "minimum cosine similarity of outputs to float32")
@@ -81,12 +83,8 @@ class QuantizationParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class GraphOptimizationParameters(NotebookParameters):
+class GraphOptimizationParameters(ModelParameters):
     notebook = "02_graph_optimization"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     passes: tuple[str, ...] = param(list_of(non_empty_text, allow_empty=True), "onnxoptimizer passes, in order")
     graph_optimization_levels: tuple[str, ...] = param(list_of(one_of(*GRAPH_OPTIMIZATION_LEVELS)),
                                                        "ONNX Runtime offline optimization levels to write")
@@ -105,12 +103,8 @@ class GraphOptimizationParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class CachingParameters(NotebookParameters):
+class CachingParameters(ModelParameters):
     notebook = "03_caching"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     skews: tuple[float, ...] = param(list_of(non_negative_number), "Zipf skews of the request streams, 0 is uniform")
     requests: int = param(positive_int, "requests per stream")
     pool_size: int = param(positive_int, "distinct inputs the streams draw from")
@@ -124,12 +118,8 @@ class CachingParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class ProvidersParameters(NotebookParameters):
+class ProvidersParameters(ModelParameters):
     notebook = "04_providers"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     candidates: tuple[str, ...] = param(list_of(non_empty_text), "execution providers to try, in priority order")
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     rounds: int = param(positive_int, ROUNDS)
@@ -155,12 +145,8 @@ class ProvidersParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class BatchingParameters(NotebookParameters):
+class BatchingParameters(ModelParameters):
     notebook = "05_batching"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     engines: tuple[str, ...] = param(list_of(one_of("onnxruntime", "tensorflow")), "engines to compare")
     max_batch_size: int = param(positive_int, "batcher max_batch_size: rows per batch, never more")
     batch_timeouts_micros: tuple[int, ...] = param(list_of(non_negative_int), "batch_timeout_micros values")
@@ -183,12 +169,8 @@ class BatchingParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class RoutingParameters(NotebookParameters):
+class RoutingParameters(ModelParameters):
     notebook = "06_hybrid_routing"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     batch_sizes: tuple[int, ...] = param(list_of(positive_int), BATCH_SIZES)
     rounds: int = param(positive_int, ROUNDS)
     min_duration_s: float = param(positive_number, MIN_DURATION)
@@ -203,12 +185,8 @@ class RoutingParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class SchedulingParameters(NotebookParameters):
+class SchedulingParameters(ModelParameters):
     notebook = "07_scheduling"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     worker_bound_model: str = param(non_empty_text, "worker-bound scenario: model behind the remote wait")
     remote_wait_ms: float = param(non_negative_number, "worker-bound scenario: wait per request, ms")
     min_workers: int = param(positive_int, "fewest workers the pool keeps")
@@ -241,12 +219,8 @@ class SchedulingParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class AutotuneParameters(NotebookParameters):
+class AutotuneParameters(ModelParameters):
     notebook = "08_autotune"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     variants: tuple[str, ...] = param(list_of(one_of("fp32", "int8")), "model variants to try")
     intra_op_num_threads: tuple[int, ...] = param(list_of(non_negative_int), "intra-op thread counts to try")
     graph_optimization_levels: tuple[str, ...] = param(list_of(one_of(*GRAPH_OPTIMIZATION_LEVELS)),
@@ -267,12 +241,8 @@ class AutotuneParameters(NotebookParameters):
 
 @register
 @dataclass(frozen=True)
-class VersionsParameters(NotebookParameters):
+class VersionsParameters(ModelParameters):
     notebook = "09_versions_and_resilience"
-    model: str = param(non_empty_text, MODEL)
-    data: str = param(text, DATA)
-    input_shapes: dict = param(shapes, INPUT_SHAPES)
-    value_ranges: dict = param(ranges, VALUE_RANGES)
     canary_steps: tuple[float, ...] = param(list_of(between(1e-9, 100.0)), "canary traffic percentages, in order")
     requests_per_step: int = param(positive_int, "requests at each canary step")
     canary_error_rate: float = param(between(0.0, 1.0), "error rate injected into the bad release")

@@ -93,10 +93,15 @@ def flag(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be True or False, got {value!r}")
 
 
+def _is_list(value: Any) -> bool:
+    """A list or tuple (a string is a sequence too, but never a list of values here)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def list_of(check: Check, *, allow_empty: bool = False, unique: bool = True) -> Check:
     """A list (or tuple) whose every item passes ``check``; the config stores it as a tuple."""
     def check_list(name: str, value: Any) -> None:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        if not _is_list(value):
             raise ConfigError(f"{name} must be a list, got {value!r}")
         if not value and not allow_empty:
             raise ConfigError(f"{name} must not be empty")
@@ -123,7 +128,7 @@ def ranges(name: str, value: Any) -> None:
     """``{"input": [low, high]}``: the range synthetic values of an input are drawn from."""
     mapping(name, value)
     for key, bounds in value.items():
-        if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence) or len(bounds) != 2:
+        if not _is_list(bounds) or len(bounds) != 2:
             raise ConfigError(f"{name}[{key!r}] must be [low, high], got {bounds!r}")
         low, high = (_number(f"{name}[{key!r}]", b) for b in bounds)
         if low > high:

@@ -52,6 +52,22 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def update_results(update: Callable[[dict[str, Any]], None]) -> Path | None:
+    """Apply ``update`` to this notebook's results JSON and write it back; the file's path.
+
+    Only under ``kit report`` (which sets ``KIT_RESULTS_PATH``); otherwise nothing is recorded and
+    this returns None. ``publish`` and ``kit.report.skips`` both record through here.
+    """
+    path = os.environ.get(RESULTS_ENV)
+    if not path:
+        return None
+    target = Path(path)
+    existing = json.loads(target.read_text()) if target.exists() else {"headline": {}, "tables": {}}
+    update(existing)
+    atomic_write_bytes(target, json.dumps(existing, indent=2).encode("utf-8"))
+    return target
+
+
 def publish(headline: Mapping[str, Any] | None = None, **tables: Any) -> None:
     """Record headline figures (shown in the report index) and tables for this notebook.
 
@@ -59,14 +75,13 @@ def publish(headline: Mapping[str, Any] | None = None, **tables: Any) -> None:
     echoing the whole record there made pages thousands of pixels tall.
     """
     record = {"headline": _jsonable(dict(headline or {})), "tables": _jsonable(tables)}
-    path = os.environ.get(RESULTS_ENV)
-    if path:
-        target = Path(path)
-        existing = json.loads(target.read_text()) if target.exists() else {"headline": {}, "tables": {}}
+
+    def merge(existing: dict[str, Any]) -> None:
         existing["headline"].update(record["headline"])
         existing["tables"].update(record["tables"])
-        atomic_write_bytes(target, json.dumps(existing, indent=2).encode("utf-8"))
-    where = f"recorded in {Path(path).name}" if path else "recorded only under `kit report`"
+
+    path = update_results(merge)
+    where = f"recorded in {path.name}" if path else "recorded only under `kit report`"
     print(f"published {len(record['headline'])} headline figures and {len(record['tables'])} tables ({where})")
 
 

@@ -192,15 +192,16 @@ def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,
     jobs = [(model, path) for model in targets for path in paths]
     bar = tqdm(jobs, desc=f"kit report ({profile})", unit="notebook")
     for model, path in bar:
-        where = out_dir if model is None else out_dir / _slug(model)
-        bar.set_postfix_str(path.stem if model is None else f"{_slug(model)}/{path.stem}")
+        sub = None if model is None else _slug(model)  # the model's sub-report folder
+        label = path.stem if sub is None else f"{sub}/{path.stem}"
+        bar.set_postfix_str(label)
         params = dict(extra[path.stem]) | ({"model": model} if model is not None else {})
-        run = run_notebook(path, where, profile, hide_code, extra_parameters=params)
+        run = run_notebook(path, out_dir if sub is None else out_dir / sub, profile, hide_code,
+                           extra_parameters=params)
         run.model = model
-        if model is not None and run.html:
-            run.html = f"{_slug(model)}/{run.html}"
+        if sub is not None and run.html:
+            run.html = f"{sub}/{run.html}"
         runs.append(run)
-        label = path.stem if model is None else f"{_slug(model)}/{path.stem}"
         bar.write(f"{run.status:>7}  {run.seconds:6.1f} s  {label}" + (f"  {run.error}" if run.error else ""))
     summary = {"profile": profile, "started": started, "seconds": time.time() - started,
                "environment": env, "models": [m for m in targets if m is not None],

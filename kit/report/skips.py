@@ -8,37 +8,28 @@ applies calls ``skip_notebook``: the runner records it as ``skipped``, not ``fai
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
-from kit.artifacts import atomic_write_bytes
 from kit.errors import KitError
-
-RESULTS_ENV = "KIT_RESULTS_PATH"  # the same variable kit.report.publish writes to
+from kit.report.publish import update_results
 
 
 class NotebookSkipped(KitError):
     """Nothing in this notebook applies to the model; the message says why."""
 
 
-def _record(key: str, name: str, reason: str) -> None:
-    path = os.environ.get(RESULTS_ENV)
-    if not path:
-        return
-    target = Path(path)
-    existing = json.loads(target.read_text()) if target.exists() else {"headline": {}, "tables": {}}
-    existing.setdefault(key, {})[name] = reason
-    atomic_write_bytes(target, json.dumps(existing, indent=2).encode("utf-8"))
+def _record(name: str, reason: str) -> None:
+    def add(results: dict) -> None:
+        results.setdefault("skipped_sections", {})[name] = reason
+
+    update_results(add)
 
 
 def skip_section(section: str, reason: str) -> None:
     """Print ``skipped: <reason>`` under a section and list it in the report's index."""
     print(f"{section}: skipped: {reason}")
-    _record("skipped_sections", section, reason)
+    _record(section, reason)
 
 
 def skip_notebook(reason: str) -> None:
     """Stop the notebook here: nothing in it applies (the index shows ``skipped`` and the reason)."""
-    _record("skipped_sections", "whole notebook", reason)
+    _record("whole notebook", reason)
     raise NotebookSkipped(reason)
