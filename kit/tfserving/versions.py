@@ -77,18 +77,14 @@ def platform_of(version_dir: Path) -> str | None:
 def onnx_external_data(path: str | os.PathLike[str]) -> list[Path]:
     """The external-data files an ONNX model names, relative to its folder (they travel with it)."""
     import onnx
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
 
-    model = onnx.load(str(path), load_external_data=False)
-    found: list[Path] = []
-    for tensor in _get_all_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = Path(ExternalDataInfo(tensor).location)
-            if location.is_absolute() or ".." in location.parts:
-                raise ConfigError(f"{path} names external data outside its folder ({location}); "
-                                  f"re-save it with onnx.save(..., save_as_external_data=True)")
-            if location not in found:
-                found.append(location)
+    from kit.artifacts import onnx_external_locations
+
+    found = [Path(location) for location in onnx_external_locations(onnx.load(str(path), load_external_data=False))]
+    for location in found:
+        if location.is_absolute() or ".." in location.parts:
+            raise ConfigError(f"{path} names external data outside its folder ({location}); "
+                              f"re-save it with onnx.save(..., save_as_external_data=True)")
     return found
 
 
