@@ -22,6 +22,13 @@ LIBRARIES = ("kit", "numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "onnxopti
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512bw", "avx2", "asimddp", "i8mm")
 
 
+
+def usable_cores() -> list[int]:
+    """The CPU ids this process may run on (its affinity), or every CPU where the OS has no affinity call."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
 def cpu_flags() -> set[str]:
     """CPU feature flags from /proc/cpuinfo (Linux), empty elsewhere."""
     try:
@@ -92,7 +99,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
-        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "affinity_cores": len(usable_cores()),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "int8_flags": sorted(flags & set(INT8_FLAGS)),
         "fast_int8": has_fast_int8(flags),

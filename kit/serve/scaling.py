@@ -224,12 +224,12 @@ def decide(readings: Readings, state: ScalerState, config: ScalingConfig) -> Dec
 
 def machine_readings(cpu_source: str = "system") -> Callable[[], tuple[float, float]]:
     """A reader of (CPU %, memory %) with psutil; process CPU is this process's share of its cores."""
-    import os
-
     import psutil
 
+    from kit.profile.sysinfo import usable_cores
+
     proc = psutil.Process()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (psutil.cpu_count() or 1)
+    cores = len(usable_cores())
     proc.cpu_percent(None)
     psutil.cpu_percent(None)
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.errors import ConfigError, MissingDependencyError
+from kit.profile.sysinfo import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ class FairnessPlan:
 
 def plan_fairness(workers: int, threads_per_trial: int, cores: Sequence[int] | None = None) -> FairnessPlan:
     """Pin when every worker gets ``threads_per_trial`` cores of its own; else serialize with the lock."""
-    cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
+    cores = usable_cores() if cores is None else list(cores)
     need = max(1, threads_per_trial)
     if workers > 1 and len(cores) >= workers * need:
         return FairnessPlan("pin", tuple(tuple(cores[i * need:(i + 1) * need]) for i in range(workers)))

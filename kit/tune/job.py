@@ -12,13 +12,13 @@ A prepared job is picklable, so each worker process builds its own ``Tuner`` wit
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from kit.errors import ConfigError
+from kit.profile.sysinfo import usable_cores
 from kit.tune.evaluate import OrtEvaluator, classification_accuracy
 from kit.tune.space import Objective, SearchSpace
 from kit.tune.tuner import Tuner
@@ -145,5 +145,5 @@ class TuneJob:
 
 def threads_per_trial(space: SearchSpace) -> int:
     """The most cores one trial may use (0 threads: ONNX Runtime takes every core)."""
-    cores = len(os.sched_getaffinity(0))
+    cores = len(usable_cores())
     return max(cores if t == 0 else t for t in space.intra_op_num_threads)
