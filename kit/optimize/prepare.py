@@ -316,11 +316,12 @@ def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepare
     return self_check(prepared, tmp, name, feeds, feeds_note, slices)
 
 
-def _check_feeds(source: Path, feeds: Any) -> tuple[dict[str, np.ndarray] | None, str]:
-    """The user's check inputs (a dict or a ``kit.data.Dataset``), validated against the model's real inputs,
-    and how the figures name them (``checked_with``)."""
+def _check_feeds(model, feeds: Any) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The user's check inputs (a dict or a ``kit.data.Dataset``), validated against the real inputs of
+    ``model`` (the prepared ``onnx.ModelProto`` the caller already holds), and how the figures name them
+    (``checked_with``)."""
     feeds, used = check_inputs(feeds)
     if feeds is None:
         return None, ""
-    return check_feeds(input_specs(_onnx().load(str(source), load_external_data=False)), feeds), used
+    return check_feeds(input_specs(model), feeds), used
 
