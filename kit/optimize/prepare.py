@@ -26,7 +26,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError, KitError, QuantizationError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION, check_same_inputs, load_onnx, normalize
-from kit.optimize.quality import SYNTHETIC_HINT, Slices, check_inputs
+from kit.optimize.quality import SYNTHETIC_HINT, Slices, check_inputs, compare
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,6 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
     """
     real = feeds is not None
     from kit.engines.onnxruntime import OnnxRuntimeEngine
-    from kit.optimize.quality import compare
 
     verify(child, name, feeds)
     with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
