@@ -103,11 +103,6 @@ def run_outputs(predictor, data: Mapping[str, np.ndarray], batch_size: int) -> d
             for name, values in parts.items()}
 
 
-def run_all(predictor, data: Mapping[str, np.ndarray], output: str, batch_size: int) -> np.ndarray:
-    """``output`` over every sample of ``data``, in chunks the model accepts."""
-    return run_outputs(predictor, data, batch_size)[output]
-
-
 def load_metric(metric: str | Metric | None) -> Metric | None:
     """A user metric: a callable, or ``"module:function"`` naming one (reference, candidate, labels -> number)."""
     if metric is None or callable(metric):

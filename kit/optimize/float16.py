@@ -180,7 +180,7 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
         source, notes = prepare(artifact, Path(work), preprocess=False)
         onnx = _onnx()
         model = onnx.load(str(source))
-        checked, note = _check_feeds(source, feeds)
+        checked, note = _check_feeds(model, feeds)
         nodes = _exclusions(model, config.exclude_nodes, config.exclude_op_types)  # before the added Identities
         if _split_consumed_outputs(model):
             notes["outputs_split"] = True

@@ -26,7 +26,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError, KitError, QuantizationError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION, check_same_inputs, load_onnx, normalize
-from kit.optimize.quality import SYNTHETIC_HINT, Slices, check_inputs
+from kit.optimize.quality import SYNTHETIC_HINT, Slices, check_inputs, compare
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,6 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
     """
     real = feeds is not None
     from kit.engines.onnxruntime import OnnxRuntimeEngine
-    from kit.optimize.quality import compare
 
     verify(child, name, feeds)
     with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
@@ -316,11 +315,12 @@ def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepare
     return self_check(prepared, tmp, name, feeds, feeds_note, slices)
 
 
-def _check_feeds(source: Path, feeds: Any) -> tuple[dict[str, np.ndarray] | None, str]:
-    """The user's check inputs (a dict or a ``kit.data.Dataset``), validated against the model's real inputs,
-    and how the figures name them (``checked_with``)."""
+def _check_feeds(model, feeds: Any) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The user's check inputs (a dict or a ``kit.data.Dataset``), validated against the real inputs of
+    ``model`` (the prepared ``onnx.ModelProto`` the caller already holds), and how the figures name them
+    (``checked_with``)."""
     feeds, used = check_inputs(feeds)
     if feeds is None:
         return None, ""
-    return check_feeds(input_specs(_onnx().load(str(source), load_external_data=False)), feeds), used
+    return check_feeds(input_specs(model), feeds), used
 

@@ -186,9 +186,9 @@ def quantize_dynamic(artifact: ModelSource, config: DynamicQuantConfig | None = 
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     with tempfile.TemporaryDirectory(prefix="kit-quant-") as work:
         source, notes = prepare(artifact, Path(work), config.preprocess)
-        exclude = _exclusions(_onnx().load(str(source), load_external_data=False), config.exclude_nodes,
-                              config.exclude_op_types)
-        checked, note = _check_feeds(source, feeds)
+        model = _onnx().load(str(source), load_external_data=False)
+        exclude = _exclusions(model, config.exclude_nodes, config.exclude_op_types)
+        checked, note = _check_feeds(model, feeds)
         check = _quantize_into(target, artifact, source, name, "dynamic", lambda src, dst: ort_quantize_dynamic(
             src, dst, weight_type=qtype[config.weight_type], per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,

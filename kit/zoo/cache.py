@@ -5,10 +5,10 @@ a hash of each file. An entry is used only if every file is present and hashes a
 recorded; anything else (a crash mid-build, a truncated copy, an edited file) is
 deleted and rebuilt. Builds write to a temporary directory that is renamed into place,
 and a file lock per entry keeps two processes from building the same one. A build that was
-killed leaves its temporary ``.NAME-KEY.XXXX`` folder behind: the next build of that entry,
-holding the lock, removes it. The builder runs in a child process started by
-``child_command``, which dies with its parent (Linux's parent-death signal, and a watchdog
-that notices the parent is gone elsewhere), so a killed notebook leaves no orphan building on.
+killed leaves its temporary ``.NAME-KEY.PID.XXXX`` folder behind: the next build of that
+entry removes it (``kit.artifacts.atomic_output``, once that PID is gone). The builder runs in
+a child process started by ``child_command``, which dies with its parent (Linux's parent-death
+signal, and a watchdog that notices the parent is gone elsewhere), so a killed notebook leaves no orphan building on.
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ def get_or_build(entry: Path, required: tuple[str, ...], build: Callable[[Path],
         manifest = read_entry(entry, required)  # another process may have built it meanwhile
         if manifest is not None:
             return manifest
-        _remove_stale_temporaries(entry)
         if entry.is_symlink() or entry.is_file():
             log.warning("zoo cache: %s is a file, not an entry; replacing it", entry)
             entry.unlink()
@@ -117,16 +116,6 @@ def get_or_build(entry: Path, required: tuple[str, ...], build: Callable[[Path],
             manifest = {**fields, "files": hash_tree(tmp)}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
-
-
-def _remove_stale_temporaries(entry: Path) -> None:
-    """Temporary build folders of ``entry`` left by a killed build (called under the entry's lock)."""
-    for stale in entry.parent.glob(f".{entry.name}.*"):
-        log.warning("zoo cache: removing %s, left by a build that did not finish", stale)
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
 
 
 _LAUNCH = """

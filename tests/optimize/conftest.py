@@ -44,21 +44,25 @@ def conv_onnx(model_dir) -> Path:
     return _save(helper.make_graph(nodes, "cnn", [x], [y], inits), model_dir / "conv.onnx")
 
 
-@pytest.fixture(scope="session")
-def old_opset_onnx(model_dir) -> Path:
-    """Opset 9, IR 4, with every initializer also listed as a graph input (old exporters did that)."""
+def _mlp_with_initializer_inputs(name: str, seed: int):
+    """x[batch, 16] -> MatMul-Relu-MatMul -> y[batch, 4], every initializer also listed as a graph input."""
     from onnx import TensorProto, helper
 
-    rng = np.random.default_rng(1)
-    w1, w2 = rng.standard_normal((16, 32)) * 0.3, rng.standard_normal((32, 4)) * 0.3
-    inits = [_init("w1", w1), _init("w2", w2)]
+    rng = np.random.default_rng(seed)
+    inits = [_init("w1", rng.standard_normal((16, 32)) * 0.3), _init("w2", rng.standard_normal((32, 4)) * 0.3)]
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"), helper.make_node("Relu", ["h"], ["hr"]),
              helper.make_node("MatMul", ["hr", "w2"], ["y"], name="mm2")]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
               helper.make_tensor_value_info("w1", TensorProto.FLOAT, [16, 32]),
               helper.make_tensor_value_info("w2", TensorProto.FLOAT, [32, 4])]
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
-    return _save(helper.make_graph(nodes, "old", inputs, [y], inits), model_dir / "old_opset.onnx", opset=9)
+    return helper.make_graph(nodes, name, inputs, [y], inits)
+
+
+@pytest.fixture(scope="session")
+def old_opset_onnx(model_dir) -> Path:
+    """Opset 9, IR 4, with every initializer also listed as a graph input (old exporters did that)."""
+    return _save(_mlp_with_initializer_inputs("old", seed=1), model_dir / "old_opset.onnx", opset=9)
 
 
 @pytest.fixture(scope="session")
@@ -103,18 +107,9 @@ def runtime_weight_onnx(model_dir) -> Path:
 def ir3_onnx(model_dir) -> Path:
     """IR 3 / opset 8: every initializer is also a graph input, as the spec then required."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper
 
-    rng = np.random.default_rng(3)
-    inits = [_init("w1", rng.standard_normal((16, 32)) * 0.3), _init("w2", rng.standard_normal((32, 4)) * 0.3)]
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"), helper.make_node("Relu", ["h"], ["hr"]),
-             helper.make_node("MatMul", ["hr", "w2"], ["y"], name="mm2")]
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
-              helper.make_tensor_value_info("w1", TensorProto.FLOAT, [16, 32]),
-              helper.make_tensor_value_info("w2", TensorProto.FLOAT, [32, 4])]
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
-    model = helper.make_model(helper.make_graph(nodes, "ir3", inputs, [y], inits),
-                              opset_imports=[helper.make_opsetid("", 8)])
+    model = helper.make_model(_mlp_with_initializer_inputs("ir3", seed=3), opset_imports=[helper.make_opsetid("", 8)])
     model.ir_version = 3
     path = model_dir / "ir3.onnx"
     onnx.save(model, str(path))

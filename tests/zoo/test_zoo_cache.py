@@ -141,8 +141,13 @@ def test_cli_zoo_names_unknown_models(capsys):
 
 def test_a_killed_builds_temporary_folder_is_removed_on_the_next_build(tmp_path):
     """Issue 16 #14: a killed zoo build left `.NAME-KEY.XXXX/` in the cache for good."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # a build killed before it cleaned up: its folder is named after its (now gone) pid
     entry = tmp_path / "fake-0123"
-    stale = tmp_path / ".fake-0123.abc123"
+    stale = tmp_path / f".fake-0123.{dead.pid}.abc123"
     (stale / "fake-0123").mkdir(parents=True)
     (stale / "fake-0123" / "model.bin").write_bytes(b"half")
     get_or_build(entry, REQUIRED, FakeBuilder())
