@@ -280,10 +280,20 @@ def locked(lock_path: Path) -> Iterator[None]:
         yield
 
 
-def file_digest(path: str | os.PathLike[str]) -> bytes:
-    """xxh3-128 of a file, read in blocks (no whole-file buffer: a 60 MB read_bytes costs more than the hash)."""
-    h = xxhash.xxh3_128()
+def _hash_file(path: str | os.PathLike[str], h: Any) -> Any:
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
+        for block in iter(lambda: f.read(1 << 22), b""):  # no whole-file buffer: a 60 MB read costs more than the hash
             h.update(block)
-    return h.digest()
+    return h
+
+
+def file_digest(path: str | os.PathLike[str]) -> bytes:
+    """xxh3-128 of a file: the kit's own cache keys, where speed matters and nobody else checks the value."""
+    return _hash_file(path, xxhash.xxh3_128()).digest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, hex: what pinned downloads and exported manifests are checked against by others too."""
+    import hashlib
+
+    return _hash_file(path, hashlib.sha256()).hexdigest()

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kit.artifacts import ModelArtifact, as_artifact, path_size
+from kit.artifacts import ModelArtifact, as_artifact, file_sha256, path_size
 from kit.errors import ConfigError
-from kit.export.bundle import copy_onnx, sha256
+from kit.export.bundle import copy_onnx
 from kit.export.config import ExportConfig, as_config
 
 RESULTS_ENV = "KIT_RESULTS_PATH"  # the variable kit report sets for each notebook (kit.report.publish)
@@ -105,7 +105,7 @@ def save_artifacts(notebook: str, *, models: Mapping[str, ModelArtifact | str | 
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
             written.append((target, ""))
-    records = [{"file": str(p.relative_to(run)), "size_bytes": path_size(p), "sha256": sha256(p),
+    records = [{"file": str(p.relative_to(run)), "size_bytes": path_size(p), "sha256": file_sha256(p),
                 "lineage": lineage} for p, lineage in written]
     (dest / "ARTIFACTS.json").write_text(json.dumps(records, indent=2))
     return records

@@ -11,7 +11,6 @@ environment they were measured on (and the one the export ran on).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.artifacts import ModelArtifact, as_artifact
+from kit.artifacts import ModelArtifact, file_sha256
 from kit.errors import ConfigError
 from kit.export.config import ExportConfig
 from kit.specs import TensorSpec
@@ -42,14 +41,6 @@ class Bundle:
     @property
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.path / MANIFEST).read_text())
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_out(out: Path, force: bool) -> Path:
@@ -87,13 +78,14 @@ def staged(out: Path) -> Iterator[Path]:
 
 
 def resolve_model(model: ModelArtifact | str | os.PathLike[str], fmt: str) -> ModelArtifact:
-    """A path or artifact as is; a name that is no path is a zoo model, taken in ``fmt``."""
-    if isinstance(model, ModelArtifact) or Path(model).exists():
-        return as_artifact(model)
-    from kit.zoo import MODELS, get_model
+    """A path or artifact as it is (``kit.models`` checks it is a model); a zoo name, taken in ``fmt``."""
+    from kit.models import resolve_model as resolve
+    from kit.zoo import MODELS
 
+    if isinstance(model, ModelArtifact) or Path(model).exists():
+        return resolve(model)
     if str(model) in MODELS:
-        return get_model(str(model), format=fmt)
+        return resolve(str(model), format=fmt)
     raise ConfigError(f"--model {model} is neither a path nor a zoo model ({', '.join(sorted(MODELS))})")
 
 
@@ -198,7 +190,7 @@ def write_manifest(root: Path, *, target: str, name: str, art: ModelArtifact, co
     from kit.profile.sysinfo import environment
 
     files = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
-    digests = {rel: sha256(p) for rel, p in files.items()}
+    digests = {rel: file_sha256(p) for rel, p in files.items()}
     record = {
         "kit_export": 1,
         "target": target,
@@ -225,6 +217,6 @@ def verify(bundle_dir: str | os.PathLike[str]) -> list[str]:
     bad = []
     for rel, entry in record["files"].items():
         p = root / rel
-        if not p.is_file() or sha256(p) != entry["sha256"]:
+        if not p.is_file() or file_sha256(p) != entry["sha256"]:
             bad.append(rel)
     return bad

@@ -11,12 +11,12 @@ A prepared job is picklable, so each worker process builds its own ``Tuner`` wit
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from kit.artifacts import file_sha256
 from kit.errors import ConfigError
 from kit.profile.sysinfo import usable_cores
 from kit.tune.evaluate import OrtEvaluator, classification_accuracy
@@ -81,7 +81,7 @@ class TuneJob:
             raise ConfigError(f"labels score a single-input classifier; this model has inputs {names}")
         inputs = out / "inputs.npz"
         np.savez(inputs, **x, **({LABELS: labels} if labels is not None else {}))
-        digest = hashlib.sha256(Path(variants["fp32"]).read_bytes()).hexdigest()[:16]
+        digest = file_sha256(variants["fp32"])[:16]
         return replace(self, variants=variants, inputs=str(inputs), model_digest=digest)
 
     def _resolve_model(self):

@@ -33,7 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kit.artifacts import atomic_write_bytes, locked
+from kit.artifacts import atomic_write_bytes, file_sha256, locked
 from kit.errors import ConfigError, ModelLoadError
 from kit.zoo.cache import cache_root
 from kit.zoo.pretrained_catalog import CATALOG, KINDS, Pretrained
@@ -72,20 +72,12 @@ def _path(e: Pretrained) -> Path:
     return cache_dir() / f"{e.package}-{e.version}" / e.relpath
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _cached(e: Pretrained) -> bool:
     """True if the cached file is there and whole (size first: cheap; then sha256)."""
     path = _path(e)
     if not path.is_file():
         return False
-    if path.stat().st_size == e.size and _sha256_file(path) == e.sha256:
+    if path.stat().st_size == e.size and file_sha256(path) == e.sha256:
         return True
     log.warning("cached %s does not match its pinned size and sha256; removing it and fetching it again", path)
     path.unlink(missing_ok=True)
