@@ -137,11 +137,8 @@ def _cmd_providers(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    import time
-
     from kit.tune import Objective, SearchSpace
-    from kit.tune.fleet import plan_fairness, recover, run_workers
-    from kit.tune.job import TuneJob, threads_per_trial
+    from kit.tune.job import TuneJob, run_job
 
     budget = None if args.accuracy_budget in (None, "none") else float(args.accuracy_budget)
     objective = Objective({"p95": "p95_latency", "throughput": "throughput"}[args.objective],
@@ -150,30 +147,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                   study=args.study, storage=args.storage, out_dir=args.out,
                   study_per_hardware=args.study_per_hardware, arrival_rate=args.arrival_rate,
                   min_duration_s=args.min_duration_s).prepare()
-    tuner = job.tuner()
-    tuner.load(sampler=args.sampler, seed=args.seed)  # creates or joins the study; refuses a mismatch now
-    n_trials = tuner.pending() if args.sampler == "grid" and args.trials is None else args.trials
-    if n_trials is None:
-        raise KitError("--trials N is needed with --sampler tpe (a grid search runs the points it still lacks)")
-    fairness = plan_fairness(args.workers, threads_per_trial(job.space))
-    print(f"study {tuner.study_key!r} in {tuner._safe_storage()}: {job.space.size} configurations, hardware "
-          f"{tuner.fingerprint} on {tuner.hardware['host']}; {n_trials} trial(s) over {args.workers} worker(s); "
-          f"fairness: {fairness.describe()}", flush=True)
-    started = time.perf_counter()
-    if args.workers == 1:  # in this process; the lock still keeps other `kit tune`s on this host out
-        tuner.fair = "lock"
-        if n_trials:
-            tuner.run(n_trials=n_trials, sampler=args.sampler, seed=args.seed)
-        tuner.evaluate.close()
-    else:
-        results = run_workers(job.tuner, args.workers, n_trials, sampler=args.sampler, seed=args.seed,
-                              fairness=fairness)
-        for r in results:
-            print(f"worker w{r.index} ({r.label}): {r.trials} trial(s), exit code {r.exitcode}")
-        recovered = recover(tuner, results, args.sampler, args.seed)
-        if recovered:
-            print(f"ran {recovered} trial(s) here that dead workers left (their stale trials failed and retried)")
-    seconds = time.perf_counter() - started
+    tuner, n_trials, seconds = run_job(job, workers=args.workers, trials=args.trials, sampler=args.sampler,
+                                       seed=args.seed, say=lambda line: print(line, flush=True))
     frame = tuner.to_frame()
     by_worker = frame.groupby(["host", "worker"]).size()
     print(f"{len(frame)} trials in the study ({(frame.state == 'complete').sum()} complete, "

@@ -11,6 +11,7 @@ A prepared job is picklable, so each worker process builds its own ``Tuner`` wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -147,3 +148,41 @@ def threads_per_trial(space: SearchSpace) -> int:
     """The most cores one trial may use (0 threads: ONNX Runtime takes every core)."""
     cores = len(usable_cores())
     return max(cores if t == 0 else t for t in space.intra_op_num_threads)
+
+
+def run_job(job: TuneJob, *, workers: int, trials: int | None, sampler: str, seed: int,
+            say: Callable[[str], None] = print) -> tuple[Tuner, int, float]:
+    """What ``kit tune`` runs: join or create the study, measure ``trials`` over ``workers`` processes, recover.
+
+    Returns the tuner (for its frame and best configuration), the trials run here and the seconds they took.
+    One worker runs in this process; several run as child processes, and the trials a dead worker left are
+    failed by Optuna's heartbeat and run here. ``say`` gets one line per step (the CLI prints them).
+    """
+    import time
+
+    from kit.tune.fleet import plan_fairness, recover, run_workers
+
+    tuner = job.tuner()
+    tuner.load(sampler=sampler, seed=seed)  # creates or joins the study; refuses a mismatch now
+    n_trials = tuner.pending() if sampler == "grid" and trials is None else trials
+    if n_trials is None:
+        raise ConfigError("--trials N is needed with --sampler tpe (a grid search runs the points it still lacks)")
+    fairness = plan_fairness(workers, threads_per_trial(job.space))
+    say(f"study {tuner.study_key!r} in {tuner.storage_label()}: {job.space.size} configurations, hardware "
+        f"{tuner.fingerprint} on {tuner.hardware['host']}; {n_trials} trial(s) over {workers} worker(s); "
+        f"fairness: {fairness.describe()}")
+    started = time.perf_counter()
+    if workers == 1:  # in this process; the lock still keeps other `kit tune`s on this host out
+        tuner.fair = "lock"
+        if n_trials:
+            tuner.run(n_trials=n_trials, sampler=sampler, seed=seed)
+        tuner.evaluate.close()
+    else:
+        results = run_workers(job.tuner, workers, n_trials, sampler=sampler, seed=seed, fairness=fairness)
+        for r in results:
+            say(f"worker w{r.index} ({r.label}): {r.trials} trial(s), exit code {r.exitcode}")
+        recovered = recover(tuner, results, sampler, seed)
+        if recovered:
+            say(f"ran {recovered} trial(s) here that dead workers left (their stale trials failed and retried)")
+    return tuner, n_trials, time.perf_counter() - started
+

@@ -233,10 +233,10 @@ class Tuner:
         except (SQLAlchemyError, optuna.exceptions.OptunaError, ImportError, ValueError) as exc:
             # a URL SQLAlchemy cannot parse, an unknown dialect or a missing driver (ImportError), an
             # unreachable or unwritable database; anything else is a bug and propagates
-            raise ConfigError(f"cannot open the study {self.study_key!r} in {self._safe_storage()}: "
+            raise ConfigError(f"cannot open the study {self.study_key!r} in {self.storage_label()}: "
                               f"{type(exc).__name__}: {exc}") from exc
         if study.direction.name.lower() != self.objective.direction:  # load_if_exists keeps the stored one
-            raise ConfigError(f"study {self.study_name!r} in {self._safe_storage()} was made to "
+            raise ConfigError(f"study {self.study_name!r} in {self.storage_label()} was made to "
                               f"{study.direction.name.lower()}; the objective {self.objective.optimize!r} needs "
                               f"{self.objective.direction}: use another study_name")
         lock = self._storage_lock("bind")
@@ -269,7 +269,7 @@ class Tuner:
         """Bind a new study to this space, objective and hardware; refuse a worker that differs."""
         attrs = study.user_attrs
         mine = self._binding()
-        where = f"study {self.study_key!r} in {self._safe_storage()}"
+        where = f"study {self.study_key!r} in {self.storage_label()}"
         if "kit_space" not in attrs:
             study.set_user_attr("kit_space", mine["space"])
             study.set_user_attr("kit_objective", mine["objective"])
@@ -301,7 +301,7 @@ class Tuner:
     def study(self):
         return self._study if self._study is not None else self.load()
 
-    def _safe_storage(self) -> str:
+    def storage_label(self) -> str:
         """The storage URL without credentials, for messages and exported files."""
         return safe_url(str(self.storage)) if isinstance(self.storage, str) else type(self.storage).__name__
 
@@ -311,7 +311,7 @@ class Tuner:
         except ValueError as exc:  # Optuna refuses categorical choices that differ from the study's
             if isinstance(exc, ConfigError):
                 raise
-            raise ConfigError(f"study {self.study_key!r} in {self._safe_storage()} was made with another "
+            raise ConfigError(f"study {self.study_key!r} in {self.storage_label()} was made with another "
                               f"search space ({exc}); use a new study_name for this space") from exc
         trial.set_user_attr("host", self.hardware["host"])
         trial.set_user_attr("worker", self.worker_label)
@@ -509,7 +509,7 @@ class Tuner:
 
         best = self.best()
         target = Path(path) if path is not None else self.out_dir / "best_config.json"
-        record = {**best.to_dict(), "study": self.study_name, "storage": self._safe_storage(),
+        record = {**best.to_dict(), "study": self.study_name, "storage": self.storage_label(),
                   "constraints": {"accuracy_budget": self.objective.accuracy_budget,
                                   "p99_target_ms": self.objective.p99_target_ms}}
         with atomic_output(target) as tmp:
