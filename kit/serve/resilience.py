@@ -69,7 +69,8 @@ class RetryPolicy:
 
     ``max_attempts`` counts the first try; ``deadline_s`` bounds the whole request including
     sleeps and a running attempt: the caller gets ``DeadlineExceeded`` at the deadline even
-    if the attempt still runs (``None``: no overall deadline). Full jitter spreads retries of many clients so
+    if the attempt still runs, which takes a worker thread per attempt (``None``: no overall deadline and
+    no thread hand-off, for engines that bound their own calls). Full jitter spreads retries of many clients so
     they do not hit a recovering server in lock step (AWS architecture blog, "Exponential
     Backoff And Jitter").
     """
