@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -37,6 +38,13 @@ from kit.errors import (
 from kit.specs import TensorSpec, check_feeds, describe, fast_path_ok
 
 log = logging.getLogger(__name__)
+_CUSTOM_OP = re.compile(r"unresolved custom op: ([\w.\-]+?)\.?(?:\s|$)")
+
+
+def custom_op_in(message: str) -> str:
+    """The custom op an interpreter's load error names ('' when it names none): the one fact a user needs."""
+    found = _CUSTOM_OP.search(message)
+    return found.group(1) if found else ""
 
 
 def interpreter_class() -> tuple[type, str]:
@@ -110,6 +118,11 @@ class TFLiteEngine(PredictorBase):
                 self._interp = cls(model_path=str(path), num_threads=intra_op_num_threads)
                 self._interp.allocate_tensors()
         except Exception as exc:
+            op = custom_op_in(str(exc))
+            if op:
+                raise ModelLoadError(f"{path.name} needs the TFLite custom op {op!r}, which {self.runtime} does not "
+                                     f"provide: build the interpreter with that op registered, or export the model "
+                                     f"without it") from exc
             raise ModelLoadError(f"{self.runtime} could not load {path}: {first_line(exc)}") from exc
         signatures = self._interp.get_signature_list()
         if signature is None and len(signatures) > 1:

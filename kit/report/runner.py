@@ -147,10 +147,17 @@ def _slug(model: str) -> str:
 
 
 def _check_model(model: str) -> None:
-    """Refuse a model that cannot be one, before any folder is written or kernel started."""
+    """Refuse a model that cannot be one, before any folder is written or kernel started.
+
+    A user's file is also loaded once in its own format: a model its runtime cannot load (a TFLite
+    custom op, a corrupt graph) would otherwise fail every notebook with the same error.
+    """
+    from kit.engines import create_engine
     from kit.models import resolve_model
 
-    resolve_model(model)
+    artifact = resolve_model(model)
+    if Path(model).exists():
+        create_engine(artifact).close()
 
 
 def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,

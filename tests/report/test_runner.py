@@ -140,3 +140,14 @@ def test_a_notebook_that_does_not_apply_is_skipped_not_failed(tmp_path):
     assert runs[0].skipped_sections["TFLite"] == "the model is ONNX only"
     index = (tmp_path / "out" / "index.html").read_text()
     assert "skipped" in index and "the model is ONNX only" in index
+
+
+def test_report_refuses_a_model_its_runtime_cannot_load_naming_the_custom_op(tmp_path, capsys):
+    from pretrained import pretrained_path
+
+    model = pretrained_path("mp-face-landmark-attention")  # MediaPipe's own transform ops, not in LiteRT
+    out = tmp_path / "report"
+    assert main(["report", "--notebooks", "00_engines", "--out", str(out), "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "custom op 'Landmarks2TransformMatrix'" in err and len(err.splitlines()) == 1
+    assert not out.exists()
