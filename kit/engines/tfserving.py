@@ -321,8 +321,11 @@ class _RestTransport:
                 self._drop()
                 if reused and attempt == 0 and time.monotonic() < deadline:
                     continue  # the server closed an idle keep-alive connection: open a fresh one
+                big = body is not None and len(body) > 2**20
+                hint = (f"; the body was {len(body) / 2**20:.1f} MB, so the server's request-size limit (kit serve's "
+                        f"max_request_bytes, 16 MB by default) may have closed the connection" if big else "")
                 raise Overloaded(f"{name}: TF Serving at {self.scheme}://{self.host}:{self.port} is unavailable "
-                                 f"({type(exc).__name__}: {exc})") from exc
+                                 f"({type(exc).__name__}: {exc}){hint}") from exc
         try:
             payload = json.loads(data) if data else {}
         except ValueError as exc:

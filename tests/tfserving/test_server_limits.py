@@ -172,3 +172,19 @@ def test_nan_outputs_are_tf_serving_literals_or_refused(add):
     with ModelServer({"nan": Constant(add, float("nan"))}, grpc_port=None, rest_nan="refuse") as srv:
         status, answer = post(srv.rest_port, "/v1/models/nan:predict", body)
         assert status == 500 and "strict JSON" in json.loads(answer)["error"]
+
+
+def test_a_rest_client_over_the_size_limit_is_told_the_body_size(server, add):
+    """A 640x640 image batch as JSON is tens of MB: the reset alone did not say why."""
+    from kit.engines.tfserving import TFServingEngine
+    from kit.errors import KitError
+
+    big = np.ones((5000, 64), np.float32)  # about 1.3 MB of JSON, over the fixture's 1 MB
+    with TFServingEngine(f"http://127.0.0.1:{server.rest_port}", "add") as client:
+        try:
+            client.predict({n.name: big for n in client.input_specs})
+        except KitError as exc:
+            message = str(exc)
+        else:
+            pytest.fail("a body over max_request_bytes was answered")
+    assert "MB" in message and "max_request_bytes" in message, message
