@@ -129,7 +129,7 @@ def environment_line(env: Mapping[str, Any]) -> str:
         parts.append(f"int8 features: {flags}; {fast}")
     providers = [str(p).removesuffix("ExecutionProvider") for p in env.get("ort_available_providers") or []]
     if providers:
-        parts.append(f"ONNX Runtime providers listed: {', '.join(providers)}")
+        parts.append(f"ONNX Runtime providers listed (a listed one may still fail to load): {', '.join(providers)}")
     libs = env.get("libraries") or {}
     key = [f"{name} {libs[name]}" for name in KEY_LIBRARIES if name in libs]
     if env.get("python"):
