@@ -144,3 +144,13 @@ def test_several_models_get_a_section_each(tmp_path):
 ])
 def test_figures_read_with_their_units_and_ranges(value, text):
     assert format_figure(value) == text
+
+
+def test_every_shipped_notebook_marks_one_key_plot():
+    from kit.report.executed import KEY_PLOT_TAG
+    from kit.report.profiles import list_notebooks
+
+    for path in list_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if KEY_PLOT_TAG in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and tagged[0].cell_type == "code", path.name
