@@ -154,3 +154,44 @@ def test_every_shipped_notebook_marks_one_key_plot():
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if KEY_PLOT_TAG in c.metadata.get("tags", [])]
         assert len(tagged) == 1 and tagged[0].cell_type == "code", path.name
+
+
+MODEL_NOTEBOOK = """import pathlib
+import matplotlib.pyplot as plt
+import kit
+from kit.export import save_artifacts
+from kit.report.publish import update_results
+fig, ax = plt.subplots(figsize=(8, 3))
+ax.plot([1, 3, 2])
+plt.show()
+kit.finding(f"The model {pathlib.Path(model).name} answered in 1.5 ms (p50).")
+note = pathlib.Path("note.txt")
+note.write_text("chosen")
+records = save_artifacts("30_model", files={"note.txt": note})
+update_results(lambda results: results.__setitem__("artifacts", records))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_a_model_sub_report_links_its_findings_thumbnail_and_artifacts_from_the_top(add_onnx, tmp_path):
+    """The kernel path end to end: kit.finding, a plot and save_artifacts in a notebook run per model."""
+    from kit.report.runner import run_reports
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}, "language_info": {"name": "python"}})
+    params = nbformat.v4.new_code_cell("model: str = ''  # the model")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(MODEL_NOTEBOOK)]
+    (tmp_path / "nbs").mkdir()
+    nbformat.write(nb, tmp_path / "nbs" / "30_model.ipynb")
+    [run] = run_reports("quick", [str(tmp_path / "nbs" / "30_model.ipynb")], out=tmp_path / "out", models=[add_onnx])
+    assert run.status == "ok", run.error
+    assert run.findings == ["The model add.onnx answered in 1.5 ms (p50)."]
+    assert (run.html, run.thumbnail) == ("add/30_model.html", "add/thumbs/30_model.png")
+    assert [a["file"] for a in run.artifacts] == ["add/artifacts/30_model/note.txt"]
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "<h2>add.onnx</h2>" in page and "The model add.onnx answered in 1.5 ms (p50)." in page
+    links = _links(tmp_path / "out" / "index.html")
+    assert "add/artifacts/30_model/note.txt" in links.targets and "add/thumbs/30_model.png" in links.targets
+    assert all((tmp_path / "out" / unquote(t)).is_file() for t in links.targets)
