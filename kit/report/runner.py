@@ -157,7 +157,8 @@ def collect_outputs(run: NotebookRun, out_dir: Path, stem: str, hide_code: bool 
         recorded = json.loads(results.read_text())
         run.headline = recorded.get("headline", {})
         run.skipped_sections = recorded.get("skipped_sections", {})
-        run.findings = [str(f) for f in recorded.get("findings", [])]
+        findings = recorded.get("findings")
+        run.findings = [str(f) for f in findings] if isinstance(findings, list) else []
         run.artifacts = _artifact_records(recorded)
     executed = out_dir / f"{stem}.ipynb"
     if executed.exists():
