@@ -48,7 +48,7 @@ from kit.models import FormatUnavailable, available_formats, resolve_model
 from kit.profile import Instrumented, LoadConfig, LoadResult, MetricsRecorder, compare, environment, summary_frame
 from kit.profile import profile as measure
 from kit.profile.providers import choose_providers
-from kit.report import interactive, publish
+from kit.report import finding, interactive, publish
 from kit.serve import CacheConfig, CircuitBreaker, DynamicBatcher, ResultCache, Retry, Router
 from kit.specs import TensorSpec, batch_axes, check_feeds, supports_batching, synthetic_feeds
 from kit.tfserving import ModelRegistry, ModelServer
@@ -65,6 +65,6 @@ __all__ = [
     "Predictor", "PredictorBase", "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router",
     "SearchSpace", "ServingError", "TFServingEngine", "TensorSpec", "Tuner", "Wrapper", "__version__",
     "available_formats", "batch_axes", "check_feeds", "choose_providers", "compare", "create_engine", "digits_data",
-    "discover_providers", "environment", "get_model", "interactive", "lineage_frame", "load_data", "measure",
+    "discover_providers", "environment", "finding", "get_model", "interactive", "lineage_frame", "load_data", "measure",
     "publish", "resolve_model", "sample_feeds", "summary_frame", "supports_batching", "synthetic_feeds",
 ]

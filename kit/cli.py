@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", default="full", choices=["quick", "full"], help="parameter profile")
     report.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
     report.add_argument("--out", default="reports/latest", help="output folder")
-    report.add_argument("--hide-code", action="store_true", help="leave code cells out of the HTML")
+    report.add_argument("--hide-code", action="store_true",
+                        help="leave code and prompts out of each notebook's HTML: the version for readers who never "
+                             "open Jupyter (the executed .ipynb beside it keeps the code)")
     report.add_argument("--model", action="append", metavar="MODEL",
                         help="zoo name or path (.onnx, SavedModel folder, .tflite, .keras); repeat for one "
                              "sub-report per model")

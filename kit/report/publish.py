@@ -1,4 +1,4 @@
-"""What a notebook hands to its report (``publish``), and its interactive cells (``interactive``).
+"""What a notebook hands to its report (``publish``, ``finding``), and its interactive cells (``interactive``).
 
 Under ``kit report`` the runner sets ``KIT_RESULTS_PATH``; ``publish`` then merges the
 figures into that JSON file beside the HTML. Interactively it records nothing, so the
@@ -83,6 +83,25 @@ def publish(headline: Mapping[str, Any] | None = None, **tables: Any) -> None:
     path = update_results(merge)
     where = f"recorded in {path.name}" if path else "recorded only under `kit report`"
     print(f"published {len(record['headline'])} headline figures and {len(record['tables'])} tables ({where})")
+
+
+def finding(text: str) -> None:
+    """Print one measured result as a sentence, and list it under the notebook in the report index.
+
+    A notebook states what it found with ``kit.finding(f"... {p50:.3g} ms ...")`` where it used to
+    ``print`` it: the reader of the index sees the same sentence, with its units, not a raw key.
+    Under ``kit report`` the sentence is appended to ``"findings"`` in the results JSON (a sentence
+    already there is not repeated); interactively it is only printed.
+    """
+    sentence = str(text)
+    print(sentence)
+
+    def add(existing: dict[str, Any]) -> None:
+        found = existing.setdefault("findings", [])
+        if sentence not in found:
+            found.append(sentence)
+
+    update_results(add)
 
 
 def is_headless() -> bool:

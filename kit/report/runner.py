@@ -1,9 +1,11 @@
 """The main job: execute notebooks with papermill, export HTML, write an index.
 
-Each notebook gets ``<stem>.ipynb`` (executed), ``<stem>.html``, ``<stem>.params.json``
-and ``<stem>.results.json``; the run gets ``environment.json``, ``run.json`` and
-``index.html``. A failing notebook is recorded as failed with its error and the others
-still run; the caller exits non-zero.
+Each notebook gets ``<stem>.ipynb`` (executed), ``<stem>.html`` (code-free with ``hide_code``),
+``<stem>.params.json``, ``<stem>.results.json`` and ``thumbs/<stem>.png`` (its key plot); the run
+gets ``environment.json``, ``run.json`` and ``index.html``. Every path in ``run.json`` is relative
+to the run folder, so the folder can be copied anywhere and its index still works.
+A failing notebook is recorded as failed with its error and the others still run; the
+caller exits non-zero.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from kit._quiet import silenced_stderr
 from kit.errors import ConfigError, first_line
+from kit.report.executed import thumbnail_for
 from kit.report.index import write_index
 from kit.report.profiles import (
     NOTEBOOK_DIR,
@@ -51,6 +54,11 @@ class NotebookRun:
     skipped_sections: dict[str, str] = field(default_factory=dict)
     html: str | None = None
     model: str | None = None
+    title: str | None = None
+    findings: list[str] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    thumbnail: str | None = None
+    executed: str | None = None
 
 
 def resolve_notebooks(names: Sequence[str] | None, directory: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -76,7 +84,8 @@ def export_html(executed: Path, target: Path, hide_code: bool = False) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code)
+    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code,
+                            exclude_output_prompt=hide_code)
     exporter.log.setLevel(logging.ERROR)  # e.g. "alternative text is missing" for every plot
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     target.write_text(body, encoding="utf-8")
@@ -98,7 +107,8 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
         return run
     executed = out_dir / f"{notebook.stem}.ipynb"
     results = out_dir / f"{notebook.stem}.results.json"
-    results.unlink(missing_ok=True)
+    for stale in (results, executed):  # a failed start must not show the previous run's results
+        stale.unlink(missing_ok=True)
     (out_dir / f"{notebook.stem}.params.json").write_text(json.dumps(params, indent=2))
     saved_env = {k: os.environ.get(k) for k in (RESULTS_ENV, HEADLESS_ENV, *QUIET_ENV)}
     os.environ.update({RESULTS_ENV: str(results.resolve()), HEADLESS_ENV: "1", **QUIET_ENV})
@@ -124,17 +134,45 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, hide_code: bool = 
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    collect_outputs(run, out_dir, notebook.stem, hide_code)
+    return run
+
+
+def _artifact_records(recorded: dict[str, Any]) -> list[dict[str, Any]]:
+    """The artifacts a notebook saved (``save_artifacts``' records), top-level or published as a table."""
+    records = recorded.get("artifacts")
+    if records is None:
+        records = (recorded.get("tables") or {}).get("artifacts")
+    if not isinstance(records, list):
+        return []
+    return [r for r in records if isinstance(r, dict) and isinstance(r.get("file"), str)]
+
+
+def collect_outputs(run: NotebookRun, out_dir: Path, stem: str, hide_code: bool = False) -> NotebookRun:
+    """Fill ``run`` from what the notebook left in ``out_dir``: its results JSON (headline, findings,
+    skipped sections, artifacts), its HTML export, key-plot thumbnail and title. Never raises for a
+    notebook's own files: what cannot be made is left out and, for the HTML, said in ``run.error``."""
+    results = out_dir / f"{stem}.results.json"
     if results.exists():
         recorded = json.loads(results.read_text())
         run.headline = recorded.get("headline", {})
         run.skipped_sections = recorded.get("skipped_sections", {})
+        findings = recorded.get("findings")
+        run.findings = [str(f) for f in findings] if isinstance(findings, list) else []
+        run.artifacts = _artifact_records(recorded)
+    executed = out_dir / f"{stem}.ipynb"
     if executed.exists():
-        html = out_dir / f"{notebook.stem}.html"
+        run.executed = executed.name
+        html = out_dir / f"{stem}.html"
         try:
             export_html(executed, html, hide_code)
             run.html = html.name
         except Exception as exc:  # the run is still recorded; the index says why there is no page
             run.error = (run.error or "") + f" (HTML export failed: {exc})"
+        try:
+            run.thumbnail, run.title = thumbnail_for(executed, out_dir)
+        except Exception as exc:  # e.g. a notebook file the kernel left half-written
+            log.warning("no thumbnail for %s: %s", executed.name, exc)
     return run
 
 
@@ -206,12 +244,15 @@ def run_reports(profile: str = "full", notebooks: Sequence[str] | None = None,
         run = run_notebook(path, out_dir if sub is None else out_dir / sub, profile, hide_code,
                            extra_parameters=params)
         run.model = model
-        if sub is not None and run.html:
-            run.html = f"{sub}/{run.html}"
+        if sub is not None:  # paths in run.json are relative to the top folder, where the index is
+            run.html, run.thumbnail, run.executed = (None if f is None else f"{sub}/{f}"
+                                                     for f in (run.html, run.thumbnail, run.executed))
+            run.artifacts = [{**a, "file": f"{sub}/{a['file']}"} for a in run.artifacts]
         runs.append(run)
         bar.write(f"{run.status:>7}  {run.seconds:6.1f} s  {label}" + (f"  {run.error}" if run.error else ""))
     summary = {"profile": profile, "started": started, "seconds": time.time() - started,
                "environment": env, "models": [m for m in targets if m is not None],
+               "data": data, "overrides": [list(p) for p in parameters], "hide_code": hide_code,
                "notebooks": [asdict(r) for r in runs]}
     (out_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
     write_index(out_dir, summary)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kit.report.publish import RESULTS_ENV, _decimals, interactive, offered, publish
+from kit.report.publish import RESULTS_ENV, _decimals, finding, interactive, offered, publish
 
 publish_module = importlib.import_module("kit.report.publish")  # kit.report.publish is also the function
 
@@ -24,6 +24,21 @@ def test_publish_returns_none_prints_one_line_and_merges(tmp_path, monkeypatch, 
     monkeypatch.delenv(RESULTS_ENV)
     assert publish(headline={"c": 3}) is None
     assert "only under" in capsys.readouterr().out
+
+
+def test_finding_prints_the_sentence_and_records_it_once(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "nb.results.json"
+    monkeypatch.setenv(RESULTS_ENV, str(target))
+    assert finding("p50 is 1.23 ms.") is None
+    finding("p50 is 1.23 ms.")
+    finding("Batching pays 2.0x.")
+    publish(headline={"p50_ms": 1.23})
+    assert capsys.readouterr().out.startswith("p50 is 1.23 ms.\np50 is 1.23 ms.\nBatching pays 2.0x.\n")
+    data = json.loads(target.read_text())
+    assert data["findings"] == ["p50 is 1.23 ms.", "Batching pays 2.0x."] and data["headline"] == {"p50_ms": 1.23}
+    monkeypatch.delenv(RESULTS_ENV)
+    finding("only printed")
+    assert capsys.readouterr().out == "only printed\n" and "only printed" not in target.read_text()
 
 
 def test_offered_drops_controls_that_cannot_change_anything():

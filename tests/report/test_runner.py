@@ -41,7 +41,7 @@ def test_failing_notebook_is_recorded_and_others_still_run(notebooks, tmp_path):
     assert "deliberate failure" in runs[0].error and runs[0].failed_cell is not None
     assert runs[1].headline == {"size_squared": 9}
     index = (tmp_path / "index.html").read_text()
-    assert "10_good.html" in index and "deliberate failure" in index and "size_squared" in index
+    assert "10_good.html" in index and "deliberate failure" in index and "size squared <b>9</b>" in index
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["profile"] == "quick" and summary["environment"]["cpu_model"]
     assert (tmp_path / "environment.json").exists() and (tmp_path / "10_good.params.json").exists()
