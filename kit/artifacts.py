@@ -244,11 +244,23 @@ def atomic_output(target: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def _read_umask() -> int:
+    """The process umask, read once at import (reading it means setting it, which is not thread-safe)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], *chunks: bytes) -> None:
     """Write ``chunks`` to ``path`` through a synced temporary file and one ``os.replace``.
 
     Concurrent writers (two processes filling one cache) never leave a torn file: a reader
     sees the old content or the new, whole.
+    The file gets the permissions a plain ``open`` would give it (mkstemp's are 0600, which made
+    a report folder's JSON unreadable to the web server it was copied to).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +271,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], *chunks: bytes) -> None:
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

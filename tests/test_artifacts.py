@@ -71,3 +71,15 @@ def test_a_killed_writers_temporary_folder_is_removed_by_the_next_writer(tmp_pat
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole"
     assert [p.name for p in tmp_path.iterdir()] == ["model.int8.onnx"]
+
+
+def test_atomic_writes_are_readable_like_a_plain_open(tmp_path):
+    """mkstemp's 0600 made a copied report folder's JSON unreadable to a web server."""
+    import os
+
+    from kit.artifacts import atomic_write_bytes
+
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(b"{}")
+    atomic_write_bytes(tmp_path / "atomic.json", b"{}")
+    assert os.stat(tmp_path / "atomic.json").st_mode & 0o777 == os.stat(plain).st_mode & 0o777
