@@ -5,8 +5,9 @@
 removed), and parses ONNX Runtime's Chrome-trace JSON: every ``cat == "Node"`` event named
 ``<node>_kernel_time`` is one kernel's run, with ``args.op_name``, ``args.provider``, the
 input/output element types and ``dur`` in microseconds. Runs before the first measured
-``model_run`` event are the warm-up and are left out. ``parse_ort_profile`` does the parsing
-alone, for a profile written elsewhere.
+``model_run`` event are the warm-up and are left out; a node's time per request is its median
+over the measured runs (one preempted request on a shared machine would dominate a mean).
+``parse_ort_profile`` does the parsing alone, for a profile written elsewhere.
 
 ``compare_op_profiles({"fp32": a, "int8": b}, feeds)`` puts the op types of several
 variants side by side (ms per request each, the change from the first), and
@@ -59,11 +60,11 @@ class OpProfile:
 
     name: str
     requests: int
-    nodes: Any  # pandas.DataFrame: node, op_type, provider, precision, calls, ms (per request)
+    nodes: Any  # pandas.DataFrame: node, op_type, provider, precision, calls, ms (median per request), mean_ms
 
     @property
     def total_ms(self) -> float:
-        """Summed kernel time per request, ms (what the op types' shares divide)."""
+        """Summed kernel time per request, ms: the nodes' medians (what the op types' shares divide)."""
         return float(self.nodes["ms"].sum()) if len(self.nodes) else 0.0
 
     def to_frame(self):
@@ -90,10 +91,14 @@ def parse_ort_profile(events: str | os.PathLike[str] | Iterable[Mapping[str, Any
                       name: str = "") -> OpProfile:
     """An ``OpProfile`` from ONNX Runtime's profile (a path to its JSON, or the parsed events).
 
-    The first ``warmup`` runs (``model_run`` events, by start time) are left out; times are
-    divided by the runs that remain. A profile with no ``model_run`` events counts every
-    kernel event and one run per call of the first node seen.
+    The first ``warmup`` runs (``model_run`` events, by start time) are left out. A node's
+    ``ms`` is the *median* over the measured runs of its time in each run (0 in a run that
+    did not execute it), so one preempted request on a shared machine does not make its op
+    look slow; ``mean_ms`` is the plain average. A profile with no ``model_run`` events
+    averages every kernel event over the calls of the most frequent node.
     """
+    import bisect
+
     import pandas as pd
 
     if isinstance(events, (str, os.PathLike)):
@@ -116,14 +121,21 @@ def parse_ort_profile(events: str | os.PathLike[str] | Iterable[Mapping[str, Any
         args = e.get("args") or {}
         rows.append({"node": e["name"][:-len(KERNEL_SUFFIX)], "op_type": args.get("op_name", "?"),
                      "provider": str(args.get("provider", "")).removesuffix("ExecutionProvider"),
-                     "precision": _precision(args), "us": float(e.get("dur", 0))})
-    columns = ["node", "op_type", "provider", "precision", "calls", "ms"]
+                     "precision": _precision(args), "us": float(e.get("dur", 0)),
+                     "run": bisect.bisect_right(runs, e.get("ts", 0)) if runs else 0})
+    columns = ["node", "op_type", "provider", "precision", "calls", "ms", "mean_ms"]
     if not rows or requests <= 0:
         return OpProfile(name, max(requests, 0), pd.DataFrame(columns=columns))
     raw = pd.DataFrame(rows)
-    nodes = raw.groupby(["node", "op_type", "provider", "precision"], as_index=False).agg(
-        calls=("us", "size"), us=("us", "sum"))
-    nodes["ms"] = nodes.pop("us") / 1000.0 / requests
+    keys = ["node", "op_type", "provider", "precision"]
+    nodes = raw.groupby(keys, as_index=False).agg(calls=("us", "size"), us=("us", "sum"))
+    nodes["mean_ms"] = nodes.pop("us") / 1000.0 / requests
+    if runs:
+        per_run = raw.pivot_table(index=keys, columns="run", values="us", aggfunc="sum", fill_value=0.0)
+        per_run = per_run.reindex(columns=range(warmup + 1, len(runs) + 1), fill_value=0.0)
+        nodes = nodes.merge((per_run.median(axis=1) / 1000.0).rename("ms").reset_index(), on=keys)
+    else:
+        nodes["ms"] = nodes["mean_ms"]
     return OpProfile(name, requests, nodes[columns].sort_values("ms", ascending=False).reset_index(drop=True))
 
 
@@ -173,7 +185,8 @@ def compare_op_profiles(variants: Mapping[str, OpProfile | ModelLike], feeds: Ma
     ``variants`` maps a label to an artifact or path (profiled here on ``feeds``) or to an
     ``OpProfile`` already taken. ``delta_ms`` is the last variant's time minus the first's
     (absent op types count as 0 ms); rows are sorted by the largest time in any variant.
-    ``attrs["profiles"]`` keeps each ``OpProfile``; ``attrs["total_ms"]`` each total.
+    ``attrs["total_ms"]`` holds each variant's total, ``attrs["nodes"]`` its nodes as records,
+    slowest first (plain data: pandas compares attrs when frames are combined).
     """
     import pandas as pd
 
@@ -189,7 +202,7 @@ def compare_op_profiles(variants: Mapping[str, OpProfile | ModelLike], feeds: Ma
     frame["delta_ms"] = frame[f"ms[{last}]"] - frame[f"ms[{first}]"]
     frame = frame.loc[ms.max(axis=1).sort_values(ascending=False).index]
     frame.index.name = "op_type"
-    frame.attrs["profiles"] = profiles
+    frame.attrs["nodes"] = {label: p.nodes.to_dict("records") for label, p in profiles.items()}
     frame.attrs["total_ms"] = {label: p.total_ms for label, p in profiles.items()}
     return frame
 
@@ -233,6 +246,7 @@ def op_profile_summary(frame, reference: str | None = None, candidate: str | Non
     precision = f"precision[{candidate}]"
     if precision in frame and frame[precision].str.contains("int").any():
         floats = frame.index[(frame[b] > 0) & frame[precision].map(lambda p: bool(p) and set(p.split("+")) <= _FLOAT)]
+        floats = frame.loc[floats, b].sort_values(ascending=False).index
         sentence += ("; these ops stayed float: " + _ops(floats[:top * 2], frame, b) if len(floats)
                      else "; no op stayed float")
     return sentence + "."

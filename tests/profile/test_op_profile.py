@@ -53,16 +53,19 @@ def _run(ts, dur=100):
     return {"cat": "Session", "name": "model_run", "ts": ts, "dur": dur, "ph": "X", "args": {}}
 
 
-def test_parsing_leaves_out_warmup_and_divides_by_the_measured_runs():
+def test_parsing_leaves_out_warmup_and_takes_each_nodes_median_over_the_measured_runs():
     events = [_run(0), _event("conv", "Conv", 1, 500), _event("relu", "Relu", 600, 50),  # warm-up run
               _run(1000), _event("conv", "Conv", 1001, 300), _event("relu", "Relu", 1400, 100),
               _run(2000), _event("conv", "Conv", 2001, 100), _event("relu", "Relu", 2200, 100),
+              _run(3000), _event("conv", "Conv", 3001, 9000),  # a preempted request; relu did not run
               {"cat": "Session", "name": "SequentialExecutor::Execute", "ts": 2000, "dur": 1}]
     profile = parse_ort_profile(events, warmup=1, name="m")
     by_op = profile.to_frame()
-    assert profile.requests == 2
-    assert by_op.loc["Conv", "ms"] == pytest.approx(0.2) and by_op.loc["Relu", "ms"] == pytest.approx(0.1)
-    assert by_op.loc["Conv", "share_pct"] == pytest.approx(200 / 3)
+    assert profile.requests == 3
+    assert by_op.loc["Conv", "ms"] == pytest.approx(0.3) and by_op.loc["Relu", "ms"] == pytest.approx(0.1)
+    nodes = profile.nodes.set_index("node")
+    assert nodes.loc["conv", "mean_ms"] == pytest.approx(9.4 / 3) and nodes.loc["relu", "calls"] == 2
+    assert by_op.loc["Conv", "share_pct"] == pytest.approx(75.0)
     assert list(by_op.index) == ["Conv", "Relu"]  # slowest first
 
 
@@ -83,6 +86,7 @@ def test_compare_puts_op_types_side_by_side_and_the_summary_says_what_changed():
     assert frame.loc["QLinearConv", "precision[int8]"] == "int8"
     assert frame.loc["QuantizeLinear", "precision[int8]"] == "float32+int8"
     assert frame.attrs["total_ms"] == {"fp32": pytest.approx(0.9), "int8": pytest.approx(0.4)}
+    assert [n["node"] for n in frame.attrs["nodes"]["int8"]] == ["conv", "sm", "q", "dq"]  # slowest first
     sentence = op_profile_summary(frame)
     assert sentence.startswith("int8 is 2.25x faster than fp32")
     assert "Conv (0.8 ms in fp32) gave way to QLinearConv, QuantizeLinear, DequantizeLinear (0.29 ms)" in sentence
