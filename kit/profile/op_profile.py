@@ -44,14 +44,17 @@ _PRECISIONS = {"float": "float32", "double": "float64", "float16": "float16", "b
 _FLOAT = {"float32", "float64", "float16", "bfloat16"}
 
 
+def _kinds(items: Any) -> set[str]:
+    return {_PRECISIONS[t] for item in items or () if isinstance(item, Mapping) for t in item if t in _PRECISIONS}
+
+
 def _precision(args: Mapping[str, Any]) -> str:
-    """The numeric kinds a node computes in, from its input and output types ('float32', 'int8', 'float32+int8')."""
-    kinds = set()
-    for key in ("input_type_shape", "output_type_shape"):
-        for item in args.get(key) or ():
-            if isinstance(item, Mapping):
-                kinds.update(_PRECISIONS[t] for t in item if t in _PRECISIONS)
-    return "+".join(sorted(kinds))
+    """The numeric kinds a node computes in, from its input and output types ('float32', 'int8', 'float32+int8').
+
+    A node whose outputs hold none of them (Shape, Cast to int64...) computes no numbers: ''.
+    """
+    outputs = _kinds(args.get("output_type_shape"))
+    return "+".join(sorted(outputs | _kinds(args.get("input_type_shape")))) if outputs else ""
 
 
 @dataclass(frozen=True)

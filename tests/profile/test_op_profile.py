@@ -43,10 +43,11 @@ def test_profile_of_a_known_model_has_its_op_types_and_shares(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.onnx"]  # the profile file was removed
 
 
-def _event(name, op, ts, dur, types=("float",), cat="Node", provider="CPUExecutionProvider"):
+def _event(name, op, ts, dur, types=("float",), cat="Node", provider="CPUExecutionProvider", output=None):
     shapes = [{t: [1, 4]} for t in types]
     return {"cat": cat, "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "ph": "X",
-            "args": {"op_name": op, "provider": provider, "input_type_shape": shapes, "output_type_shape": shapes[:1]}}
+            "args": {"op_name": op, "provider": provider, "input_type_shape": shapes,
+                     "output_type_shape": [{output: [2]}] if output else shapes[-1:]}}
 
 
 def _run(ts, dur=100):
@@ -70,11 +71,13 @@ def test_parsing_leaves_out_warmup_and_takes_each_nodes_median_over_the_measured
 
 
 def _profiles():
-    fp32 = parse_ort_profile([_run(0), _event("conv", "Conv", 1, 800), _event("sm", "Softmax", 900, 100)], name="fp32")
+    fp32 = parse_ort_profile([_run(0), _event("conv", "Conv", 1, 800), _event("sm", "Softmax", 900, 100),
+                              _event("shape", "Shape", 1000, 1, output="int64")], name="fp32")
     int8 = parse_ort_profile([_run(0), _event("q", "QuantizeLinear", 1, 50, ("float", "uint8")),
                               _event("conv", "QLinearConv", 60, 200, ("uint8", "int8")),
                               _event("dq", "DequantizeLinear", 300, 40, ("uint8", "float")),
-                              _event("sm", "Softmax", 400, 110)], name="int8")
+                              _event("sm", "Softmax", 400, 110), _event("shape", "Shape", 600, 1, output="int64")],
+                             name="int8")
     return fp32, int8
 
 
@@ -85,11 +88,13 @@ def test_compare_puts_op_types_side_by_side_and_the_summary_says_what_changed():
     assert frame.loc["QLinearConv", "delta_ms"] == pytest.approx(0.2)
     assert frame.loc["QLinearConv", "precision[int8]"] == "int8"
     assert frame.loc["QuantizeLinear", "precision[int8]"] == "float32+int8"
-    assert frame.attrs["total_ms"] == {"fp32": pytest.approx(0.9), "int8": pytest.approx(0.4)}
-    assert [n["node"] for n in frame.attrs["nodes"]["int8"]] == ["conv", "sm", "q", "dq"]  # slowest first
+    assert frame.loc["Shape", "precision[int8]"] == ""  # computes no numbers: never "stayed float"
+    assert frame.attrs["total_ms"] == {"fp32": pytest.approx(0.901), "int8": pytest.approx(0.401)}
+    assert [n["node"] for n in frame.attrs["nodes"]["int8"]] == ["conv", "sm", "q", "dq", "shape"]  # slowest first
     sentence = op_profile_summary(frame)
     assert sentence.startswith("int8 is 2.25x faster than fp32")
     assert "Conv (0.8 ms in fp32) gave way to QLinearConv, QuantizeLinear, DequantizeLinear (0.29 ms)" in sentence
+    assert "Softmax went from 0.1 to 0.11 ms" in sentence
     assert sentence.endswith("these ops stayed float: Softmax (0.11 ms).")
 
 
@@ -97,7 +102,8 @@ def test_summary_of_a_float_only_change_names_no_float_ops():
     fp32, _ = _profiles()
     fused = parse_ort_profile([_run(0), _event("c", "FusedConv", 1, 400), _event("sm", "Softmax", 500, 100)])
     sentence = op_profile_summary(compare_op_profiles({"original": fp32, "ort-all": fused}))
-    assert "Conv (0.8 ms in original) gave way to FusedConv (0.4 ms)" in sentence and "stayed float" not in sentence
+    assert "Conv, Shape (0.801 ms in original) gave way to FusedConv (0.4 ms)" in sentence
+    assert "stayed float" not in sentence
 
 
 def test_only_onnx_models_are_profiled(tmp_path):
