@@ -50,7 +50,8 @@ class EvalConfig:
     decides by shape (2-D with more than one column), ``False`` for embeddings.
     ``memory``: also measure each variant's peak resident memory and load time, each alone in
     a child process (``kit.profile.memory``), answering ``memory_requests`` requests at the
-    largest batch size; off by default since every variant costs a fresh process (~2 s).
+    largest batch size, two children at a time (so ``load_s`` is taken beside another child's
+    work); off by default since every variant costs a fresh process (~1-2 s).
     """
 
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -62,7 +63,7 @@ class EvalConfig:
     quality_batch_size: int = 32
     top1: bool | None = None
     engine_options: Mapping[str, Any] = field(default_factory=dict)
-    memory: bool = False  # peak memory and load time per variant, each in its own child process (~2 s each)
+    memory: bool = False  # peak memory and load time per variant, each in its own child process (~1-2 s each)
     memory_requests: int = 10  # requests each memory child answers after its first
 
     def __post_init__(self) -> None:
@@ -303,9 +304,14 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                 rec.update(quality_ok=False, quality_reason=f"{mine}its own check failed: "
                                                             f"{art.metrics.get('quality', 'quality_ok is False')}")
             records[art.name] = rec
-        for art in arts if config.memory else ():
-            if records[art.name].get("ok", True):
-                records[art.name].update(_memory_columns(art, _take(data, memory_batch[art.name]), config))
+        if config.memory:  # two children at a time: the figures are per process, and each waits mostly on imports
+            from concurrent.futures import ThreadPoolExecutor
+
+            todo = [a for a in arts if records[a.name].get("ok", True)]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                measured = list(pool.map(lambda a: _memory_columns(a, _take(data, memory_batch[a.name]), config), todo))
+            for art, figures in zip(todo, measured):
+                records[art.name].update(figures)
 
         rows = []
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
