@@ -76,6 +76,7 @@ class OrtOptions:
     allow_fallback: bool = False
     session_config: Mapping[str, str] = field(default_factory=dict)
     enable_profiling: bool = False
+    profile_file_prefix: str | None = None  # where the profiler writes (default: ./onnxruntime_profile_*)
 
     def __post_init__(self) -> None:
         from kit.engines.providers import provider_arg  # that module imports this one
@@ -118,6 +119,8 @@ class OrtOptions:
         if self.optimized_model_filepath:
             so.optimized_model_filepath = str(self.optimized_model_filepath)
         so.enable_profiling = self.enable_profiling
+        if self.profile_file_prefix:
+            so.profile_file_prefix = str(self.profile_file_prefix)
         for key, value in self.session_config.items():
             so.add_session_config_entry(key, str(value))
         return so

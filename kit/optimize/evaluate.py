@@ -48,6 +48,10 @@ class EvalConfig:
     ``engine_options`` go to every engine (e.g. ``{"intra_op_num_threads": 2}`` for ORT).
     ``top1``: whether outputs are class scores (top-1 agreement, accuracy); ``None``
     decides by shape (2-D with more than one column), ``False`` for embeddings.
+    ``memory``: also measure each variant's peak resident memory and load time, each alone in
+    a child process (``kit.profile.memory``), answering ``memory_requests`` requests at the
+    largest batch size, two children at a time (so ``load_s`` is taken beside another child's
+    work); off by default since every variant costs a fresh process (~1-2 s).
     """
 
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -59,6 +63,8 @@ class EvalConfig:
     quality_batch_size: int = 32
     top1: bool | None = None
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    memory: bool = False  # peak memory and load time per variant, each in its own child process (~1-2 s each)
+    memory_requests: int = 10  # requests each memory child answers after its first
 
     def __post_init__(self) -> None:
         sizes = (self.batch_sizes,) if isinstance(self.batch_sizes, int) else tuple(self.batch_sizes)
@@ -68,6 +74,7 @@ class EvalConfig:
         require_int("rounds", self.rounds)
         check_run_bounds(self.warmup, self.min_duration_s, self.min_queries, None)
         require_int("quality_batch_size", self.quality_batch_size)
+        require_int("memory_requests", self.memory_requests, 0)
 
 
 def _fixed_batch(predictor) -> int | None:
@@ -162,6 +169,20 @@ def _speed_columns(result) -> dict[str, Any]:
             "p50_spread_ms": (max(rounds) - min(rounds)) if len(rounds) > 1 else math.nan}
 
 
+def _memory_columns(art: ModelArtifact, feeds: Mapping[str, np.ndarray], config: EvalConfig) -> dict[str, Any]:
+    """``peak_mem_mb`` (above the child's baseline) and ``load_s`` of one variant, measured in its own process."""
+    from kit.profile.memory import measure_memory
+
+    try:
+        result = measure_memory(art, feeds, config.memory_requests, **config.engine_options)
+    except KitError as exc:
+        message = f"memory of {art.name} not measured: {exc}"
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        log.warning(message)
+        return {"peak_mem_mb": math.nan, "load_s": math.nan, "memory": {"failure": str(exc)}}
+    return {"peak_mem_mb": result.peak_mb, "load_s": result.load_s, "memory": result.to_record()}
+
+
 def _environment() -> dict[str, Any]:
     from kit.profile.sysinfo import environment
 
@@ -205,7 +226,10 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     failed (``artifact.metrics["quality_ok"] is False``) is marked failed too. A variant
     that fails to load or run is recorded with its reason and the others go on. The
     frame's ``attrs["environment"]`` holds the CPU and its int8 features; on a CPU without
-    VNNI-class int8 a warning suggests reduce_range.
+    VNNI-class int8 a warning suggests reduce_range. With ``config.memory``, ``peak_mem_mb``
+    (peak resident memory above the child's baseline after imports, MB) and ``load_s``
+    (engine creation, s) come from ``kit.profile.memory.measure_memory``, and
+    ``attrs["memory"]`` holds every stage (load, first inference, steady state) per variant.
     """
     import pandas as pd
 
@@ -238,6 +262,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     records: dict[str, dict[str, Any]] = {}
     tables: dict[str, Any] = {}
     ref_out = None
+    memory_batch: dict[str, int] = {}
     try:
         for art in arts:
             rec: dict[str, Any] = {"name": art.name, "transform": art.transform, "format": art.format,
@@ -252,6 +277,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                                      "quality_reason": "not compared: it does not load"}
                 continue
             predictors[art.name] = predictor
+            memory_batch[art.name] = _fixed_batch(predictor) or max(config.batch_sizes)
             try:
                 out = run_outputs(predictor, data, config.quality_batch_size)
             except KitError as exc:
@@ -278,6 +304,14 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                 rec.update(quality_ok=False, quality_reason=f"{mine}its own check failed: "
                                                             f"{art.metrics.get('quality', 'quality_ok is False')}")
             records[art.name] = rec
+        if config.memory:  # two children at a time: the figures are per process, and each waits mostly on imports
+            from concurrent.futures import ThreadPoolExecutor
+
+            todo = [a for a in arts if records[a.name].get("ok", True)]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                measured = list(pool.map(lambda a: _memory_columns(a, _take(data, memory_batch[a.name]), config), todo))
+            for art, figures in zip(todo, measured):
+                records[art.name].update(figures)
 
         rows = []
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
@@ -312,6 +346,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                "worst_rel_error", "accuracy", "metric", "metric_reference", "metric_drop_pts", "accuracy_drop_pts",
                "top1_agreement", "max_abs_err", "cosine", "cosine_min", "ok", "failure", "queries",
                "round_p50s_ms", "checked_with", "lineage"]
+    columns[columns.index("size_mb") + 1:columns.index("size_mb") + 1] = ["peak_mem_mb", "load_s"]
+    memory = {rec["name"]: rec.pop("memory") for rec in rows if "memory" in rec}
     frame = pd.DataFrame(rows)
     per_part = [c for c in frame.columns if c.startswith(("rel_error[", "cosine["))]
     frame = frame[[c for c in columns if c in frame.columns] + per_part]
@@ -319,6 +355,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     frame.attrs["reference"] = reference.name
     frame.attrs["data"] = described
     frame.attrs["quality"] = tables
+    if config.memory:
+        frame.attrs["memory"] = memory  # each variant's MemoryResult record: load, first, steady, peak
     return frame
 
 

@@ -1,0 +1,36 @@
+"""evaluate(memory=True): peak memory and load time per variant, each measured in its own child process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kit.artifacts import ModelArtifact
+from kit.errors import ConfigError
+from kit.optimize.evaluate import EvalConfig, evaluate
+from kit.optimize.quantize_onnx import quantize_dynamic
+
+FAST = dict(min_duration_s=0.05, rounds=2, min_queries=3, warmup=1)
+
+
+def test_memory_columns_per_variant(conv_onnx, tmp_path):
+    source = ModelArtifact.from_path(conv_onnx)
+    variant = quantize_dynamic(source, out=tmp_path / "d.onnx")
+    data = {"gpu_0/data_0": np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)}
+    frame = evaluate([variant], source, data, batch_sizes=(1, 2), memory=True, memory_requests=2, **FAST)
+    assert list(frame.columns[frame.columns.get_loc("size_mb"):][:3]) == ["size_mb", "peak_mem_mb", "load_s"]
+    assert frame["peak_mem_mb"].notna().all() and (frame["peak_mem_mb"] > 0).all() and (frame["load_s"] > 0).all()
+    # one measurement per variant, the same on each of its batch-size rows
+    assert frame.groupby("name")["peak_mem_mb"].nunique().eq(1).all()
+    record = frame.attrs["memory"][variant.name]
+    assert record["requests"] == 2 and record["peak_mb"] == frame.loc[1, "peak_mem_mb"]
+    assert {"load_mb", "first_mb", "steady_mb", "baseline_mb", "first_s"} <= set(record)
+
+
+def test_memory_is_off_by_default_and_its_requests_are_checked(conv_onnx):
+    source = ModelArtifact.from_path(conv_onnx)
+    data = {"gpu_0/data_0": np.ones((2, 1, 8, 8), np.float32)}
+    frame = evaluate([], source, data, batch_sizes=(1,), **FAST)
+    assert "peak_mem_mb" not in frame and "memory" not in frame.attrs
+    with pytest.raises(ConfigError, match="memory_requests"):
+        EvalConfig(memory_requests=-1)
