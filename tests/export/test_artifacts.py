@@ -125,3 +125,13 @@ def test_save_registry_writes_a_models_config_kit_serve_serves(mlp_onnx, tmp_pat
             np.testing.assert_array_equal(served.predict(sent)["probabilities"], source.predict(sent)["probabilities"])
     finally:
         served.close()
+
+
+def test_export_config_from_batching_round_trips():
+    from kit.export import ExportConfig
+    from kit.serve.batching import BatchingConfig
+
+    batching = BatchingConfig(max_batch_size=8, batch_timeout_micros=2000, max_enqueued_batches=32,
+                              num_batch_threads=2, allowed_batch_sizes=(4, 8))
+    config = ExportConfig.from_batching(batching, metrics={"best_qps": 120.0})
+    assert config.batching_config() == batching and config.metrics == {"best_qps": 120.0}
