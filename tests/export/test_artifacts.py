@@ -135,3 +135,28 @@ def test_export_config_from_batching_round_trips():
                               num_batch_threads=2, allowed_batch_sizes=(4, 8))
     config = ExportConfig.from_batching(batching, metrics={"best_qps": 120.0})
     assert config.batching_config() == batching and config.metrics == {"best_qps": 120.0}
+
+
+@pytest.mark.tensorflow
+def test_save_registry_names_a_savedmodel_version_tensorflow(dense_savedmodel, tmp_path, monkeypatch):
+    from kit.tfserving.from_config import registries_from_config
+    from kit.tfserving.modelconfig import read_models_config
+    from kit.tfserving.versions import ModelRegistry
+
+    monkeypatch.delenv("KIT_RESULTS_PATH", raising=False)
+    registry = ModelRegistry(tmp_path / "work" / "dense", "dense")
+    try:
+        registry.register(dense_savedmodel)
+        registry.set_label("stable", 1)
+        save_registry("09_versions_and_resilience", registry, run_dir=tmp_path / "run")
+    finally:
+        registry.close()
+    config = tmp_path / "run" / "artifacts" / "09_versions_and_resilience" / "models.config"
+    (entry,) = read_models_config(config)
+    assert entry["model_platform"] == "tensorflow"
+    (served,) = registries_from_config(config, warmup=False)
+    try:
+        out = served.predict({"x": np.ones((2, 4), np.float32), "ids": np.array([1, 2], np.int32)})
+        assert out["n"].tolist() == [2, 3]
+    finally:
+        served.close()
