@@ -10,6 +10,7 @@ from kit.report.profiles import list_notebooks
 from kit.report.runner import run_notebook
 
 NOTEBOOKS = list_notebooks()
+SAVE_ARTIFACTS = {"05_batching", "08_autotune", "09_versions_and_resilience"}  # end with "Deploy what was chosen"
 
 
 @pytest.mark.notebook
@@ -21,6 +22,13 @@ def test_notebook_runs_on_quick_profile(notebook, tmp_path):
     results = json.loads((tmp_path / f"{notebook.stem}.results.json").read_text())
     assert results["headline"], f"{notebook.name} published no headline figures"
     assert (tmp_path / f"{notebook.stem}.html").stat().st_size > 10_000
+    if notebook.stem in SAVE_ARTIFACTS:
+        from kit.artifacts import file_sha256
+
+        listing = json.loads((tmp_path / "artifacts" / notebook.stem / "ARTIFACTS.json").read_text())
+        assert listing, f"{notebook.name} saved no artifacts"
+        assert sorted(r["file"] for r in results["artifacts"]) == sorted(r["file"] for r in listing)
+        assert all(file_sha256(tmp_path / r["file"]) == r["sha256"] for r in listing)
 
 
 def test_notebooks_are_committed_clean_with_a_parameters_cell():

@@ -2,7 +2,8 @@
 
 config (``ExportConfig``, ``best_config.json``), bundle (temporary folder renamed into place,
 ``MANIFEST.json``), tfserving (``export_tfserving``), triton (``export_triton``), artifacts
-(``save_artifacts``: what a notebook chose, under ``<run>/artifacts/<notebook>/``).
+(``save_artifacts``, ``save_registry``: what a notebook chose, under ``<run>/artifacts/<notebook>/``,
+listed in its results JSON).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError
-from kit.export.artifacts import links_html, save_artifacts
+from kit.export.artifacts import describe_artifacts, links_html, save_artifacts, save_registry, target_for
 from kit.export.bundle import Bundle, load_data, verify
 from kit.export.config import ExportConfig, read_config
 from kit.export.tfserving import export_tfserving
@@ -38,5 +39,5 @@ def export(model: ModelArtifact | str | os.PathLike[str], target: str, name: str
     raise ConfigError(f"--target must be one of {TARGETS}, got {target!r}")
 
 
-__all__ = ["TARGETS", "Bundle", "ExportConfig", "export", "export_tfserving", "export_triton", "links_html",
-           "read_config", "save_artifacts", "verify"]
+__all__ = ["TARGETS", "Bundle", "ExportConfig", "describe_artifacts", "export", "export_tfserving", "export_triton",
+           "links_html", "read_config", "save_artifacts", "save_registry", "target_for", "verify"]

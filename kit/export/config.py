@@ -118,6 +118,14 @@ class ExportConfig:
                               num_batch_threads=self.num_batch_threads,
                               allowed_batch_sizes=self.allowed_batch_sizes)
 
+    @classmethod
+    def from_batching(cls, batching: Any, **fields: Any) -> ExportConfig:
+        """The config that deploys a ``kit.serve.batching.BatchingConfig`` (``batching_config``'s inverse),
+        with any other ``fields`` (``metrics=``, ``intra_op_num_threads=``...)."""
+        return cls(max_batch_size=batching.max_batch_size, batch_timeout_micros=batching.batch_timeout_micros,
+                   max_enqueued_batches=batching.max_enqueued_batches, num_batch_threads=batching.num_batch_threads,
+                   allowed_batch_sizes=batching.allowed_batch_sizes, **fields)
+
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         for key in ("allowed_batch_sizes", "input_names", "warmup_batch_sizes"):
