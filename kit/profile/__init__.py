@@ -5,6 +5,7 @@
 all run there, take a ``LoadConfig`` and return a ``LoadResult``.
 """
 
+from kit.profile.figures import Figure
 from kit.profile.loadgen import compare, profile
 from kit.profile.metrics import Instrumented, MetricsRecorder
 from kit.profile.results import LoadResult, summary_frame
@@ -15,7 +16,7 @@ from kit.profile.sysinfo import environment, environment_frame, has_fast_int8
 from kit.profile.threads import ThreadSweepConfig, sweep_ort_threads, sweep_tf_threads, sweep_tflite_threads
 from kit.profile.workloads import Workload
 
-__all__ = ["Concurrency", "Instrumented", "LoadConfig", "LoadResult", "MetricsRecorder", "Offline", "Server",
+__all__ = ["Concurrency", "Figure", "Instrumented", "LoadConfig", "LoadResult", "MetricsRecorder", "Offline", "Server",
     "SingleStream", "Steps", "ThreadSweepConfig", "Workload", "compare", "environment", "environment_frame",
     "find_max_rate", "has_fast_int8", "latency_summary", "median_spread", "profile", "summary_frame",
     "sweep_ort_threads", "sweep_tf_threads", "sweep_tflite_threads"]
