@@ -68,6 +68,28 @@ class Figure:
         return cls(statistics.median(finite), min(finite), max(finite), len(finite), unit, better)
 
     @classmethod
+    def from_columns(cls, row: Mapping[str, Any], column: str, unit: str = "", better: str = "?",
+                     n: str = "rounds") -> Figure:
+        """A figure from one row of a summary or ``evaluate`` frame: ``column`` with its range columns.
+
+        The range is read from ``<stem>_low_ms``/``<stem>_high_ms`` for ``<stem>_ms`` columns
+        (``p50_ms`` -> ``p50_low_ms``) and ``<column>_low``/``<column>_high`` otherwise
+        (``speedup``), n from the ``n`` column; widened to hold the value where a pooled value lies
+        just outside its rounds' range. Without range columns (one round) it is a point.
+        """
+        stem = column[:-len("_ms")] if column.endswith("_ms") else None
+        low_key, high_key = (f"{stem}_low_ms", f"{stem}_high_ms") if stem else (f"{column}_low", f"{column}_high")
+        value = _float(row[column])
+        if value is None:
+            raise ConfigError(f"{column} is not a number: {row[column]!r}")
+        low, high = _float(row.get(low_key)), _float(row.get(high_key))
+        count = _float(row.get(n))
+        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high) and math.isfinite(value)):
+            return cls.point(value, unit, better)
+        rounds = int(count) if count is not None and math.isfinite(count) else 2
+        return cls(value, min(low, value), max(high, value), rounds, unit, better)
+
+    @classmethod
     def point(cls, value: float, unit: str = "", better: str = "?") -> Figure:
         """A figure measured once: no spread known (``n`` 0)."""
         return cls(value, value, value, 0, unit, better)

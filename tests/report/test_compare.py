@@ -194,15 +194,3 @@ def test_a_bare_number_falls_back_to_the_floor_and_says_so(tmp_path, capsys):
     assert "flat noise floor" in capsys.readouterr().out
     assert "flat noise floor" in (b / "compare_A.html").read_text()
 
-
-def test_figure_json_round_trip_and_old_forms():
-    figure = Figure.from_rounds([3.0, 1.0, 2.0, float("nan")], unit="ms", better="lower")
-    assert (figure.value, figure.low, figure.high, figure.n) == (2.0, 1.0, 3.0, 3)
-    assert Figure.from_json(figure.to_json()) == figure
-    assert Figure.from_json({"value": 5.0, "spread": 1.0}) == Figure(5.0, 4.0, 6.0, 2)
-    assert Figure.from_json(7) == Figure.point(7.0) and not Figure.point(7.0).has_spread
-    assert Figure.from_json("7 ms") is None and Figure.from_json({"value": None}) is None
-    with pytest.raises(ConfigError):
-        Figure(5.0, 6.0, 7.0)  # a value outside its own range
-    with pytest.raises(ConfigError):
-        Figure(1.0, 1.0, 1.0, better="up")
