@@ -60,12 +60,18 @@ class Figure:
                               f"[{self.low}, {self.high}]")
 
     @classmethod
-    def from_rounds(cls, values: Iterable[float], unit: str = "", better: str = "?") -> Figure:
-        """The median of per-round ``values`` with their min–max; NaN/inf rounds are left out."""
+    def from_rounds(cls, values: Iterable[float], unit: str = "", better: str = "?",
+                    value: float | None = None) -> Figure:
+        """The median of per-round ``values`` with their min–max; NaN/inf rounds are left out.
+
+        ``value`` replaces the median where a notebook reports the figure pooled over all rounds'
+        samples (the range is widened to hold it, should it lie just outside).
+        """
         finite = [v for v in (_float(x) for x in values) if v is not None and math.isfinite(v)]
         if not finite:
-            return cls(math.nan, math.nan, math.nan, 0, unit, better)
-        return cls(statistics.median(finite), min(finite), max(finite), len(finite), unit, better)
+            return cls.point(math.nan if value is None else value, unit, better)
+        mid = statistics.median(finite) if value is None else float(value)
+        return cls(mid, min(min(finite), mid), max(max(finite), mid), len(finite), unit, better)
 
     @classmethod
     def from_columns(cls, row: Mapping[str, Any], column: str, unit: str = "", better: str = "?",

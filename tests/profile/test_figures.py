@@ -35,3 +35,10 @@ def test_from_columns_reads_a_summary_or_evaluate_row():
 
 def test_ratio_rounds_pairs_rounds_and_skips_what_cannot_divide():
     assert ratio_rounds([2.0, 3.0, 4.0], [1.0, 0.0, 2.0]) == [2.0, 2.0]
+
+
+def test_from_rounds_can_keep_a_pooled_value():
+    figure = Figure.from_rounds([1.0, 2.0, 3.0], unit="ms", better="lower", value=3.5)
+    assert (figure.value, figure.low, figure.high, figure.n) == (3.5, 1.0, 3.5, 3)
+    assert Figure.from_rounds([], value=2.0) == Figure.point(2.0)
+    assert not Figure.from_rounds([4.0]).has_spread  # one round says nothing about noise
