@@ -16,8 +16,8 @@ target (cosine, accuracy drop: not timings, so no noise) is missed (``kit.profil
 from __future__ import annotations
 
 import argparse
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
