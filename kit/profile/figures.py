@@ -61,17 +61,24 @@ class Figure:
 
     @classmethod
     def from_rounds(cls, values: Iterable[float], unit: str = "", better: str = "?",
-                    value: float | None = None) -> Figure:
+                    value: float | None = None, interval: str = "range") -> Figure:
         """The median of per-round ``values`` with their min–max; NaN/inf rounds are left out.
 
         ``value`` replaces the median where a notebook reports the figure pooled over all rounds'
-        samples (the range is widened to hold it, should it lie just outside).
+        samples (the range is widened to hold it, should it lie just outside). ``interval="iqr"``
+        takes the inter-quartile range instead of min–max: over many rounds (dozens) min–max is set
+        by the one round that lost the CPU, and says little about the typical disagreement.
         """
-        finite = [v for v in (_float(x) for x in values) if v is not None and math.isfinite(v)]
+        if interval not in ("range", "iqr"):
+            raise ConfigError(f"interval must be 'range' or 'iqr', got {interval!r}")
+        finite = sorted(v for v in (_float(x) for x in values) if v is not None and math.isfinite(v))
         if not finite:
             return cls.point(math.nan if value is None else value, unit, better)
         mid = statistics.median(finite) if value is None else float(value)
-        return cls(mid, min(min(finite), mid), max(max(finite), mid), len(finite), unit, better)
+        low, high = finite[0], finite[-1]
+        if interval == "iqr" and len(finite) >= 2:
+            low, _, high = statistics.quantiles(finite, n=4, method="inclusive")
+        return cls(mid, min(low, mid), max(high, mid), len(finite), unit, better)
 
     @classmethod
     def from_columns(cls, row: Mapping[str, Any], column: str, unit: str = "", better: str = "?",

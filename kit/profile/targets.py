@@ -11,6 +11,10 @@ is *missed by more than that measured noise*:
 - ``FAIL``: the whole range misses (for a higher-is-better target, even the best round is below
   it), or the figure has no measured spread and misses, or it is NaN.
 
+The range is min–max over the rounds; with ``IQR_FROM`` rounds or more (a script timing
+dozens of short rounds) it is the inter-quartile range, since min–max over many rounds is set
+by the one round that lost the CPU.
+
 Correctness assertions (answers equal, nothing lost) are checks too: ``FAIL`` when they do not
 hold. A script without a numeric target says so (``no speed target``) and gates only on its
 correctness checks. The logic is pure (no timing here), so it is tested without a clock.
@@ -25,6 +29,8 @@ from kit.errors import ConfigError
 from kit.profile.figures import Figure
 
 PASS, NOISE, FAIL = "PASS", "PASS (noise)", "FAIL"
+IQR_FROM = 8
+"""From this many rounds on, ``Targets.rounds`` judges against the inter-quartile range, not min–max."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,11 @@ class Targets:
         return verdict
 
     def rounds(self, name: str, values, target: float, better: str, unit: str = "") -> Verdict:
-        """A target judged on per-round values (their median, min–max and n)."""
-        return self.figure(name, Figure.from_rounds(values, unit=unit, better=better), target, better)
+        """A target judged on per-round values: their median, min–max (IQR from ``IQR_FROM`` rounds) and n."""
+        values = list(values)
+        interval = "iqr" if len(values) >= IQR_FROM else "range"
+        return self.figure(name, Figure.from_rounds(values, unit=unit, better=better, interval=interval), target,
+                           better)
 
     def check(self, name: str, ok: bool, detail: str = "") -> Verdict:
         verdict = check(name, bool(ok), detail)

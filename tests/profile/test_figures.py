@@ -42,3 +42,5 @@ def test_from_rounds_can_keep_a_pooled_value():
     assert (figure.value, figure.low, figure.high, figure.n) == (3.5, 1.0, 3.5, 3)
     assert Figure.from_rounds([], value=2.0) == Figure.point(2.0)
     assert not Figure.from_rounds([4.0]).has_spread  # one round says nothing about noise
+    iqr = Figure.from_rounds([1.0, 2.0, 3.0, 4.0, 100.0], interval="iqr")
+    assert (iqr.value, iqr.low, iqr.high) == (3.0, 2.0, 4.0)
