@@ -158,7 +158,12 @@ class Figure:
 
 
 def ratio_rounds(numerator: Iterable[float], denominator: Iterable[float]) -> list[float]:
-    """Per-round ratios of two series measured interleaved in the same rounds (a speed-up per round)."""
+    """Per-round ratios of two series measured interleaved in the same rounds (a speed-up per round).
+
+    A side that is not a sequence (NaN where a frame has no rounds) gives no ratios.
+    """
+    if not isinstance(numerator, Iterable) or not isinstance(denominator, Iterable):
+        return []
     out = []
     for a, b in zip(numerator, denominator):
         a, b = _float(a), _float(b)

@@ -35,6 +35,7 @@ def test_from_columns_reads_a_summary_or_evaluate_row():
 
 def test_ratio_rounds_pairs_rounds_and_skips_what_cannot_divide():
     assert ratio_rounds([2.0, 3.0, 4.0], [1.0, 0.0, 2.0]) == [2.0, 2.0]
+    assert ratio_rounds(float("nan"), [1.0]) == []  # a frame row without rounds
 
 
 def test_from_rounds_can_keep_a_pooled_value():
