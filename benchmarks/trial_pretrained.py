@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit.profile.targets import Targets  # noqa: E402
+from kit.profile.targets import Targets
 
 # model name in kit.zoo.pretrained -> the -p pairs its user must pass (dynamic sizes, a sample rate)
 TRIAL: dict[str, list[tuple[str, str]]] = {
