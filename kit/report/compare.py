@@ -23,13 +23,14 @@ The noise rule:
 
 A regression (what fails the gate) is a change that is worse, beyond noise, *and* larger than
 ``threshold_pct`` (the median's relative change). Which way is worse comes from the figure's own
-``better`` when it says, else from its name (``*_ms``, ``latency``, ``size`` are lower-is-better;
-``qps``, ``throughput``, ``accuracy``, ``speedup`` higher-is-better; chosen settings such as
-``best_batch_size`` or ``threads`` have no better side); figures of unknown direction are shown but
-never gate. A notebook that was ok in the older run and failed in the newer one is a
-regression too, and so is a figure that was a number in the older run and in the newer one is
-NaN, infinite, not a number at all, or gone (verdict ``lost``): a gate that cannot compare a
-figure fails, unless the caller opts out with ``allow_missing`` (``kit compare --allow-missing``).
+``better`` when it says (``"?"`` included: a share or a chosen setting), else from its name
+(``*_ms``, ``latency``, ``size`` are lower-is-better; ``qps``, ``throughput``, ``accuracy``,
+``speedup`` higher-is-better; chosen settings such as ``best_batch_size`` or ``threads`` have no
+better side); figures of unknown direction are shown but never gate. A notebook that was ok in the
+older run and failed in the newer one is a regression too, and so is a figure that was a number in
+the older run and in the newer one is NaN, infinite, not a number at all, or gone (verdict
+``lost``): a gate that cannot compare a figure fails, unless the caller opts out with
+``allow_missing`` (``kit compare --allow-missing``).
 """
 
 from __future__ import annotations
@@ -81,11 +82,15 @@ class RunRecord:
     metrics: dict[str, Figure] = field(default_factory=dict)  # "notebook/figure" -> the figure as published
     environment: dict[str, Any] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # name -> what it was instead of a number
+    declared: set[str] = field(default_factory=set)  # names whose figure says its better side itself ("?" too)
 
 
-def _headline_metrics(notebook: str, headline: Mapping[str, Any],
-                      unreadable: dict[str, str]) -> dict[str, Figure]:
-    """Numeric figures (NaN and inf kept as they are); anything else is noted in ``unreadable``."""
+def _headline_metrics(notebook: str, headline: Mapping[str, Any], unreadable: dict[str, str],
+                      declared: set[str] | None = None) -> dict[str, Figure]:
+    """Numeric figures (NaN and inf kept as they are); anything else is noted in ``unreadable``.
+
+    Names of figures that state their own ``better`` side go into ``declared``.
+    """
     out: dict[str, Figure] = {}
     for key, raw in headline.items():
         if key.endswith("_spread") and key[:-len("_spread")] in headline:
@@ -95,6 +100,8 @@ def _headline_metrics(notebook: str, headline: Mapping[str, Any],
         figure = Figure.from_json(raw)
         if figure is not None:
             out[f"{notebook}/{key}"] = figure
+            if declared is not None and isinstance(raw, Mapping) and raw.get("better") in ("lower", "higher", "?"):
+                declared.add(f"{notebook}/{key}")
         else:
             unreadable[f"{notebook}/{key}"] = repr(raw.get("value") if isinstance(raw, Mapping) else raw)[:60]
     return out
@@ -145,7 +152,7 @@ def load_run(folder: str | os.PathLike[str]) -> RunRecord:
             if extra is not None and not isinstance(extra, dict):
                 raise ConfigError(f"{results}: 'headline' must be an object of figures")
             headline.update(extra or {})
-        record.metrics.update(_headline_metrics(name, headline, record.unreadable))
+        record.metrics.update(_headline_metrics(name, headline, record.unreadable, record.declared))
     return record
 
 
@@ -199,7 +206,7 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
     for name in sorted(set(a.metrics) | set(b.metrics) | (set(b.unreadable) & set(a.metrics))):
         fa = a.metrics.get(name) or Figure.point(nan)
         fb = b.metrics.get(name) or Figure.point(nan)
-        way = (directions or {}).get(name) or _better(fa, fb) or direction(name)
+        way = (directions or {}).get(name) or _better(name, (a, fa), (b, fb)) or direction(name)
         va, vb = fa.value, fb.value
         both = fa.has_spread and fb.has_spread
         noise = "spreads" if both else f"floor {noise_pct:g} %"
@@ -237,9 +244,9 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
     return Comparison(a, b, pd.DataFrame(rows, columns=columns), threshold_pct, noise_pct, allow_missing)
 
 
-def _better(*figures: Figure) -> str | None:
-    """The direction the figures themselves declare (the newer run's first), if any."""
-    return next((f.better for f in reversed(figures) if f.better != "?"), None)
+def _better(name: str, *runs: tuple[RunRecord, Figure]) -> str | None:
+    """The better side the figure itself declares (the newer run's first; ``"?"`` counts), if any."""
+    return next((f.better for run, f in reversed(runs) if name in run.declared), None)
 
 
 def _verdict(beyond: bool, worse: bool, way: str) -> str:

@@ -181,6 +181,10 @@ def test_the_figure_says_which_way_is_better(tmp_path):
     b = make_run(tmp_path / "B", 2.0, {"odd_ms": _figure([5.0, 5.1, 5.2], better="higher")})
     row = compare_runs(a, b, threshold_pct=10).frame.set_index("metric").loc["01_demo/odd_ms"]
     assert row["better"] == "higher" and row["regression"]
+    c = make_run(tmp_path / "C", 1.0, {"latency_share": Figure.point(0.5, better="?").to_json()})
+    d = make_run(tmp_path / "D", 2.0, {"latency_share": Figure.point(0.9, better="?").to_json()})
+    row = compare_runs(c, d, threshold_pct=10).frame.set_index("metric").loc["01_demo/latency_share"]
+    assert row["better"] == "?" and not row["regression"]  # a declared "?" is not overruled by "latency"
 
 
 def test_a_bare_number_falls_back_to_the_floor_and_says_so(tmp_path, capsys):
