@@ -25,7 +25,10 @@ two smaller groups, each batch timing out while the other runs (TF Serving's sch
 does the same). In steady state every batch is full and the timeout never fires; the
 printed histogram of batch sizes shows whether that held.
 
-    .venv/bin/python benchmarks/bench_batching.py [--rounds 4] [--seconds 3] [--engines tensorflow onnxruntime]
+    .venv/bin/python benchmarks/bench_batching.py [--rounds 4] [--seconds 3] [--engines tensorflow onnxruntime] [--check]
+
+``--check`` exits 1 when a target is missed by more than the range of its per-run or per-round
+figures (``kit.profile.targets``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from kit.engines.base import PredictorBase  # noqa: E402
 from kit.profile.loadgen import run
 from kit.profile.scenarios import Concurrency, LoadConfig, Offline, Server, SingleStream
 from kit.profile.stats import median_spread  # noqa: E402
+from kit.profile.targets import Targets  # noqa: E402
 from kit.serve.batching import BatchingConfig, DynamicBatcher  # noqa: E402
 from kit.specs import TensorSpec  # noqa: E402
 
@@ -64,7 +68,7 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "not met"
 
 
-def loadgen_capacity(rate: float, runs: int, seconds: float) -> bool:
+def loadgen_capacity(rate: float, runs: int, seconds: float, targets: Targets) -> bool:
     print(f"\n(a) load generator, open loop (Poisson) against a no-op Predictor, {runs} runs of {seconds:g} s")
     print(f"{'target q/s':>10} {'scheduled q/s':>14} {'sent q/s':>10} {'lag p50 ms':>11} {'lag p99 ms':>11} "
           f"{'lag max ms':>11} {'valid':>6}")
@@ -84,6 +88,8 @@ def loadgen_capacity(rate: float, runs: int, seconds: float) -> bool:
     ok = med_rate >= 20_000 and med_lag < 1.0
     print(f"median: {med_rate:,.0f} scheduled q/s (target >= 20,000), p99 send lag {med_lag:.3f} "
           f"+/- {spread:.3f} ms (target < 1 ms): {verdict(ok)}")
+    targets.rounds("load generator scheduled rate", scheduled, 20_000, "higher", unit="q/s")
+    targets.rounds("load generator p99 send lag", lag99, 1.0, "lower", unit="ms")
     return ok
 
 
@@ -95,7 +101,8 @@ def load_engine(kind: str):
     return create_engine(get_model("mobilenet_v2", format=fmt))
 
 
-def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching: BatchingConfig) -> bool:
+def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching: BatchingConfig,
+                  targets: Targets) -> bool:
     from kit.zoo import sample_feeds
 
     engine = load_engine(kind)
@@ -136,10 +143,13 @@ def batching_gain(kind: str, rounds: int, seconds: float, clients: int, batching
     ok_fraction = fraction >= 0.9
     print(f"  batched / engine offline at batch {batching.max_batch_size}: {fraction:6.1%} +/- {f_spread:.1%} "
           f"(target >= 90 %): {verdict(ok_fraction)}")
+    targets.rounds(f"{kind} batched / offline at batch {batching.max_batch_size}", batched / offline, 0.9, "higher")
     if kind == "tensorflow":
         ok_multiple = multiple >= 1.6
         print(f"  batched / unbatched at concurrency {clients}: {multiple:5.2f}x +/- {m_spread:.2f} "
               f"(target >= 1.6x): {verdict(ok_multiple)}")
+        targets.rounds(f"{kind} batched / unbatched at {clients} clients", batched / unbatched, 1.6, "higher",
+                       unit="x")
     else:
         ok_multiple = True
         print(f"  batched / unbatched at concurrency {clients}: {multiple:5.2f}x +/- {m_spread:.2f} "
@@ -166,20 +176,22 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent single-sample clients in (b)")
     parser.add_argument("--timeout-micros", type=int, default=1_000_000, help="batch_timeout_micros in (b)")
     parser.add_argument("--engines", nargs="*", default=["tensorflow", "onnxruntime"])
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed beyond its noise")
     args = parser.parse_args()
+    targets = Targets("bench_batching.py")
     start = time.perf_counter()
     from kit.profile.sysinfo import environment
 
     env = environment()
     print(f"CPU: {env['cpu_model']}, {env['affinity_cores']} cores; load average {os.getloadavg()[0]:.1f}")
-    results = [loadgen_capacity(args.rate, args.runs, 2.0)]
+    results = [loadgen_capacity(args.rate, args.runs, 2.0, targets)]
     batching = BatchingConfig(max_batch_size=32, batch_timeout_micros=args.timeout_micros,
                               max_enqueued_batches=max(2, args.clients), num_batch_threads=1)
     for kind in args.engines:
-        results.append(batching_gain(kind, args.rounds, args.seconds, args.clients, batching))
+        results.append(batching_gain(kind, args.rounds, args.seconds, args.clients, batching, targets))
     print(f"\n{sum(results)}/{len(results)} targets met in {time.perf_counter() - start:.0f} s; "
           f"load average now {os.getloadavg()[0]:.1f}")
-    return 0
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":

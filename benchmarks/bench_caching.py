@@ -10,6 +10,9 @@ a shared machine a number taken now cannot be compared with one taken a minute a
    the zoo's mobilenet_v2 and bert_encoder and for ``lora_mlp``, built here: an MLP with unmerged
    LoRA adapters whose graph optimization (constant folding of A @ B) dominates its load.
 3. Hit rate and p50 latency at Zipf skew 0.8, 1.0 and 1.2, cached vs uncached.
+
+``--check`` exits 1 when a target is missed by more than the spread of its per-round figures
+(``kit.profile.targets``), or a timed cache call was not a hit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -26,6 +30,7 @@ import numpy as np
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.hashing import feeds_key
 from kit.loading.optimized_cache import OptimizedModelCache, load_breakdown
+from kit.profile.targets import Targets
 from kit.profile.workloads import Workload, stream_stats
 from kit.serve.cache import ResultCache
 from kit.zoo import get_model, sample_feeds
@@ -84,7 +89,7 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def hit_cost(rounds: int, per_round: int) -> None:
+def hit_cost(rounds: int, per_round: int, targets: Targets) -> None:
     art = get_model("mobilenet_v2", format="onnx")
     feeds = sample_feeds("mobilenet_v2", batch_size=1, seed=0)
     engine = OnnxRuntimeEngine(art)
@@ -98,7 +103,9 @@ def hit_cost(rounds: int, per_round: int) -> None:
     turn = iter(range(1 << 30))
     next_request = lambda: requests[next(turn) % len(requests)]  # noqa: E731
     samples: dict[str, list[float]] = {"inference": [], "hit": [], "xxh3 key": [], "sha256 key": []}
+    round_pct = []  # each round's hit median over its inference median
     for _ in range(rounds):
+        mark = {k: len(v) for k, v in samples.items()}
         for _ in range(per_round):
             samples["inference"].append(timed(lambda: engine.predict(feeds)))
         for _ in range(per_round * 10):
@@ -108,8 +115,11 @@ def hit_cost(rounds: int, per_round: int) -> None:
             samples["xxh3 key"].append(timed(lambda: feeds_key(request, cache.identity)))
             request = next_request()
             samples["sha256 key"].append(timed(lambda: sha256_key(request)))
+        round_pct.append(100 * statistics.median(samples["hit"][mark["hit"]:])
+                         / statistics.median(samples["inference"][mark["inference"]:]))
     med = {k: statistics.median(v) for k, v in samples.items()}
-    assert cache.stats()["inner_calls"] == 1, "every timed cache call must have been a hit"
+    targets.check("every timed cache call was a hit", cache.stats()["inner_calls"] == 1,
+                  f"inner calls {cache.stats()['inner_calls']} (1 expected: the first, untimed)")
     pct = 100 * med["hit"] / med["inference"]
     print(f"== 1. cache hit vs MobileNetV2 batch-1 ONNX Runtime inference ({art.path.name}, input 1x224x224x3 f32)")
     print(f"   inference p50 {med['inference'] * 1e3:8.3f} ms   (n={len(samples['inference'])})")
@@ -117,9 +127,10 @@ def hit_cost(rounds: int, per_round: int) -> None:
           f"(target <= {HIT_TARGET_PCT} %: {met(pct <= HIT_TARGET_PCT)})")
     print(f"   key only: xxh3-128 {med['xxh3 key'] * 1e6:7.1f} us = {100 * med['xxh3 key'] / med['inference']:.3f} %"
           f"   sha256 {med['sha256 key'] * 1e6:7.1f} us = {100 * med['sha256 key'] / med['inference']:.2f} %")
+    targets.rounds("cache hit, % of inference p50", round_pct, HIT_TARGET_PCT, "lower", unit="%")
 
 
-def session_cache(rounds: int) -> None:
+def session_cache(rounds: int, targets: Targets) -> None:
     from kit.artifacts import ModelArtifact
     from kit.specs import synthetic_feeds
 
@@ -158,6 +169,8 @@ def session_cache(rounds: int) -> None:
                   f"(target >= {SESSION_TARGET_X}x: {met(pc / cc >= SESSION_TARGET_X)})")
             print(f"   {'':17s} to first answer (cached includes its check run): no cache {pf * 1e3:7.1f} ms  "
                   f"cached {cf * 1e3:7.1f} ms  = {pf / cf:5.2f}x")
+            targets.rounds(f"{art.name} session creation, no cache / cached",  # paired rounds: plain, then cached
+                           [p / c for p, c in zip(plain_create, cached_create)], SESSION_TARGET_X, "higher", unit="x")
 
 
 def zipf(requests: int, pool_size: int, cache_entries: int) -> None:
@@ -183,8 +196,10 @@ def zipf(requests: int, pool_size: int, cache_entries: int) -> None:
         cached.close()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed beyond its noise")
+    parser.add_argument("--only", choices=["hit", "session", "zipf"], help="run one part")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--pool", type=int, default=200)
@@ -195,10 +210,15 @@ def main() -> None:
     env = environment()
     print(f"CPU {env['cpu_model']} ({env['affinity_cores']} cores), onnxruntime "
           f"{env['libraries'].get('onnxruntime-gpu') or env['libraries'].get('onnxruntime')}")
-    hit_cost(args.rounds, per_round=20)
-    session_cache(args.rounds)
-    zipf(args.requests, args.pool, args.cache_entries)
+    targets = Targets("bench_caching.py")
+    if args.only in (None, "hit"):
+        hit_cost(args.rounds, per_round=20, targets=targets)
+    if args.only in (None, "session"):
+        session_cache(args.rounds, targets)
+    if args.only in (None, "zipf"):
+        zipf(args.requests, args.pool, args.cache_entries)  # reported; no target
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

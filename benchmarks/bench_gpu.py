@@ -12,7 +12,10 @@ Each pair is measured interleaved in rounds; the ratio is kit / bare throughput 
 >= 95 %). Where no GPU execution provider really loads, the script says so, names why
 for each provider, and exits 0: there is nothing to measure.
 
-    .venv/bin/python benchmarks/bench_gpu.py [--rounds 5] [--seconds 1.0] [--provider CPUExecutionProvider]
+    .venv/bin/python benchmarks/bench_gpu.py [--rounds 5] [--seconds 1.0] [--provider CPUExecutionProvider] [--check]
+
+``--check`` exits 1 when a kit/bare ratio misses 95 % by more than the range of its per-round
+ratios (``kit.profile.targets``), or the IO-bound answers differ; with no GPU it exits 0.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kit._quiet sets the runtimes' log levels
 
 from kit.engines.providers import CPU, CUDA, CudaOptions, discover_providers  # noqa: E402
+from kit.profile.targets import Targets  # noqa: E402
 
 
 def verdict(ok: bool) -> str:
@@ -43,7 +47,7 @@ def timed(call, seconds: float) -> list[float]:
     return out
 
 
-def measure(pairs: dict[str, tuple], rounds: int, seconds: float, batch: int) -> bool:
+def measure(pairs: dict[str, tuple], rounds: int, seconds: float, batch: int, targets: Targets) -> bool:
     """pairs: label -> (kit_call, bare_call); interleaved kit, bare, kit, bare ... per round."""
     ok_all = True
     for label, (kit_call, bare_call) in pairs.items():
@@ -64,6 +68,7 @@ def measure(pairs: dict[str, tuple], rounds: int, seconds: float, batch: int) ->
         ok_all &= ok
         print(f"  batch {batch:>2} {label:<16} kit {kit_tp:10.1f} samples/s   bare ORT {bare_tp:10.1f} samples/s   "
               f"kit/bare {ratio:6.1%} (target >= 95 %): {verdict(ok)}")
+        targets.rounds(f"batch {batch} {label}: kit / bare throughput", ratios, 0.95, "higher")
     return ok_all
 
 
@@ -73,7 +78,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per variant and batch size")
     parser.add_argument("--provider", default=CUDA, choices=[CUDA, CPU],
                         help="CPU runs the same comparison on CPU, to check this script where there is no GPU")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed beyond its noise")
     args = parser.parse_args()
+    targets = Targets("bench_gpu.py")
 
     statuses = discover_providers()
     print("execution providers listed by this onnxruntime wheel, and whether they really run:")
@@ -128,16 +135,17 @@ def main() -> int:
 
         got = bound.predict(feeds)[out_name]
         want = engine.predict(feeds)[out_name]
-        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+        targets.check(f"batch {batch}: IO-bound answers equal plain ones",
+                      np.allclose(got, want, rtol=1e-3, atol=1e-5))
         ok &= measure({
             "plain": (lambda: engine.predict(feeds), lambda: bare.run([out_name], feeds)),
             "io binding": (lambda: bound.predict(feeds), bare_binding),
             "device-resident": (lambda: bound.run_on_device(on_gpu), bare_resident),
-        }, args.rounds, args.seconds, batch)
+        }, args.rounds, args.seconds, batch, targets)
     bound.close()
     engine.close()
     print(f"\nsummary: kit within 5 % of bare ONNX Runtime on {args.provider} everywhere: {verdict(ok)}")
-    return 0
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@
 
 Variants are timed interleaved in rounds (``kit.optimize.evaluate`` -> ``kit.profile.compare``),
 so the ratios are taken under the same machine load. Quality never depends on timing.
-Run: ``.venv/bin/python benchmarks/bench_real_models.py [--seconds 4] [--lines 500]``
+Run: ``.venv/bin/python benchmarks/bench_real_models.py [--seconds 4] [--lines 500] [--check]``; ``--check``
+exits 1 when a speed target is missed by more than the range of its per-round figures, or a
+quality target is missed (quality is not timed: judged exactly) (``kit.profile.targets``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,9 +38,13 @@ from kit.optimize.quantize_onnx import (
     to_float16,
 )
 from kit.optimize.transformers import optimize_transformer
+from kit.profile.figures import Figure, ratio_rounds
 from kit.profile.sysinfo import environment
+from kit.profile.targets import Targets
 from kit.zoo import get_model, sample_feeds, zoo_samples
 
+TARGETS = Targets("bench_real_models.py")
+"""Every target this run judged; ``--check`` prints them and gates on them."""
 
 def verdict(value: float, target: float, higher: bool = True) -> str:
     met = value >= target if higher else value <= target
@@ -95,8 +102,9 @@ def fused_vs_session_levels(source, fused, data, seconds: float) -> dict:
         print("  fused vs unfused by ORT session level (interleaved):")
         for batch in (1, 8):
             feeds = {k: v[:batch] for k, v in data.items()}
-            results = {r.label: r.summary() for r in compare(engines, feeds, rounds=10, config=ProfileConfig(
+            measured = {r.label: r for r in compare(engines, feeds, rounds=10, config=ProfileConfig(
                 warmup=2, min_duration_s=1.5 * seconds, min_queries=10))}
+            results = {label: r.summary() for label, r in measured.items()}
             base = results["unfused, session basic"]["p50_ms"]
             online = results["unfused, session all"]["p50_ms"]
             offline = results["fused, session all"]["p50_ms"]
@@ -104,6 +112,10 @@ def fused_vs_session_levels(source, fused, data, seconds: float) -> dict:
                   f"{base / offline:.2f}x unfused-without-fusions ({verdict(base / offline, 1.2)}), "
                   f"{online / offline:.2f}x unfused with ORT's session fusions")
             out[f"fused_vs_basic_b{batch}"], out[f"fused_vs_all_b{batch}"] = base / offline, online / offline
+            paired = ratio_rounds(measured["unfused, session basic"].round_p50s_ms(),
+                                  measured["fused, session all"].round_p50s_ms())
+            TARGETS.figure(f"minilm batch {batch}: fused / unfused without session fusions",
+                           Figure.from_rounds(paired, "x", "higher", value=base / offline), 1.2, "higher")
     finally:
         for engine in engines.values():
             engine.close()
@@ -179,17 +191,26 @@ def bench_minilm(work: Path, seconds: float) -> dict:
                   f"cosine {r['cosine_min']:.5f} min ({verdict(r['cosine_min'], 0.99)}), "
                   f"Spearman {r['spearman']:.4f} ({verdict(r['spearman'], 0.99)})")
             out[f"{art.name}_speedup_b{batch}"] = float(r["speedup"])
+            TARGETS.figure(f"batch {batch} {art.name} speed-up", Figure.from_columns(r, "speedup", "x"), target,
+                           "higher")
+            TARGETS.figure(f"batch {batch} {art.name} cosine (min)", Figure.point(r["cosine_min"]), 0.99, "higher")
+            TARGETS.figure(f"batch {batch} {art.name} Spearman", Figure.point(r["spearman"]), 0.99, "higher")
     for batch in (1, 8):
         ratio = row(source.name, batch)["p50_ms"] / row(fused.name, batch)["p50_ms"]
         print(f"  batch {batch}: fused {ratio:.2f}x unfused, both at ORT's default session level 'all' "
               f"({verdict(ratio, 1.2)})")
         out[f"fused_vs_unfused_b{batch}"] = float(ratio)
+        paired = ratio_rounds(row(source.name, batch)["round_p50s_ms"], row(fused.name, batch)["round_p50s_ms"])
+        TARGETS.figure(f"minilm batch {batch}: fused / unfused at session level all",
+                       Figure.from_rounds(paired, "x", "higher", value=ratio), 1.2, "higher")
     out.update(fused_vs_session_levels(source, fused, data, seconds))
     rec = recommend(frame, accuracy_budget=None, min_cosine=0.99, batch_size=8)
     print(f"  kit picks {rec.best}: {rec.speedup:.2f}x float32 at batch 8 ({verdict(rec.speedup, 2.0)})")
     for name, why in rec.reasons.items():
         print(f"    {name}: {why}")
     out["pick"], out["pick_speedup_b8"] = rec.best, rec.speedup
+    TARGETS.figure(f"minilm pick ({rec.best}) speed-up, batch 8", Figure.from_columns(row(rec.best, 8), "speedup", "x"),
+                   2.0, "higher")
     return out
 
 
@@ -286,11 +307,14 @@ def bench_ocr(work: Path, seconds: float, lines: int) -> dict:
         for r in failed.itertuples():
             print(f"    {r.name}: failed: {r.failure}")
         out[f"pick_b{batch}"], out[f"pick_speedup_b{batch}"] = rec.best, rec.speedup
+        TARGETS.figure(f"ocr batch {batch} pick ({rec.best}) accuracy drop", Figure.point(best["accuracy_drop_pts"],
+                                                                                         "pts"), 1.0, "lower")
     return out
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed beyond its noise")
     parser.add_argument("--seconds", type=float, default=4.0, help="timing per variant and batch size")
     parser.add_argument("--lines", type=int, default=500,
                         help="rendered lines for OCR accuracy (>= 500 for the target)")
@@ -313,7 +337,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({**results, "total_s": total, "cpu": env["cpu_model"]}, indent=2,
                                         default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)))
+    return TARGETS.finish(args.check)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

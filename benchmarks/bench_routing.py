@@ -8,12 +8,15 @@
    rate and p99 latency of: no protection, retry (3 attempts), and a fallback route, against
    a healthy baseline, again interleaved. Target: 100 % success with the fallback.
 
-Run: ``.venv/bin/python benchmarks/bench_routing.py [--quick]``
+Run: ``.venv/bin/python benchmarks/bench_routing.py [--quick] [--check]``; ``--check`` exits 1 when
+an overhead misses its target by more than the range of its per-round overheads, or a stack
+lost a request or the fallback's success target is missed (``kit.profile.targets``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +25,9 @@ import numpy as np
 
 from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.errors import KitError
+from kit.profile.figures import Figure
 from kit.profile.stats import latency_summary, median_spread
+from kit.profile.targets import Targets
 from kit.serve.faults import FaultInjector
 from kit.serve.ledger import Ledgered, RequestLedger
 from kit.serve.resilience import Retry, RetryPolicy
@@ -80,7 +85,9 @@ def overhead(rounds: int, calls: int) -> list[dict]:
             row = {"variant": label, "us_per_call": med, "spread_us": spread}
             if label != "direct call":
                 over, over_spread = median_spread(np.asarray(values) - direct)
-                row.update(overhead_us=over, overhead_spread_us=over_spread)
+                row.update(overhead_us=over, overhead_spread_us=over_spread,
+                           overhead_figure=Figure.from_rounds(np.asarray(values) - direct, "us", "lower",
+                                                              interval="iqr"))
                 if label != SHADOW:
                     row["met"] = over <= OVERHEAD_TARGET_US
             rows.append(row)
@@ -143,10 +150,12 @@ def faults(rounds: int, requests: int, error_rate: float) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (a smoke run)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed beyond its noise")
     args = parser.parse_args()
+    targets = Targets("bench_routing.py")
     rounds, requests = (3, 200) if args.quick else (9, 1500)
     blocks, block_calls = (60, 100) if args.quick else (400, 100)
 
@@ -159,6 +168,8 @@ def main() -> None:
             verdict = ("met" if row["met"] else "NOT met") if "met" in row else "(no target: a mirrored inference)"
             over = f"{row['overhead_us']:6.2f} +- {row['overhead_spread_us']:4.2f}  {verdict}"
         print(f"{row['variant']:36s} {row['us_per_call']:9.2f} {over}")
+        if "met" in row:
+            targets.figure(f"{row['variant']} overhead", row["overhead_figure"], OVERHEAD_TARGET_US, "lower")
 
     print(f"\n== 20 % injected errors on the primary route (digits_cnn ONNX, batch 1; {rounds} interleaved "
           f"rounds x {requests} requests each)")
@@ -169,7 +180,12 @@ def main() -> None:
         print(f"{row['variant']:36s} {row['success_rate']:8.2%} {row['failed']:7d} {row['lost']:5d} "
               f"{row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['p99_increase_ms']:+8.3f} {row['p99_ratio']:6.2f}  "
               f"{verdict}")
+        targets.check(f"{row['variant']}: no request lost", row["lost"] == 0, f"{row['lost']} lost")
+        if "met" in row:  # a count, not a timing: no noise to allow
+            targets.figure(f"{row['variant']} success rate", Figure.point(row["success_rate"]), SUCCESS_TARGET,
+                           "higher")
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

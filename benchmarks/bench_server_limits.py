@@ -15,7 +15,9 @@ the figure issue 16 asks for:
    stall until the server drops it, target <= read timeout (+0.5 s), and server threads while they stall; plus 50
    that announce Content-Length 1e9, refused at once.
 
-Run: ``.venv/bin/python benchmarks/bench_server_limits.py [--scale 0.25]`` (about a minute on 2 cores).
+Run: ``.venv/bin/python benchmarks/bench_server_limits.py [--scale 0.25] [--check]`` (about a minute on 2 cores).
+Each phase runs once, so its figures carry no measured spread: ``--check`` judges them exactly
+against their targets (``kit.profile.targets``) and prints one line per target.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pathlib import Path
 import psutil
 
 from kit.engines import tfserving_wire as wire
+from kit.profile.figures import Figure
+from kit.profile.targets import Targets
 from kit.testing import make_add_model
 
 READ_TIMEOUT_S = 2.0
@@ -197,7 +201,9 @@ def stalled(port: int, server: psutil.Process, count: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the burst and soak request counts")
+    parser.add_argument("--check", action="store_true", help="print the gate, one line per target")
     args = parser.parse_args()
+    targets = Targets("bench_server_limits.py")
     with tempfile.TemporaryDirectory() as tmp:
         model = make_add_model(Path(tmp) / "add.onnx")
         proc, grpc_port, rest_port = start_server(str(model))
@@ -209,6 +215,7 @@ def main() -> int:
 
             b = burst(rest_port, 200, int(1000 * args.scale) // 200 * 200 or 200)
             verdicts.append(b["lost"] == 0)
+            targets.check("burst: no request lost", b["lost"] == 0, f"{b['lost']} of {b['sent']} lost")
             print(f"1. burst: {b['sent']} REST requests from 200 concurrent clients: {b['ok']} answered, "
                   f"{b['lost']} lost {b['errors'] or ''} (target 0) {'PASS' if verdicts[-1] else 'FAIL'}")
 
@@ -218,18 +225,26 @@ def main() -> int:
             s = soak(grpc_port, rest_port, int(20_000 * args.scale))
             growth = (server.memory_info().rss - rss0) / MB
             verdicts.append(growth < 50 and s["failed"] == 0)
+            targets.check("soak: no request failed", s["failed"] == 0, f"{s['failed']} of {s['sent']} failed")
+            targets.figure("soak: server RSS growth", Figure.point(growth, "MB"), 50, "lower")
             print(f"2. soak: {s['sent']} mixed gRPC/REST requests in {time.perf_counter() - t0:.1f} s, "
                   f"{s['failed']} failed; server RSS {rss0 / MB:.0f} MB -> growth {growth:+.1f} MB (target < 50) "
                   f"{'PASS' if verdicts[-1] else 'FAIL'}")
 
             h = huge_shape(grpc_port, server)
             verdicts.append(h["code"] == "INVALID_ARGUMENT" and h["peak_growth_mb"] < 50)
+            targets.check("huge shape: refused with INVALID_ARGUMENT", h["code"] == "INVALID_ARGUMENT", h["code"])
+            targets.figure("huge shape: server peak RSS growth", Figure.point(h["peak_growth_mb"], "MB"), 50, "lower")
             print(f"3. huge shape: a {h['bytes']}-byte gRPC request declaring [2e6, 8, 8, 2]: {h['code']} "
                   f"({h['details']}); server peak RSS growth {h['peak_growth_mb']:+.1f} MB (target < 50) "
                   f"{'PASS' if verdicts[-1] else 'FAIL'}")
 
             st = stalled(rest_port, server, 50)
             verdicts.append(st["max_release_s"] <= READ_TIMEOUT_S + 0.5 and st["huge_length_refused"] == 50)
+            targets.figure("stalled clients: slowest drop", Figure.point(st["max_release_s"], "s"),
+                           READ_TIMEOUT_S + 0.5, "lower")
+            targets.check("Content-Length 1e9: all refused at once", st["huge_length_refused"] == 50,
+                          f"{st['huge_length_refused']}/50")
             print(f"4. stalled: {st['clients']} clients announcing a body and stalling were all dropped within "
                   f"{st['max_release_s']:.2f} s (read timeout {READ_TIMEOUT_S} s); server threads "
                   f"{st['threads_before']} before, {st['threads_during']} while they stalled; "
@@ -242,6 +257,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     print(f"{sum(verdicts)}/{len(verdicts)} targets met")
+    if args.check:
+        return targets.finish(True)
     return 0 if all(verdicts) else 1
 
 

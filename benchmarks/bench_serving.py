@@ -8,7 +8,8 @@ in rounds (kit.profile.compare) and their samples pooled; p50/p99 and the ratio 
 in-process p50 are printed side by side. Issue 7 sets no target for these figures: they
 are reported as measured, and every variant's answers are checked against in-process.
 
-Run: ``.venv/bin/python benchmarks/bench_serving.py [--quick]``
+Run: ``.venv/bin/python benchmarks/bench_serving.py [--quick] [--check]``; with no speed target,
+``--check`` exits 1 only when a variant failed requests or disagreed with in-process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kit.engines.onnxruntime import OnnxRuntimeEngine
 from kit.engines.tfserving import TFServingEngine
 from kit.profile import LoadConfig, compare
 from kit.profile.sysinfo import environment
+from kit.profile.targets import Targets
 from kit.zoo import get_model, sample_feeds
 
 
@@ -40,10 +42,12 @@ def start_server(path: str) -> tuple[subprocess.Popen, str, str]:
     return proc, urls[0], urls[1]
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter run")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a variant failed requests or disagreed")
     args = parser.parse_args()
+    targets = Targets("bench_serving.py", speed_target=False)
     rounds, seconds = (4, 0.2) if args.quick else (10, 1.0)
     batch_sizes = (1, 32)
 
@@ -88,7 +92,11 @@ def main() -> None:
     bad = [r for r in rows if r[7] or r[8] > 1e-6]
     print("answers: all variants agree with in-process and no request failed" if not bad else
           f"PROBLEM: {len(bad)} variant(s) failed requests or disagreed: {[(r[0], r[1]) for r in bad]}")
+    for batch, label, *_, errors, diff in rows:
+        targets.check(f"batch {batch} {label}: no failed request, answers equal in-process", not errors and diff <= 1e-6,
+                      f"{errors} errors, max |diff| {diff:.1e}")
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

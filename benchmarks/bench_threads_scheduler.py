@@ -16,7 +16,11 @@
     - worker-bound (the digits CNN behind a fixed wait that uses no CPU, standing for a
       remote or accelerator call), guarded by this process's CPU: target >= 2x.
 
-    .venv/bin/python benchmarks/bench_threads_scheduler.py [--rounds 2] [--max-workers 3]
+    .venv/bin/python benchmarks/bench_threads_scheduler.py [--rounds 2] [--max-workers 3] [--check]
+
+``--check`` exits 1 when a ratio misses its target by more than the range of its per-round
+ratios (``kit.profile.targets``); a scheduler target whose pools ran identical configurations
+is not judged.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from kit.engines.base import Wrapper  # noqa: E402
 from kit.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
+from kit.profile.figures import Figure, ratio_rounds  # noqa: E402
 from kit.profile.loadgen import compare, profile
 from kit.profile.scenarios import LoadConfig
 from kit.profile.stats import median_spread  # noqa: E402
+from kit.profile.targets import Targets  # noqa: E402
 from kit.profile.threads import ThreadSweepConfig, sweep_ort_threads  # noqa: E402
 from kit.serve.scaling import ScalingConfig, ScalingPool, step_load  # noqa: E402
 
@@ -45,7 +51,7 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "not met"
 
 
-def thread_sweep(model, feeds, rounds: int, seconds: float) -> bool:
+def thread_sweep(model, feeds, rounds: int, seconds: float, targets: Targets) -> bool:
     cfg = ThreadSweepConfig(intra_op_num_threads=(1, 2), inter_op_num_threads=(1, 2), rounds=rounds * 2,
                             min_duration_s=seconds, min_queries=10, warmup=3)
     result = sweep_ort_threads(model, feeds, cfg)
@@ -66,12 +72,16 @@ def thread_sweep(model, feeds, rounds: int, seconds: float) -> bool:
     results = compare(engines, feeds, rounds=rounds * 2,
                       config=LoadConfig(warmup_queries=3, min_duration_s=2 * seconds, min_queries=20))
     p50 = {r.label: float(np.median(r.latencies_s)) * 1e3 for r in results}
+    by_label = {r.label: r for r in results}
+    paired = ratio_rounds(by_label["default"].round_p50s_ms(), by_label["best"].round_p50s_ms())
     for engine in engines.values():
         engine.close()
     ratio = p50["default"] / p50["best"]
     ok = ratio >= 1.0
     print(f"  confirmation (fresh interleaved rounds): default p50 {p50['default']:.2f} ms, best p50 "
           f"{p50['best']:.2f} ms -> default/best {ratio:.2f}x (target >= 1.0): {verdict(ok)}")
+    targets.figure("thread sweep: default / best p50", Figure.from_rounds(paired, "x", "higher", value=ratio), 1.0,
+                   "higher")
     return ok
 
 
@@ -88,7 +98,8 @@ class RemoteLike(Wrapper):
         return self.inner.predict(feeds)
 
 
-def scheduler(title: str, predictor, feeds, rounds: int, adaptive_cfg: ScalingConfig, target: float) -> bool | None:
+def scheduler(title: str, predictor, feeds, rounds: int, adaptive_cfg: ScalingConfig, target: float,
+              targets: Targets) -> bool | None:
     fixed_cfg = ScalingConfig(min_workers=adaptive_cfg.min_workers, max_workers=adaptive_cfg.min_workers,
                               interval_s=adaptive_cfg.interval_s)
     print(f"\n(b) {title}")
@@ -137,6 +148,10 @@ def scheduler(title: str, predictor, feeds, rounds: int, adaptive_cfg: ScalingCo
           f"{adaptive_cfg.min_workers}-worker pool {pooled['fixed']:.1f} ms -> fixed/adaptive {ratio:.2f}x "
           f"(per-round median {per_round:.2f}x +/- {spread:.2f}) (target >= {target:g}x): "
           + (verdict(ok) if max(workers_used) > adaptive_cfg.min_workers else "n/a (identical configurations)"))
+    if max(workers_used) > adaptive_cfg.min_workers:
+        per_round_ratios = np.asarray(p99["fixed"]) / np.asarray(p99["adaptive"])
+        targets.figure(f"{title.split(':')[0]}: fixed / adaptive p99",
+                       Figure.from_rounds(per_round_ratios, "x", "higher", value=ratio), target, "higher")
     return ok if max(workers_used) > adaptive_cfg.min_workers else None
 
 
@@ -147,7 +162,9 @@ def main() -> int:
     parser.add_argument("--max-workers", type=int, default=3, help="upper bound of the compute-bound pool")
     parser.add_argument("--io-max-workers", type=int, default=4, help="upper bound of the worker-bound pool")
     parser.add_argument("--wait-ms", type=float, default=20.0, help="wait per request of the worker-bound model")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed beyond its noise")
     args = parser.parse_args()
+    targets = Targets("bench_threads_scheduler.py")
     from kit.profile.sysinfo import environment
     from kit.zoo import get_model, sample_feeds
 
@@ -155,24 +172,26 @@ def main() -> int:
     print(f"CPU: {env['cpu_model']}, {env['affinity_cores']} cores available (shared machine: timings drift)")
     model = get_model("mobilenet_v2", format="onnx")
     feeds = sample_feeds("mobilenet_v2", batch_size=1)
-    ok_threads = thread_sweep(model, feeds, args.rounds, args.seconds)
+    ok_threads = thread_sweep(model, feeds, args.rounds, args.seconds, targets)
     engine = OnnxRuntimeEngine(model, intra_op_num_threads=1)
     ok_cpu = scheduler("scheduler, compute-bound: MobileNetV2 batch 1, ORT 1 intra-op thread per worker",
                        engine, feeds, args.rounds,
                        ScalingConfig(min_workers=1, max_workers=args.max_workers, interval_s=0.1, up_after=2,
-                                     down_after=8, cooldown_s=0.3, cpu_source="system"), target=1.0)
+                                     down_after=8, cooldown_s=0.3, cpu_source="system"), target=1.0,
+                       targets=targets)
     engine.close()
     digits = OnnxRuntimeEngine(get_model("digits_cnn", format="onnx"), intra_op_num_threads=1)
     remote = RemoteLike(digits, args.wait_ms / 1e3)
     ok_io = scheduler(f"scheduler, worker-bound: digits CNN behind a {args.wait_ms:g} ms wait per request "
                       f"(a remote/accelerator call)", remote, sample_feeds("digits_cnn", batch_size=1), args.rounds,
                       ScalingConfig(min_workers=1, max_workers=args.io_max_workers, interval_s=0.1, up_after=2,
-                                    down_after=8, cooldown_s=0.3, cpu_source="process"), target=2.0)
+                                    down_after=8, cooldown_s=0.3, cpu_source="process"), target=2.0,
+                      targets=targets)
     remote.close()
     print(f"\nsummary: thread sweep best vs default {verdict(ok_threads)}; scheduler p99 vs fixed minimum pool: "
           f"compute-bound (must not hurt) {'n/a' if ok_cpu is None else verdict(ok_cpu)}, "
           f"worker-bound {'n/a' if ok_io is None else verdict(ok_io)}")
-    return 0
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":

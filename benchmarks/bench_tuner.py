@@ -21,7 +21,11 @@ last trial, process start included. On a 2-core machine the workers serialize th
 the storage lock, so expect no gain: the point is that both finish the grid with every point measured
 once and the same best configuration.
 
-Run: ``.venv/bin/python benchmarks/bench_tuner.py [--part search|workers|all] [--storage URL]``
+Run: ``.venv/bin/python benchmarks/bench_tuner.py [--part search|workers|all] [--storage URL] [--check]``
+
+Both searches read the same measurements, so the noise of the ratio is the sampler's: ``--check``
+judges the median ratio against the range of the per-seed ratios (``kit.profile.targets``), and
+the workers part on covering the grid once (a correctness check).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kit.optimize.quantize_onnx import quantize_dynamic  # noqa: E402
 from kit.profile.scenarios import LoadConfig
 from kit.profile.sysinfo import environment  # noqa: E402
+from kit.profile.targets import Targets
 from kit.tune import Objective, OrtEvaluator, SearchSpace, Tuner, classification_accuracy  # noqa: E402
 from kit.zoo import digits_data, get_model  # noqa: E402
 
@@ -53,7 +58,7 @@ def worse_ratio(objective: Objective, tpe: float, grid: float) -> float:
     return tpe / grid if objective.direction == "minimize" else grid / tpe
 
 
-def workers_part(storage: str | None) -> bool:
+def workers_part(storage: str | None, targets: Targets | None = None) -> bool:
     """Trials per minute with 1 and 2 workers; True when both covered the grid once with one best."""
     from kit.tune.fleet import plan_fairness, run_workers
     from kit.tune.job import TuneJob, threads_per_trial
@@ -78,6 +83,9 @@ def workers_part(storage: str | None) -> bool:
         once = (len(frame) == space.size and (frame["state"] == "complete").all()
                 and not frame.duplicated(subset=list(space.grid())).any())
         ok &= once and all(r.exitcode == 0 for r in results)
+        if targets is not None:
+            targets.check(f"{workers} worker(s): every grid point measured once, every worker exited 0",
+                          once and all(r.exitcode == 0 for r in results))
         bests.append(tuner.best().config)
         print(f"   {workers} worker(s): {len(frame)} trials in {seconds:.1f} s = {60 * len(frame) / seconds:.1f} "
               f"trials/min; every point once: {once}; fairness: {fairness.describe()}")
@@ -93,16 +101,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=["search", "workers", "all"], default="all")
     parser.add_argument("--storage", help="Optuna storage URL for the workers part (default: SQLite in a temp folder)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed beyond its noise")
     args = parser.parse_args()
+    targets = Targets("bench_tuner.py")
     ok = True
     if args.part in ("workers", "all"):
-        ok &= workers_part(args.storage)
+        ok &= workers_part(args.storage, targets)
     if args.part in ("search", "all"):
-        ok &= search_part() == 0
+        ok &= search_part(targets) == 0
+    if args.check:
+        return targets.finish(True)
     return 0 if ok else 1
 
 
-def search_part() -> int:
+def search_part(targets: Targets | None = None) -> int:
     started = time.perf_counter()
     env = environment()
     print(f"CPU: {env['cpu_model']} ({env['affinity_cores']} cores usable); onnxruntime "
@@ -141,6 +153,8 @@ def search_part() -> int:
             median_ratio = statistics.median(ratios)
             met = median_ratio <= 1 + TARGET_GAP
             met_all &= met
+            if targets is not None:
+                targets.rounds(f"{label}: TPE / grid best (worse-ratio, over seeds)", ratios, 1 + TARGET_GAP, "lower")
             rows.append((label, objective, grid, grid_best, grid_seconds, ratios, needed, median_ratio, met))
     unit = {"p95_ms": "ms", "samples_per_s": "samples/s"}
     for label, objective, grid, best, seconds, ratios, needed, median_ratio, met in rows:

@@ -6,7 +6,10 @@ would have to pass for it. The table says, per model, each notebook's status (ok
 reason, failed with its error) and the time all notebooks took. It is a trial, not a benchmark:
 a full pass takes 15-30 minutes on 2 cores, so ``make bench`` does not run it.
 
-    .venv/bin/python benchmarks/trial_pretrained.py [--models silero-vad magika] [--out /tmp/trial]
+    .venv/bin/python benchmarks/trial_pretrained.py [--models silero-vad magika] [--out /tmp/trial] [--check]
+
+No speed target: ``--check`` prints one gate line per model (no notebook failed) and exits 1
+when one did (``kit.profile.targets``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from kit.profile.targets import Targets
 
 # model name in kit.zoo.pretrained -> the -p pairs its user must pass (dynamic sizes, a sample rate)
 TRIAL: dict[str, list[tuple[str, str]]] = {
@@ -79,7 +84,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=list(TRIAL), help="names from kit.zoo.pretrained")
     parser.add_argument("--out", default=None, help="report folder (default: a temporary one)")
+    parser.add_argument("--check", action="store_true", help="print the gate, one line per model")
     args = parser.parse_args()
+    targets = Targets("trial_pretrained.py", speed_target=False)
     unknown = sorted(set(args.models) - set(TRIAL))
     if unknown:
         parser.error(f"no trial parameters for {unknown}; known: {sorted(TRIAL)}")
@@ -95,8 +102,12 @@ def main() -> int:
                 print(f"    {r['notebook']} {r['status']}: {(r['error'] or '')[:200]}")
         # refusing a model its runtime cannot load is right, if it says why in one line (a custom op)
         unclear = not result["notebooks"] and ("Traceback" in result["error"] or len(result["error"].splitlines()) != 1)
-        failed += sum(r["status"] == "failed" for r in result["notebooks"]) + unclear
+        failed_here = sum(r["status"] == "failed" for r in result["notebooks"]) + unclear
+        targets.check(f"{name}: no notebook failed", not failed_here, f"{failed_here} failed")
+        failed += failed_here
     print(f"{failed} notebook run(s) failed or refused unclearly (o ok, s skipped with a reason, f failed)")
+    if args.check:
+        return targets.finish(True)
     return 1 if failed else 0
 
 

@@ -45,7 +45,16 @@ from kit.errors import (
                         ServingError,
 )
 from kit.models import FormatUnavailable, available_formats, resolve_model
-from kit.profile import Instrumented, LoadConfig, LoadResult, MetricsRecorder, compare, environment, summary_frame
+from kit.profile import (
+                        Figure,
+                        Instrumented,
+                        LoadConfig,
+                        LoadResult,
+                        MetricsRecorder,
+                        compare,
+                        environment,
+                        summary_frame,
+)
 from kit.profile import profile as measure
 from kit.profile.providers import choose_providers
 from kit.report import finding, interactive, publish
@@ -59,7 +68,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CacheConfig", "CircuitBreaker", "CircuitOpen", "Closed", "ConfigError", "ConversionError", "Dataset",
-    "DeadlineExceeded", "DynamicBatcher", "FormatUnavailable", "InferenceError", "InputError", "Instrumented",
+    "DeadlineExceeded", "DynamicBatcher", "Figure", "FormatUnavailable", "InferenceError", "InputError", "Instrumented",
     "KitError", "LoadConfig", "LoadResult", "MetricsRecorder", "MissingDependencyError", "ModelArtifact",
     "ModelLoadError", "ModelRegistry", "ModelServer", "Objective", "OnnxRuntimeEngine", "OrtOptions", "Overloaded",
     "Predictor", "PredictorBase", "ProviderUnavailableError", "QuantizationError", "ResultCache", "Retry", "Router",

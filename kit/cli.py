@@ -42,12 +42,15 @@ def _cmd_env(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from kit.report.compare import compare_runs, write_html
+    from kit.report.compare import FLOOR_NOTE, compare_runs, table, write_html
 
     comparison = compare_runs(args.older, args.newer, threshold_pct=args.threshold, noise_pct=args.noise,
                               allow_missing=args.allow_missing)
-    with pd.option_context("display.width", 160, "display.max_rows", None, "display.max_colwidth", 60):
-        print(comparison.frame.drop(columns=["noise"]).to_string(index=False, float_format="{:.4g}".format))
+    text = table(comparison)
+    with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_colwidth", 60):
+        print(text.to_string(index=False))
+    if text["verdict"].str.endswith(" *").any():
+        print(FLOOR_NOTE.format(pct=args.noise))
     page = write_html(comparison)
     print(f"comparison: {page}")
     if comparison.failed:
@@ -189,8 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("older", help="report folder of the earlier run (swapped if run.json says otherwise)")
     cmp.add_argument("newer", help="report folder of the later run; compare_*.html is written there")
     cmp.add_argument("--threshold", type=float, default=None,
-                     help="exit 1 when a figure gets worse by more than this percentage and than its noise")
-    cmp.add_argument("--noise", type=float, default=5.0, help="noise floor in percent, for figures without spread")
+                     help="exit 1 when a figure gets worse by more than this percentage and beyond noise "
+                          "(the two runs' ranges over rounds do not overlap)")
+    cmp.add_argument("--noise", type=float, default=5.0,
+                     help="noise floor in percent, used only for figures a run published without their spread "
+                          "(marked *)")
     cmp.add_argument("--allow-missing", action="store_true",
                      help="do not fail the gate on figures that became NaN, a non-number, or disappeared")
     cmp.set_defaults(func=_cmd_compare)

@@ -10,8 +10,9 @@ import importlib
 import pytest
 
 PUBLIC = {'kit': ['CacheConfig', 'CircuitBreaker', 'CircuitOpen', 'Closed', 'ConfigError', 'ConversionError', 'Dataset',
-         'DeadlineExceeded', 'DynamicBatcher', 'FormatUnavailable', 'InferenceError', 'InputError', 'Instrumented',
-         'KitError', 'LoadConfig', 'LoadResult', 'MetricsRecorder', 'MissingDependencyError', 'ModelArtifact',
+         'DeadlineExceeded', 'DynamicBatcher', 'Figure', 'FormatUnavailable', 'InferenceError', 'InputError',
+         'Instrumented', 'KitError', 'LoadConfig', 'LoadResult', 'MetricsRecorder', 'MissingDependencyError',
+         'ModelArtifact',
          'ModelLoadError', 'ModelRegistry', 'ModelServer', 'Objective', 'OnnxRuntimeEngine', 'OrtOptions',
          'Overloaded', 'Predictor', 'PredictorBase', 'ProviderUnavailableError', 'QuantizationError', 'ResultCache',
          'Retry', 'Router', 'SearchSpace', 'ServingError', 'TFServingEngine', 'TensorSpec', 'Tuner', 'Wrapper',
@@ -31,7 +32,7 @@ PUBLIC = {'kit': ['CacheConfig', 'CircuitBreaker', 'CircuitOpen', 'Closed', 'Con
                   'normalize', 'op_histogram', 'ort_optimize', 'pareto_front', 'quantize_dynamic',
                   'quantize_static', 'quantize_tflite', 'recommend', 'savedmodel_to_onnx', 'savedmodel_to_tflite',
                   'standard_variants', 'to_float16'],
- 'kit.profile': ['Concurrency', 'Instrumented', 'LoadConfig', 'LoadResult', 'MemoryResult', 'MetricsRecorder',
+ 'kit.profile': ['Concurrency', 'Figure', 'Instrumented', 'LoadConfig', 'LoadResult', 'MemoryResult', 'MetricsRecorder',
                  'Offline', 'OpProfile', 'Server', 'SingleStream', 'Steps', 'ThreadSweepConfig', 'Workload',
                  'compare', 'compare_op_profiles', 'environment', 'environment_frame', 'find_max_rate',
                  'has_fast_int8', 'latency_summary', 'measure_memory', 'median_spread', 'memory_frame',

@@ -30,6 +30,7 @@ from kit.artifacts import ModelArtifact
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError
 from kit.optimize.quality import Gate, Metric, QualityReport, Slices, compare, top1_accuracy
+from kit.profile.figures import ratio_rounds
 from kit.profile.scenarios import check_run_bounds
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,10 @@ def _speed_columns(result) -> dict[str, Any]:
     summary = result.summary()
     rounds = [float(x) for x in result.round_p50s_ms()]
     return {"p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"], "samples_per_s": summary["samples_per_s"],
-            "queries": int(summary["queries"]), "round_p50s_ms": rounds,
-            "p50_spread_ms": (max(rounds) - min(rounds)) if len(rounds) > 1 else math.nan}
+            "queries": int(summary["queries"]), "round_p50s_ms": rounds, "rounds": len(rounds),
+            "p50_spread_ms": (max(rounds) - min(rounds)) if len(rounds) > 1 else math.nan,
+            "p50_low_ms": min(rounds) if len(rounds) > 1 else math.nan,
+            "p50_high_ms": max(rounds) if len(rounds) > 1 else math.nan}
 
 
 def _memory_columns(art: ModelArtifact, feeds: Mapping[str, np.ndarray], config: EvalConfig) -> dict[str, Any]:
@@ -230,6 +233,11 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     (peak resident memory above the child's baseline after imports, MB) and ``load_s``
     (engine creation, s) come from ``kit.profile.memory.measure_memory``, and
     ``attrs["memory"]`` holds every stage (load, first inference, steady state) per variant.
+
+    Spread: ``round_p50s_ms`` holds each interleaved round's median, ``p50_low_ms``/``p50_high_ms``
+    their min–max over ``rounds``; ``speedup_low``/``speedup_high`` the min–max of the per-round
+    speed-ups (reference round median over the variant's, paired because the rounds interleave).
+    ``kit.Figure.from_rounds`` turns either into a publishable figure.
     """
     import pandas as pd
 
@@ -335,14 +343,21 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                 if name == reference.name:
                     ref_p50 = rec.get("p50_ms")
                 rows.append(rec)
+            ref_rounds = next((r.get("round_p50s_ms", []) for r in rows[-len(names):]
+                                                if r["name"] == reference.name), [])
             for rec in rows[-len(names):]:
                 p50 = rec.get("p50_ms")
                 rec["speedup"] = ref_p50 / p50 if ref_p50 and p50 and math.isfinite(p50) else float("nan")
+                # rounds are interleaved (A B C A B C ...): each round's ratio is a paired speed-up
+                ratios = ratio_rounds(ref_rounds, rec.get("round_p50s_ms", []))
+                rec["speedup_low"] = min(ratios) if len(ratios) > 1 else float("nan")
+                rec["speedup_high"] = max(ratios) if len(ratios) > 1 else float("nan")
     finally:
         for predictor in predictors.values():
             predictor.close()
     columns = ["name", "transform", "format", "batch_size", "size_mb", "p50_ms", "p99_ms", "p50_spread_ms",
-               "samples_per_s", "speedup", "quality_ok", "quality_reason", "quality", "worst_output",
+               "p50_low_ms", "p50_high_ms", "rounds", "samples_per_s", "speedup", "speedup_low", "speedup_high",
+               "quality_ok", "quality_reason", "quality", "worst_output",
                "worst_rel_error", "accuracy", "metric", "metric_reference", "metric_drop_pts", "accuracy_drop_pts",
                "top1_agreement", "max_abs_err", "cosine", "cosine_min", "ok", "failure", "queries",
                "round_p50s_ms", "checked_with", "lineage"]

@@ -217,7 +217,10 @@ def graph_summary(artifacts: list[ModelSource]):  # -> pandas.DataFrame
 
 
 def load_times(artifacts: list[ModelSource], level: str = "disable", repeats: int = 3):  # -> pandas.DataFrame
-    """Median seconds to create an ONNX Runtime session for each artifact, interleaved.
+    """Median milliseconds to create an ONNX Runtime session for each artifact, interleaved.
+
+    ``load_low_ms``/``load_high_ms`` are the fastest and slowest of the ``repeats`` loads (the
+    spread ``kit.Figure.from_columns(row, "load_ms", n="repeats")`` publishes).
 
     Offline optimization moves graph work out of session creation: load the optimized
     file with ``level="disable"`` and compare with the original loaded at ``"all"``.
@@ -238,5 +241,6 @@ def load_times(artifacts: list[ModelSource], level: str = "disable", repeats: in
             start = time.perf_counter()
             OnnxRuntimeEngine(art, graph_optimization_level=level).close()
             samples[art.name].append(time.perf_counter() - start)
-    return pd.DataFrame([{"name": n, "session_level": level, "load_ms": float(np.median(v)) * 1e3}
+    return pd.DataFrame([{"name": n, "session_level": level, "load_ms": float(np.median(v)) * 1e3,
+                          "load_low_ms": min(v) * 1e3, "load_high_ms": max(v) * 1e3, "repeats": len(v)}
                          for n, v in samples.items()])

@@ -7,6 +7,7 @@ one request (per operator) is ``kit.profile.op_profile``; where the memory goes 
 memory per model, each in its own process) is ``kit.profile.memory``.
 """
 
+from kit.profile.figures import Figure
 from kit.profile.loadgen import compare, profile
 from kit.profile.memory import MemoryResult, measure_memory, memory_frame
 from kit.profile.metrics import Instrumented, MetricsRecorder
@@ -19,8 +20,9 @@ from kit.profile.sysinfo import environment, environment_frame, has_fast_int8
 from kit.profile.threads import ThreadSweepConfig, sweep_ort_threads, sweep_tf_threads, sweep_tflite_threads
 from kit.profile.workloads import Workload
 
-__all__ = ["Concurrency", "Instrumented", "LoadConfig", "LoadResult", "MemoryResult", "MetricsRecorder", "Offline",
-    "OpProfile", "Server", "SingleStream", "Steps", "ThreadSweepConfig", "Workload", "compare", "compare_op_profiles",
-    "environment", "environment_frame", "find_max_rate", "has_fast_int8", "latency_summary", "measure_memory",
-    "median_spread", "memory_frame", "op_profile", "op_profile_summary", "parse_ort_profile", "profile",
-    "summary_frame", "sweep_ort_threads", "sweep_tf_threads", "sweep_tflite_threads"]
+__all__ = ["Concurrency", "Figure", "Instrumented", "LoadConfig", "LoadResult", "MemoryResult", "MetricsRecorder",
+    "Offline",
+    "OpProfile", "Server", "SingleStream", "Steps", "ThreadSweepConfig", "Workload", "compare",
+    "compare_op_profiles", "environment", "environment_frame", "find_max_rate", "has_fast_int8", "latency_summary",
+    "measure_memory", "median_spread", "memory_frame", "op_profile", "op_profile_summary", "parse_ort_profile",
+    "profile", "summary_frame", "sweep_ort_threads", "sweep_tf_threads", "sweep_tflite_threads"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from kit.engines.base import Feeds, Predictor
 from kit.errors import ConfigError
+from kit.profile.figures import Figure
 from kit.profile.loadgen import run
 from kit.profile.scenarios import LoadConfig, Offline
 
@@ -44,6 +45,12 @@ class BatchGain:
         wide = self._wide()
         ratio = wide["samples_per_s"][self.batch_size] / wide["samples_per_s"][1]
         return {str(e): float(v) for e, v in ratio.groupby("engine").median().items()}
+
+    def gain_figures(self) -> dict[str, Figure]:
+        """``gains()`` as publishable figures: the median per-round ratio, its min–max over rounds and n."""
+        wide = self._wide()
+        ratio = wide["samples_per_s"][self.batch_size] / wide["samples_per_s"][1]
+        return {str(e): Figure.from_rounds(v, unit="x", better="higher") for e, v in ratio.groupby("engine")}
 
     def cpu_gains(self) -> dict[str, float]:
         """CPU ms per sample at batch 1 over batch N, median of the per-round ratios, per engine."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kit.profile.figures import Figure
 from kit.profile.scenarios import positive
 from kit.profile.stats import latency_summary
 
@@ -24,7 +25,8 @@ class LoadResult:
     (single stream), ``compare`` (single stream in interleaved rounds, samples pooled) and
     the scaling step load. ``rounds`` holds each query's round index (all 0 for one run),
     so the spread over rounds stays available: ``summary()`` reports ``rounds`` and, with
-    two or more, ``p50_spread_ms`` (see ``round_p50s_ms``). ``labels`` are extra columns of
+    two or more, ``p50_spread_ms`` and its ends ``p50_low_ms``/``p50_high_ms`` (the min–max of
+    ``round_p50s_ms``); ``p50_figure()`` is the same as a publishable ``Figure``. ``labels`` are extra columns of
     the summary (model, engine, ...). ``rejected`` counts queries refused at once with
     ``Overloaded`` (they are also errors). ``stats`` and ``trace`` are what the driven
     predictor recorded of the run, where the caller keeps them (the step load keeps a
@@ -115,7 +117,8 @@ class LoadResult:
         return np.asarray(out)
 
     def summary(self) -> dict[str, Any]:
-        """The run's figures; ``p50_spread_ms`` (max - min of the rounds' medians) when pooled from 2+ rounds."""
+        """The run's figures; ``p50_spread_ms``, ``p50_low_ms``, ``p50_high_ms`` (max - min, min and max of the
+        rounds' medians) when pooled from 2+ rounds."""
         lag_ms = self.send_lag_s * 1e3
         out: dict[str, Any] = {"label": self.label, **self.labels, "scenario": self.scenario, **self.params}
         out.update(latency_summary(self.latencies_s, duration_s=self.duration_s,
@@ -135,7 +138,20 @@ class LoadResult:
         if self.n_rounds >= 2:
             p50s = self.round_p50s_ms()
             out["p50_spread_ms"] = float(p50s.max() - p50s.min()) if p50s.size else math.nan
+            out["p50_low_ms"] = float(p50s.min()) if p50s.size else math.nan
+            out["p50_high_ms"] = float(p50s.max()) if p50s.size else math.nan
         return out
+
+    def p50_figure(self) -> Figure:
+        """The median latency (ms) as a ``Figure``: the median of the rounds' medians, their min–max and n.
+
+        A single run (one round) gives the pooled p50 with no spread (``n`` 0).
+        """
+        p50s = self.round_p50s_ms()
+        if self.n_rounds >= 2 and p50s.size >= 2:
+            return Figure.from_rounds(p50s, unit="ms", better="lower")
+        p50 = float(np.percentile(self.latencies_s, 50) * 1e3) if self.latencies_s.size else math.nan
+        return Figure.point(p50, unit="ms", better="lower")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per measured query (failed ones too, ``ok`` False), times in milliseconds."""

@@ -1,21 +1,36 @@
-"""Compare two report runs: headline figures side by side, relative change, noise, a CI gate.
+"""Compare two report runs: headline figures side by side, each change with its interval, a CI gate.
 
 ``kit report`` leaves ``run.json`` and ``<notebook>.results.json`` in each run folder; this reads the
-headline figures of both runs, says how much each moved and whether that is beyond run-to-run noise,
-and flags a *regression* when a figure moved the wrong way by more than a threshold (and more than
-the noise). ``kit compare A B --threshold 10`` exits 1 on any regression, so CI can gate on it.
+headline figures of both runs, says how much each moved, whether that is beyond run-to-run noise,
+and flags a *regression* when a figure moved the wrong way beyond noise and by more than a
+threshold. ``kit compare A B --threshold 10`` exits 1 on any regression, so CI can gate on it.
 
-Noise: a headline figure may carry its own spread, as a sibling ``<name>_spread`` or as
-``{"value": v, "spread": s}``; a change is beyond noise when it exceeds both runs' spreads added,
-and never less than ``noise_pct`` of the older value (a floor for figures published without one).
+Figures are read with ``kit.profile.figures.Figure.from_json``: a published ``Figure``
+(``{"value", "low", "high", "n", "unit", "better"}``: the median over ``n`` rounds and their
+min–max), the older ``{"value": v, "spread": s}`` or a sibling ``<name>_spread`` (read as the
+interval ``v ± s``), or a plain number (no spread known).
 
-Which way is worse comes from the figure's name (``*_ms``, ``latency``, ``size`` are lower-is-better;
-``qps``, ``throughput``, ``accuracy``, ``speedup`` higher-is-better; chosen settings such as
-``best_batch_size`` or ``threads`` have no better side); figures of unknown direction are shown but
-never gate. A notebook that was ok in the older run and failed in the newer one is a
-regression too, and so is a figure that was a number in the older run and in the newer one is
-NaN, infinite, not a number at all, or gone (verdict ``lost``): a gate that cannot compare a
-figure fails, unless the caller opts out with ``allow_missing`` (``kit compare --allow-missing``).
+The noise rule:
+
+- both runs published the figure with its spread: the change is *beyond noise* when the two
+  intervals do not overlap (the newer run's whole range lies above, or below, the older one's).
+  Each change is reported with its interval: from the smallest to the largest change the two
+  ranges allow (``change_low_pct``–``change_high_pct``), so "beyond noise" is "the interval
+  excludes 0".
+- either run published a bare number: no run measured its own noise, so a flat floor stands in
+  for it: the change must also exceed ``noise_pct`` of the older value. Such rows say
+  ``noise = "floor 5 %"`` (marked ``*`` in the CLI and the HTML page) instead of ``"spreads"``.
+
+A regression (what fails the gate) is a change that is worse, beyond noise, *and* larger than
+``threshold_pct`` (the median's relative change). Which way is worse comes from the figure's own
+``better`` when it says (``"?"`` included: a share or a chosen setting), else from its name
+(``*_ms``, ``latency``, ``size`` are lower-is-better; ``qps``, ``throughput``, ``accuracy``,
+``speedup`` higher-is-better; chosen settings such as ``best_batch_size`` or ``threads`` have no
+better side); figures of unknown direction are shown but never gate. A notebook that was ok in the
+older run and failed in the newer one is a regression too, and so is a figure that was a number in
+the older run and in the newer one is NaN, infinite, not a number at all, or gone (verdict
+``lost``): a gate that cannot compare a figure fails, unless the caller opts out with
+``allow_missing`` (``kit compare --allow-missing``).
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from typing import Any
 
 from kit.artifacts import atomic_write_bytes
 from kit.errors import ConfigError
+from kit.profile.figures import Figure
 
 _SETTING = re.compile(r"(batch_size$|threads$|timeout_(ms|s|micros)$|_level$|variant$|^trials$|seed$)", re.I)
 _WORSE_UP = re.compile(r"(drop|loss|error|fail|overhead|regress)", re.I)
@@ -63,33 +79,31 @@ class RunRecord:
     started: float
     profile: str
     status: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (value, spread)
+    metrics: dict[str, Figure] = field(default_factory=dict)  # "notebook/figure" -> the figure as published
     environment: dict[str, Any] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # name -> what it was instead of a number
+    declared: set[str] = field(default_factory=set)  # names whose figure says its better side itself ("?" too)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def _headline_metrics(notebook: str, headline: Mapping[str, Any], unreadable: dict[str, str],
+                      declared: set[str] | None = None) -> dict[str, Figure]:
+    """Numeric figures (NaN and inf kept as they are); anything else is noted in ``unreadable``.
 
-
-def _headline_metrics(notebook: str, headline: Mapping[str, Any],
-                      unreadable: dict[str, str]) -> dict[str, tuple[float, float]]:
-    """Numeric figures (NaN and inf kept as they are); anything else is noted in ``unreadable``."""
-    out: dict[str, tuple[float, float]] = {}
+    Names of figures that state their own ``better`` side go into ``declared``.
+    """
+    out: dict[str, Figure] = {}
     for key, raw in headline.items():
         if key.endswith("_spread") and key[:-len("_spread")] in headline:
             continue
-        if isinstance(raw, Mapping) and "value" in raw:
-            raw = raw["value"]
-            value, spread = _number(raw), _number(headline[key].get("spread")) or 0.0
+        if not isinstance(raw, Mapping) and f"{key}_spread" in headline:  # the oldest form: a sibling spread
+            raw = {"value": raw, "spread": headline[f"{key}_spread"]}
+        figure = Figure.from_json(raw)
+        if figure is not None:
+            out[f"{notebook}/{key}"] = figure
+            if declared is not None and isinstance(raw, Mapping) and raw.get("better") in ("lower", "higher", "?"):
+                declared.add(f"{notebook}/{key}")
         else:
-            value, spread = _number(raw), _number(headline.get(f"{key}_spread")) or 0.0
-        if value is not None:
-            out[f"{notebook}/{key}"] = (value, abs(spread) if math.isfinite(spread) else 0.0)
-        else:
-            unreadable[f"{notebook}/{key}"] = repr(raw)[:60]
+            unreadable[f"{notebook}/{key}"] = repr(raw.get("value") if isinstance(raw, Mapping) else raw)[:60]
     return out
 
 
@@ -138,7 +152,7 @@ def load_run(folder: str | os.PathLike[str]) -> RunRecord:
             if extra is not None and not isinstance(extra, dict):
                 raise ConfigError(f"{results}: 'headline' must be an object of figures")
             headline.update(extra or {})
-        record.metrics.update(_headline_metrics(name, headline, record.unreadable))
+        record.metrics.update(_headline_metrics(name, headline, record.unreadable, record.declared))
     return record
 
 
@@ -187,34 +201,52 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
     if b.started < a.started:
         a, b = b, a
     gate = threshold_pct if threshold_pct is not None else math.inf
+    nan = math.nan
     rows = []
     for name in sorted(set(a.metrics) | set(b.metrics) | (set(b.unreadable) & set(a.metrics))):
-        va, sa = a.metrics.get(name, (math.nan, 0.0))
-        vb, sb = b.metrics.get(name, (math.nan, 0.0))
-        way = (directions or {}).get(name, direction(name))
-        change = (vb - va) / abs(va) * 100 if va and math.isfinite(va) and math.isfinite(vb) else math.nan
-        noise = max(sa + sb, noise_pct / 100 * abs(va)) if math.isfinite(va) else math.nan
-        beyond = bool(math.isfinite(vb - va) and abs(vb - va) > noise)
-        worse = (way == "lower" and vb > va) or (way == "higher" and vb < va)
+        fa = a.metrics.get(name) or Figure.point(nan)
+        fb = b.metrics.get(name) or Figure.point(nan)
+        way = (directions or {}).get(name) or _better(name, (a, fa), (b, fb)) or direction(name)
+        va, vb = fa.value, fb.value
+        both = fa.has_spread and fb.has_spread
+        noise = "spreads" if both else f"floor {noise_pct:g} %"
+        row = {"metric": name, "older": va, "older_low": fa.low, "older_high": fa.high, "older_n": fa.n,
+               "newer": vb, "newer_low": fb.low, "newer_high": fb.high, "newer_n": fb.n,
+               "unit": fb.unit or fa.unit, "noise": noise, "better": way}
         if math.isfinite(va) and not math.isfinite(vb):
             newer_as: Any = b.unreadable.get(name, "absent") if name not in b.metrics else vb
-            rows.append({"metric": name, "older": va, "newer": newer_as, "change_pct": math.nan, "noise": noise,
-                         "beyond_noise": True, "better": way, "verdict": "lost",
+            rows.append({**row, "newer": newer_as, "change_pct": nan, "change_low_pct": nan, "change_high_pct": nan,
+                         "beyond_noise": True, "verdict": "lost",
                          "regression": threshold_pct is not None and not allow_missing})
             continue
-        rows.append({"metric": name, "older": va, "newer": vb, "change_pct": change, "noise": noise,
-                     "beyond_noise": beyond, "better": way, "verdict": _verdict(beyond, worse, way),
+        finite = math.isfinite(va) and math.isfinite(vb)
+        scale = abs(va) if finite and va else nan
+        gap_low, gap_high = fb.low - fa.high, fb.high - fa.low  # the smallest and largest change the ranges allow
+        change, change_low, change_high = ((vb - va) / scale * 100, gap_low / scale * 100, gap_high / scale * 100)
+        beyond = bool(finite and (gap_low > 0 or gap_high < 0))  # the two ranges do not overlap
+        if finite and not both:  # a run without its own spread: a flat floor stands in for its noise
+            beyond = beyond and abs(vb - va) > noise_pct / 100 * abs(va)
+        worse = (way == "lower" and vb > va) or (way == "higher" and vb < va)
+        rows.append({**row, "change_pct": change, "change_low_pct": change_low, "change_high_pct": change_high,
+                     "beyond_noise": beyond, "verdict": _verdict(beyond, worse, way),
                      "regression": bool(beyond and worse and abs(change) > gate)})
     for nb in sorted(set(a.status) | set(b.status)):
         sa_, sb_ = a.status.get(nb, "absent"), b.status.get(nb, "absent")
         if sa_ != sb_:
             broke = sa_ == "ok" and sb_ != "ok"
             rows.append({"metric": f"{nb}/status", "older": sa_, "newer": sb_, "change_pct": math.nan,
-                         "noise": math.nan, "beyond_noise": True, "better": "ok",
+                         "noise": "", "beyond_noise": True, "better": "ok",
                          "verdict": "broke" if broke else "changed",
                          "regression": broke and threshold_pct is not None})
-    columns = ["metric", "older", "newer", "change_pct", "noise", "beyond_noise", "better", "verdict", "regression"]
+    columns = ["metric", "older", "older_low", "older_high", "older_n", "newer", "newer_low", "newer_high",
+               "newer_n", "unit", "change_pct", "change_low_pct", "change_high_pct", "noise", "beyond_noise",
+               "better", "verdict", "regression"]
     return Comparison(a, b, pd.DataFrame(rows, columns=columns), threshold_pct, noise_pct, allow_missing)
+
+
+def _better(name: str, *runs: tuple[RunRecord, Figure]) -> str | None:
+    """The better side the figure itself declares (the newer run's first; ``"?"`` counts), if any."""
+    return next((f.better for run, f in reversed(runs) if name in run.declared), None)
 
 
 def _verdict(beyond: bool, worse: bool, way: str) -> str:
@@ -223,6 +255,50 @@ def _verdict(beyond: bool, worse: bool, way: str) -> str:
     if way == "?":
         return "changed"
     return "worse" if worse else "better"
+
+
+def _figure_text(value: Any, low: Any, high: Any, n: Any) -> str:
+    """``12.3 [11.9–12.8] n=5``, or the bare value when no spread is known."""
+    if not isinstance(value, float):
+        return str(value)
+    if math.isnan(value):
+        return ""
+    if isinstance(n, (int, float)) and n >= 2 and math.isfinite(low) and math.isfinite(high):
+        return f"{value:.4g} [{low:.4g}–{high:.4g}] n={int(n)}"
+    return f"{value:.4g}"
+
+
+def _change_text(row: Mapping[str, Any]) -> str:
+    change = row.get("change_pct")
+    if not isinstance(change, float) or math.isnan(change):
+        return ""
+    low, high = row.get("change_low_pct", math.nan), row.get("change_high_pct", math.nan)
+    interval = f" [{low:+.1f}, {high:+.1f}]" if low != high and math.isfinite(low) and math.isfinite(high) else ""
+    return f"{change:+.1f} %{interval}"
+
+
+def table(comparison: Comparison) -> Any:
+    """The comparison as text, one row per figure: each run's value with its range and n, the change
+    with its interval, and ``*`` on rows judged by the flat noise floor (no spread published)."""
+    import pandas as pd
+
+    rows = []
+    for _, row in comparison.frame.iterrows():
+        floor = str(row["noise"]).startswith("floor")
+        rows.append({"metric": row["metric"],
+                     "older": _figure_text(row["older"], row["older_low"], row["older_high"], row["older_n"]),
+                     "newer": _figure_text(row["newer"], row["newer_low"], row["newer_high"], row["newer_n"]),
+                     "unit": "" if not isinstance(row["unit"], str) else row["unit"],
+                     "change [interval]": _change_text(row), "better": row["better"],
+                     "verdict": row["verdict"] + (" *" if floor and row["verdict"] in (
+                         "within noise", "worse", "better", "changed") else ""),
+                     "gate": "REGRESSION" if row["regression"] else ""})
+    return pd.DataFrame(rows, columns=["metric", "older", "newer", "unit", "change [interval]", "better", "verdict",
+                                       "gate"])
+
+
+FLOOR_NOTE = ("* judged by the flat noise floor ({pct:g} % of the older value): a run published this figure "
+              "without its spread")
 
 
 def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = None) -> Path:
@@ -239,14 +315,10 @@ def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = Non
         return html.escape(str(value))
 
     rows = []
-    for _, row in frame.iterrows():
+    for (_, row), (_, text) in zip(frame.iterrows(), table(comparison).iterrows()):
         css = "bad" if row["regression"] else row["verdict"].replace(" ", "-")
-        change = "" if isinstance(row["change_pct"], float) and math.isnan(row["change_pct"]) \
-            else f"{row['change_pct']:+.1f} %"
-        rows.append(f'<tr class="{cell(css)}"><td>{cell(row["metric"])}</td><td>{cell(row["older"])}</td>'
-                    f'<td>{cell(row["newer"])}</td><td>{change}</td><td>{cell(row["noise"])}</td>'
-                    f'<td>{cell(row["better"])}</td><td>{cell(row["verdict"])}</td>'
-                    f'<td>{"REGRESSION" if row["regression"] else ""}</td></tr>')
+        rows.append(f'<tr class="{cell(css)}">' + "".join(f"<td>{cell(text[c])}</td>" for c in text.index)
+                    + "</tr>")
     gate = "no threshold (report only)" if comparison.threshold_pct is None \
         else f"threshold {comparison.threshold_pct:g} %: {len(comparison.regressions)} regression(s)"
     env_keys = ("git_commit", "cpu_model", "affinity_cores", "python")
@@ -268,11 +340,13 @@ tr.within-noise td {{ color: #666; }}
 <h1>Comparison of two report runs</h1>
 <p>Older: <code>{html.escape(str(comparison.older.folder))}</code> (profile {html.escape(comparison.older.profile)});
 newer: <code>{html.escape(str(comparison.newer.folder))}</code> (profile {html.escape(comparison.newer.profile)}).
-Change is relative to the older run; it is beyond noise when it exceeds both runs' spreads added, and at
-least {comparison.noise_pct:g} % of the older value. {html.escape(gate)}.</p>
-<table><tr><th>metric</th><th>older</th><th>newer</th><th>change</th><th>noise</th><th>better</th>
-<th>verdict</th><th>gate</th></tr>
+Each figure is its median with the range over its rounds and their number n. The change is relative to the
+older run, with its interval: the smallest to the largest change the two ranges allow. It is beyond noise
+when the two ranges do not overlap; a regression when it is also worse and larger than the threshold.
+{html.escape(gate)}.</p>
+<table><tr>{"".join(f"<th>{html.escape(c)}</th>" for c in table(comparison).columns)}</tr>
 {''.join(rows)}</table>
+<p>{html.escape(FLOOR_NOTE.format(pct=comparison.noise_pct))}.</p>
 <h2>What the runs ran on</h2>
 <p>Commit, machine and the library versions that differ; each folder's <code>environment.json</code> and
 <code>*.params.json</code> hold the rest, to rerun either.</p>

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.artifacts import atomic_write_bytes
+from kit.profile.figures import Figure
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ PANEL_CLASS, OUTPUT_CLASS = "kit-interactive", "kit-interactive-output"
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Figure):  # a figure with its spread: {"value", "low", "high", "n", "unit", "better"}
+        return _jsonable(value.to_json())
     if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a DataFrame
         return json.loads(value.to_json(orient="records", default_handler=str))
     if isinstance(value, Mapping):
@@ -71,6 +74,9 @@ def update_results(update: Callable[[dict[str, Any]], None]) -> Path | None:
 def publish(headline: Mapping[str, Any] | None = None, **tables: Any) -> None:
     """Record headline figures (shown in the report index) and tables for this notebook.
 
+    A timing is best published as a ``kit.Figure`` (``Figure.from_rounds(per_round_values,
+    unit="ms", better="lower")``): its median, its range over rounds, n, unit and direction
+    go into the results, and ``kit compare`` judges noise from them instead of a flat floor.
     Returns None and prints one short line: a notebook's last cell usually calls it, and
     echoing the whole record there made pages thousands of pixels tall.
     """

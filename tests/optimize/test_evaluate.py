@@ -49,6 +49,9 @@ def test_quality_columns_come_from_compare_and_name_the_data(variants):
     assert frame["quality_ok"].all() and frame["checked_with"].str.startswith("the given feeds").all()
     assert frame.attrs["data"] == "the given feeds (gpu_0/data_0[12, 1, 8, 8])"
     assert {"quality_reason", "quality", "worst_rel_error", "round_p50s_ms", "p50_spread_ms"} <= set(frame.columns)
+    assert {"p50_low_ms", "p50_high_ms", "rounds", "speedup_low", "speedup_high"} <= set(frame.columns)
+    measured = frame.dropna(subset=["p50_low_ms"])
+    assert (measured.p50_low_ms <= measured.p50_high_ms).all() and (measured.speedup_low <= measured.speedup_high).all()
     assert any(c.startswith("rel_error[") for c in frame.columns)
     assert set(frame.attrs["quality"]) == set(frame["name"])
 

@@ -120,6 +120,8 @@ def test_load_times_has_a_row_per_artifact(conv_onnx, tmp_path):
     art = ort_optimize(source, "extended", out=tmp_path / "e.onnx")
     frame = load_times([source, art], repeats=2)
     assert list(frame["name"]) == [source.name, art.name] and (frame["load_ms"] > 0).all()
+    assert (frame.load_low_ms <= frame.load_ms).all() and (frame.load_ms <= frame.load_high_ms).all()
+    assert (frame["repeats"] == 2).all()
     with pytest.raises(ConfigError):
         load_times([source], repeats=0)
 

@@ -24,6 +24,8 @@ def test_gains_are_medians_of_per_round_ratios_and_decide_whether_batching_pays(
                      + _rows("flat", [(100, 100), (100, 110), (100, 90)], cpu=(1.0, 1.0)))
     assert gain.gains() == pytest.approx({"fast": 4.0, "flat": 1.0})
     assert gain.cpu_gains() == pytest.approx({"fast": 2.0, "flat": 1.0})
+    fast = gain.gain_figures()["fast"]  # the same median, with the per-round ratios' range
+    assert (fast.value, fast.low, fast.high, fast.n, fast.better) == pytest.approx((4.0, 3.0, 5.0, 3, "higher"))
     assert gain.pays("fast") and not gain.pays("flat")
     table = gain.to_frame()
     assert list(table.index) == ["fast", "flat"]

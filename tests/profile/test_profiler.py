@@ -109,10 +109,15 @@ def test_compare_keeps_each_query_s_round_and_reports_the_spread_of_the_rounds_m
     summary = result.summary()
     assert summary["rounds"] == 3 and summary["p50_spread_ms"] == pytest.approx(2.0)  # max - min of the medians
     assert summary["p50_ms"] == pytest.approx(2.0) and summary["duration_s"] == pytest.approx(0.024)
+    assert (summary["p50_low_ms"], summary["p50_high_ms"]) == pytest.approx((1.0, 3.0))
+    figure = result.p50_figure()  # publishable: median of the rounds' medians, their range and n
+    assert (figure.value, figure.low, figure.high) == pytest.approx((2.0, 1.0, 3.0))
+    assert (figure.n, figure.unit, figure.better) == (3, "ms", "lower")
     assert list(result.to_frame()["round"]) == list(result.rounds)
     single = profile(Drifting(), {"x": np.zeros((1, 1))}, LoadConfig(warmup_queries=0, min_duration_s=0,
                                                                      min_queries=4, max_queries=4))
     assert single.summary()["rounds"] == 1 and "p50_spread_ms" not in single.summary()
+    assert single.p50_figure().n == 0 and not single.p50_figure().has_spread
 
 
 def test_one_result_type_carries_labels_and_the_step_load_s_timeline():

@@ -9,7 +9,8 @@ import pytest
 
 from kit.cli import main
 from kit.errors import ConfigError
-from kit.report.compare import compare_runs, direction, load_run
+from kit.profile.figures import Figure
+from kit.report.compare import compare_runs, direction, load_run, table
 from kit.report.index import write_index
 
 
@@ -59,7 +60,9 @@ def test_spread_decides_what_is_noise(tmp_path):
     b = make_run(tmp_path / "B", 2.0, {"p95_ms": {"value": 13.0, "spread": 2.0}})
     comparison = compare_runs(a, b, threshold_pct=10, noise_pct=0)
     assert comparison.regressions == []  # +3 ms is within the 4 ms of the two spreads
-    assert load_run(b).metrics["01_demo/p95_ms"] == (13.0, 2.0)
+    figure = load_run(b).metrics["01_demo/p95_ms"]  # the old {"value", "spread"} reads as value ± spread
+    assert (figure.value, figure.low, figure.high) == (13.0, 11.0, 15.0) and figure.has_spread
+    assert load_run(a).metrics["01_demo/p95_ms"].low == 8.0  # and so does a sibling <name>_spread
 
 
 def test_a_notebook_that_broke_is_a_regression(tmp_path):
@@ -128,3 +131,70 @@ def test_malformed_run_json_is_a_config_error_not_a_traceback(tmp_path, capsys, 
         load_run(bad)
     assert main(["compare", str(a), str(bad)]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _figure(rounds, unit="ms", better="lower"):
+    return Figure.from_rounds(rounds, unit=unit, better=better).to_json()
+
+
+def test_identical_distributions_with_spreads_are_within_noise(tmp_path, capsys):
+    """Issue 17 #1: two runs of the same thing, each with its own spread over rounds, never gate."""
+    a = make_run(tmp_path / "A", 1.0, {"latency": _figure([10.0, 11.5, 10.4, 12.0, 9.8]),
+                                       "rate": _figure([480, 520, 505], unit="1/s", better="higher")})
+    b = make_run(tmp_path / "B", 2.0, {"latency": _figure([11.9, 10.1, 10.9, 12.2, 10.0]),
+                                       "rate": _figure([470, 510, 498], unit="1/s", better="higher")})
+    comparison = compare_runs(a, b, threshold_pct=5, noise_pct=0)
+    frame = comparison.frame.set_index("metric")
+    assert comparison.regressions == []
+    assert set(frame["verdict"]) == {"within noise"} and set(frame["noise"]) == {"spreads"}
+    row = frame.loc["01_demo/latency"]
+    assert (row["older_low"], row["older_high"], row["older_n"]) == (9.8, 12.0, 5)
+    assert row["change_low_pct"] < 0 < row["change_high_pct"]  # the change's interval holds 0
+    assert main(["compare", str(a), str(b), "--threshold", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "10.4 [9.8–12] n=5" in out and "*" not in out  # each run's range and n; no floor was needed
+
+
+def test_a_shift_beyond_both_spreads_and_the_threshold_is_a_regression(tmp_path, capsys):
+    a = make_run(tmp_path / "A", 1.0, {"latency": _figure([10.0, 10.5, 10.2])})
+    b = make_run(tmp_path / "B", 2.0, {"latency": _figure([13.0, 13.6, 12.8])})
+    frame = compare_runs(a, b, threshold_pct=10).frame.set_index("metric")
+    row = frame.loc["01_demo/latency"]
+    assert row["verdict"] == "worse" and row["regression"] and row["beyond_noise"]
+    assert row["change_low_pct"] == pytest.approx((12.8 - 10.5) / 10.2 * 100)  # the smallest change the ranges allow
+    assert main(["compare", str(a), str(b), "--threshold", "10"]) == 1
+    assert "01_demo/latency" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--threshold", "40"]) == 0  # beyond noise, but under the threshold
+
+
+def test_a_shift_within_the_spreads_is_noise_even_past_the_threshold(tmp_path):
+    a = make_run(tmp_path / "A", 1.0, {"latency": _figure([10.0, 14.0, 9.0])})
+    b = make_run(tmp_path / "B", 2.0, {"latency": _figure([13.0, 11.0, 15.0])})  # median +30 %, ranges overlap
+    comparison = compare_runs(a, b, threshold_pct=10, noise_pct=0)
+    assert comparison.frame.set_index("metric").loc["01_demo/latency", "verdict"] == "within noise"
+    assert comparison.regressions == []
+
+
+def test_the_figure_says_which_way_is_better(tmp_path):
+    """A figure's own ``better`` wins over the name heuristic (``*_ms`` would say lower)."""
+    a = make_run(tmp_path / "A", 1.0, {"odd_ms": _figure([10.0, 10.1, 10.2], better="higher")})
+    b = make_run(tmp_path / "B", 2.0, {"odd_ms": _figure([5.0, 5.1, 5.2], better="higher")})
+    row = compare_runs(a, b, threshold_pct=10).frame.set_index("metric").loc["01_demo/odd_ms"]
+    assert row["better"] == "higher" and row["regression"]
+    c = make_run(tmp_path / "C", 1.0, {"latency_share": Figure.point(0.5, better="?").to_json()})
+    d = make_run(tmp_path / "D", 2.0, {"latency_share": Figure.point(0.9, better="?").to_json()})
+    row = compare_runs(c, d, threshold_pct=10).frame.set_index("metric").loc["01_demo/latency_share"]
+    assert row["better"] == "?" and not row["regression"]  # a declared "?" is not overruled by "latency"
+
+
+def test_a_bare_number_falls_back_to_the_floor_and_says_so(tmp_path, capsys):
+    a = make_run(tmp_path / "A", 1.0, {"latency_ms": 10.0})
+    b = make_run(tmp_path / "B", 2.0, {"latency_ms": _figure([10.3, 10.4, 10.35])})
+    comparison = compare_runs(a, b, threshold_pct=1)
+    row = comparison.frame.set_index("metric").loc["01_demo/latency_ms"]
+    assert row["noise"] == "floor 5 %" and row["verdict"] == "within noise"  # +3.5 % under the 5 % floor
+    assert table(comparison).iloc[0]["verdict"] == "within noise *"
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "flat noise floor" in capsys.readouterr().out
+    assert "flat noise floor" in (b / "compare_A.html").read_text()
+

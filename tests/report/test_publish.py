@@ -41,6 +41,16 @@ def test_finding_prints_the_sentence_and_records_it_once(tmp_path, monkeypatch, 
     assert capsys.readouterr().out == "only printed\n" and "only printed" not in target.read_text()
 
 
+def test_publish_writes_a_figure_with_its_spread(tmp_path, monkeypatch):
+    from kit import Figure
+
+    target = tmp_path / "nb.results.json"
+    monkeypatch.setenv(RESULTS_ENV, str(target))
+    publish(headline={"p50_ms": Figure.from_rounds([2.0, 1.0, 3.0], unit="ms", better="lower")})
+    assert json.loads(target.read_text())["headline"]["p50_ms"] == {
+        "value": 2.0, "low": 1.0, "high": 3.0, "n": 3, "unit": "ms", "better": "lower"}
+
+
 def test_offered_drops_controls_that_cannot_change_anything():
     assert not offered(None)
     assert not offered([1]) and not offered([1, 1]) and not offered((5, 5, 1))
