@@ -67,13 +67,14 @@ def format_figure(value: Any) -> str:
         unit = f" {value['unit']}" if value.get("unit") else ""
         text = f"{_number(value['value'])}{unit}"
         details = []
-        if value.get("low") is not None and value.get("high") is not None:
+        once = isinstance(value.get("n"), int) and value["n"] < 2  # measured once: a range would say nothing
+        if value.get("low") is not None and value.get("high") is not None and not once:
             details.append(f"{_number(value['low'])}–{_number(value['high'])}")
         if value.get("spread") is not None:
             details.append(f"±{_number(value['spread'])}")
-        if value.get("n") is not None:
+        if value.get("n") is not None and not once:
             details.append(f"n={value['n']}")
-        better = f"{value['better']} is better" if value.get("better") else ""
+        better = f"{value['better']} is better" if value.get("better") in ("lower", "higher") else ""
         inside = "; ".join(p for p in (", ".join(details), better) if p)
         return f"{text} ({inside})" if inside else text
     if isinstance(value, Mapping):

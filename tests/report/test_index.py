@@ -139,6 +139,8 @@ def test_several_models_get_a_section_each(tmp_path):
     ({"value": 0.123456, "spread": 0.01}, "0.1235 (±0.01)"),
     ({"value": 500, "unit": "samples/s"}, "500 samples/s"),
     ({"value": 2.0, "better": "higher"}, "2 (higher is better)"),
+    ({"value": 0.52, "low": 0.52, "high": 0.52, "n": 0, "unit": "x", "better": "higher"}, "0.52 x (higher is better)"),
+    ({"value": 3.0, "better": "?"}, "3"),
     ({"engine": "ort", "p50": 1.5}, "engine: ort, p50: 1.5"),
     (None, "n/a"), ([1, 8], "1, 8"), ("onnxruntime", "onnxruntime"), (True, "True"),
 ])
