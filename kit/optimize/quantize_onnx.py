@@ -286,20 +286,28 @@ def quantize_static(artifact: ModelSource, calibration: Calibration, config: Sta
 
 def standard_variants(artifact: ModelSource, calibration: Calibration | None, out_dir: str | Path,
                       calibration_method: str = "minmax", calibration_samples: int = 64,
-                      static: bool = True, float16: bool = True) -> list[ModelArtifact]:
+                      static: bool = True, float16: bool = True,
+                      failures: dict[str, str] | None = None) -> list[ModelArtifact]:
     """The variants worth measuring against each other on a CPU, made from ``artifact``.
 
     Dynamic int8; static QDQ U8S8 (per-tensor and per-channel) and S8S8, and QOperator
     U8S8 (when ``static`` and calibration data are given); float16. Which one wins
     depends on the model and the CPU, so ``evaluate`` them all rather than pick by rule.
+    Every variant is checked on the first calibration sample when there is one (made-up
+    inputs guess unknown sizes, and a model that needs real ones then looks broken).
+    With ``failures`` (a dict), a variant that cannot be made is left out and its one-line
+    reason recorded there under its label; without it the first failure raises.
     """
     from tqdm.auto import tqdm
 
     artifact = as_artifact(artifact)
     out_dir = Path(out_dir)
     stem = artifact.name
+    first = None
+    if calibration is not None:
+        first = calibration if isinstance(calibration, Mapping) else next(iter(calibration), None)
     jobs: list[tuple[str, Any]] = [("dynamic int8", lambda: quantize_dynamic(
-        artifact, out=out_dir / f"{stem}.{DynamicQuantConfig().tag}.onnx"))]
+        artifact, out=out_dir / f"{stem}.{DynamicQuantConfig().tag}.onnx", feeds=first))]
     if static and calibration is not None:
         for options in (dict(), dict(per_channel=True), dict(activation_type="int8"), dict(format="qoperator")):
             config = StaticQuantConfig(calibration=calibration_method, calibration_samples=calibration_samples,
@@ -307,9 +315,14 @@ def standard_variants(artifact: ModelSource, calibration: Calibration | None, ou
             jobs.append((f"static {config.tag}", lambda c=config: quantize_static(
                 artifact, calibration, c, out=out_dir / f"{stem}.{c.tag}.onnx")))
     if float16:
-        jobs.append(("float16", lambda: to_float16(artifact, out=out_dir / f"{stem}.fp16.onnx")))
+        jobs.append(("float16", lambda: to_float16(artifact, out=out_dir / f"{stem}.fp16.onnx", feeds=first)))
     variants = []
     for label, job in tqdm(jobs, desc=f"quantizing {stem}", leave=False):
         log.info("making %s of %s", label, stem)
-        variants.append(job())
+        try:
+            variants.append(job())
+        except QuantizationError as exc:
+            if failures is None:
+                raise
+            failures[label] = first_line(exc)
     return variants

@@ -445,3 +445,21 @@ def test_float16_of_an_if_model_refuses_clearly_and_unsorted_branches_are_sorted
     then.node.extend(reversed(nodes))  # what onnxconverter-common's appended casts do to a branch
     _sort_subgraphs(model)
     assert [n.name for n in then.node] == ["then_mm", "then_add"]
+
+
+
+def test_standard_variants_leave_a_broken_variant_out_when_asked(mlp_onnx, tmp_path, monkeypatch):
+    """One variant that cannot be made ended notebook 01 on a real OCR model; the others are still worth measuring."""
+    import kit.optimize.quantize_onnx as q
+
+    def broken(*args, **kwargs):
+        raise QuantizationError("the quantized model x-fp16 does not run in ONNX Runtime (Concat)\nmore detail")
+
+    monkeypatch.setattr(q, "to_float16", broken)
+    failures: dict[str, str] = {}
+    calibration = [{"features": np.ones((1, 16), np.float32)}]
+    variants = q.standard_variants(mlp_onnx, calibration, tmp_path / "out", static=False, failures=failures)
+    assert [v.transform for v in variants] == ["quantize_dynamic"]
+    assert failures == {"float16": "the quantized model x-fp16 does not run in ONNX Runtime (Concat)"}
+    with pytest.raises(QuantizationError):
+        q.standard_variants(mlp_onnx, None, tmp_path / "out2", static=False)
