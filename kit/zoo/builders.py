@@ -227,12 +227,12 @@ def build_entry(name: str, params: Mapping[str, Any], seed: int, out: Path) -> d
     onnx_art = savedmodel_to_onnx(source, out / "model.onnx", feeds=feeds)
     onnx_info = {"metrics": dict(onnx_art.metrics), "params": dict(onnx_art.params)}
     if name == "minilm":  # written so ORT's transformer fusions apply; checked against the SavedModel again
-        from kit.optimize.convert import check_agreement
+        from kit.optimize.convert import _check_converted
         from kit.zoo.minilm import fuse_ready_onnx
 
         onnx_info["params"]["rewrites"] = fuse_ready_onnx(out / "model.onnx")
-        onnx_info["metrics"].update(check_agreement(source, out / "model.onnx", "onnx", feeds, "serving_default",
-                                                    atol=1e-3, min_cosine=0.9999))
+        onnx_info["metrics"].update(_check_converted(source, out / "model.onnx", "onnx", feeds, "serving_default",
+                                                     atol=1e-3, min_cosine=0.9999))
     timings["onnx_s"] = time.perf_counter() - mark
     print("STAGE tflite", flush=True)
     mark = time.perf_counter()
