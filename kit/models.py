@@ -139,10 +139,11 @@ def available_formats(model: str | os.PathLike[str] | ModelArtifact) -> dict[str
 
     Converts nothing and, for a zoo name, builds nothing.
     """
-    from kit.zoo import MODELS
+    from kit.zoo import MODEL_FORMATS
 
-    if isinstance(model, str) and model in MODELS:
-        return {f: None if f != "keras" else f"the zoo model {model} comes as savedmodel, onnx or tflite, not keras"
+    if isinstance(model, str) and model in MODEL_FORMATS:
+        kinds = MODEL_FORMATS[model]
+        return {f: None if f in kinds else f"the zoo model {model} comes as {' or '.join(kinds)} only, not {f}"
                 for f in REQUESTABLE}
     art = model if isinstance(model, ModelArtifact) else open_model(model)
     zoo = _zoo_entry(art) is not None

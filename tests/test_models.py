@@ -115,6 +115,8 @@ def test_zoo_names_go_to_the_zoo(monkeypatch, tmp_path):
     formats = available_formats("mobilenet_v2")  # builds nothing
     assert calls == [("digits_cnn", "onnx"), ("digits_cnn", "tflite")] and formats["tflite"] is None
     assert "not keras" in formats["keras"]
+    ocr = available_formats("ocr_rec")  # ONNX only: notebooks must skip their SavedModel/TFLite sections
+    assert ocr["onnx"] is None and "onnx only" in ocr["savedmodel"] and ocr["tflite"]
 
 
 @pytest.mark.tensorflow
