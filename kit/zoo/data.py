@@ -43,10 +43,10 @@ def digits_data(seed: int = 0) -> DigitsData:
 
 
 def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
-    """Realistic inputs for a zoo model: held-out digits, [0, 1] images, token ids with padding.
+    """Realistic inputs for a zoo model: held-out digits, [0, 1] images, real sentences, rendered lines.
 
     ``params`` are the model's size parameters (as given to ``get_model``) where they
-    change the input shapes, e.g. ``seq_len`` for ``bert_encoder``.
+    change the input shapes, e.g. ``seq_len`` for ``minilm``.
     """
     params = resolve_params(name, params)
     rng = np.random.default_rng(seed)
@@ -60,18 +60,9 @@ def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -
         return {"image": rng.random((batch_size, size, size, 3), dtype=np.float32)}
     if name == "minilm":
         return _minilm_feeds(batch_size, rng, params["seq_len"])
-    if name == "ocr_rec":
-        from kit.zoo.ocr import rendered_lines
+    from kit.zoo.ocr import rendered_lines  # ocr_rec
 
-        return {"x": rendered_lines(batch_size, seed=seed, width=params["width"])[0]}
-    seq, vocab = params["seq_len"], params["vocab_size"]
-    ids = rng.integers(1, vocab, size=(batch_size, seq)).astype(np.int32)
-    mask = np.ones((batch_size, seq), np.int32)
-    for row in range(1, batch_size):  # the first row is full length, later rows padded
-        length = int(rng.integers(max(1, seq // 4), seq + 1))
-        ids[row, length:] = 0
-        mask[row, length:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+    return {"x": rendered_lines(batch_size, seed=seed, width=params["width"])[0]}
 
 
 def _minilm_feeds(batch_size: int, rng: np.random.Generator, seq_len: int) -> dict[str, np.ndarray]:
