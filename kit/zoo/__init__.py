@@ -53,7 +53,8 @@ from kit.zoo.catalog import (
 from kit.zoo.data import DigitsData, digits_data, sample_feeds, zoo_samples
 
 __all__ = ["MODELS", "MODEL_FORMATS", "RETIRED", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name",
-           "digits_data", "get_model", "model_inputs", "quality_caveat", "sample_feeds", "zoo_samples"]
+           "digits_data", "eval_hints", "get_model", "model_inputs", "quality_caveat", "sample_feeds",
+           "zoo_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,17 @@ def quality_caveat(model: Any) -> str:
         return ""
     return (f"Caution: {name} has seeded random weights ({ORIGIN[name]}): its quality figures here are "
             f"agreement with its own float32 outputs, not accuracy on any task.")
+
+
+def eval_hints(model: Any) -> dict[str, Any]:
+    """``EvalConfig`` fields that judge ``model`` by what it is for: ``{}`` for a model the zoo does not know.
+
+    ``minilm`` gives ``{"output": "sentence_embedding", "top1": False}``: its quality is the embedding's
+    cosine to float32, not a top-1 "agreement" over 384 embedding dimensions.
+    """
+    name = _zoo_name(model)
+    entry = ZOO.get(name) if name else None
+    return {} if entry is None else {k: v for k, v in (("output", entry.output), ("top1", entry.top1)) if v is not None}
 
 
 def _zoo_name(model: Any) -> str | None:

