@@ -40,7 +40,6 @@ from kit.zoo.catalog import (
     BUILDER_VERSION,
     MODEL_FORMATS,
     MODELS,
-    ORIGIN,
     PRETRAINED,
     RETIRED,
     ZOO,
@@ -83,7 +82,7 @@ def quality_caveat(model: Any) -> str:
     name = _zoo_name(model)
     if name is None or not ZOO[name].random_weights:
         return ""
-    return (f"Caution: {name} has seeded random weights ({ORIGIN[name]}): its quality figures here are "
+    return (f"Caution: {name} has seeded random weights, a speed stand-in only: its quality figures here are "
             f"agreement with its own float32 outputs, not accuracy on any task.")
 
 
