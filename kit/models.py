@@ -87,8 +87,10 @@ def open_model(path: str | os.PathLike[str]) -> ModelArtifact:
         raise ConfigError(f"{text} is a TF Serving address, not a model file; expected {_EXPECTED}")
     p = Path(path).expanduser()
     if not p.exists():
-        from kit.zoo import MODELS
+        from kit.zoo import MODELS, RETIRED
 
+        if text in RETIRED:  # an old zoo name: say what replaced it
+            raise ConfigError(f"the zoo model {text!r} is retired: use {RETIRED[text]!r}; the zoo has {list(MODELS)}")
         hint = "" if os.sep in text or "." in p.name else f" and not a zoo model (the zoo has {list(MODELS)})"
         raise ConfigError(f"model path does not exist: {p}{hint}; expected {_EXPECTED}")
     try:

@@ -68,6 +68,8 @@ def test_missing_path_and_unknown_name(tmp_path):
         resolve_model(tmp_path / "nope.onnx")
     with pytest.raises(ConfigError, match="not a zoo model.*mobilenet_v2"):
         resolve_model("mobilenet")
+    with pytest.raises(ConfigError, match="'bert_encoder' is retired: use 'minilm'"):
+        resolve_model("bert_encoder")
     with pytest.raises(ConfigError, match="not a SavedModel"):
         resolve_model(tmp_path)  # a random folder
     with pytest.raises(ConfigError, match="unknown model format"):
