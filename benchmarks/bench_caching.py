@@ -7,7 +7,7 @@ a shared machine a number taken now cannot be compared with one taken a minute a
 1. A result-cache hit's cost as a percentage of MobileNetV2's batch-1 ONNX Runtime latency
    (target <= 1 %), beside the cost of the key alone with xxh3-128 and with SHA-256.
 2. Session creation with vs without the optimized-model cache (target >= 4x faster), for
-   the zoo's mobilenet_v2 and bert_encoder and for ``lora_mlp``, built here: an MLP with unmerged
+   the zoo's mobilenet_v2 and minilm and for ``lora_mlp``, built here: an MLP with unmerged
    LoRA adapters whose graph optimization (constant folding of A @ B) dominates its load.
 3. Hit rate and p50 latency at Zipf skew 0.8, 1.0 and 1.2, cached vs uncached.
 
@@ -137,7 +137,7 @@ def session_cache(rounds: int, targets: Targets) -> None:
     print(f"== 2. session creation with vs without the optimized-model cache (level 'all', CPU), {rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp:
         lora = ModelArtifact.from_path(make_lora_mlp(f"{tmp}/lora_mlp.onnx"), name="lora_mlp")
-        for art in (get_model("mobilenet_v2", format="onnx"), get_model("bert_encoder", format="onnx"), lora):
+        for art in (get_model("mobilenet_v2", format="onnx"), get_model("minilm", format="onnx"), lora):
             stages = load_breakdown(art, repeats=3)
             share = stages["graph_optimization"] / (stages["graph_optimization"] + stages["session_creation"])
             cache = OptimizedModelCache(f"{tmp}/cache")

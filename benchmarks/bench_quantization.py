@@ -1,9 +1,10 @@
 """Quantization, measured: int8 against float32 on the zoo's models, side by side in one run.
 
-(a) BERT-shaped encoder: dynamic int8 vs float32 at batch 1 and 8, with cosine similarity
-    of the hidden states (targets: >= 1.7x at batch 1, >= 2x at batch 8, cosine >= 0.999).
-(b) MobileNetV2: float32 vs the variant ``recommend`` picks from every standard variant
-    (target: >= 2x at batch 1).
+(a) MiniLM (all-MiniLM-L6-v2, real weights): dynamic int8 vs float32 at batch 1 and 8 on real
+    texts, with cosine similarity of the sentence embeddings (targets: >= 1.7x at batch 1,
+    >= 2x at batch 8, cosine >= 0.99; per-tensor int8 misses the cosine, bench_real_models.py shows fixes).
+(b) MobileNetV2 (random weights: a speed stand-in, its cosine is agreement with float32 only):
+    float32 vs the variant ``recommend`` picks from every standard variant (target: >= 2x at batch 1).
 (c) digits CNN: accuracy drop of its int8 variants on the labelled test set (target <= 1 pt).
 
 Every figure comes from ``kit.optimize`` (the same calls the notebooks make); variants are
@@ -26,7 +27,7 @@ from kit.optimize.quantize_onnx import quantize_dynamic, standard_variants
 from kit.profile.figures import Figure
 from kit.profile.sysinfo import environment
 from kit.profile.targets import Targets
-from kit.zoo import get_model, zoo_samples
+from kit.zoo import get_model, quality_caveat, zoo_samples
 
 
 def verdict(value: float, target: float, higher: bool = True) -> str:
@@ -34,21 +35,22 @@ def verdict(value: float, target: float, higher: bool = True) -> str:
     return f"target {'>=' if higher else '<='} {target:g}: {'MET' if met else 'NOT MET'}"
 
 
-def bench_bert(work: Path, seconds: float, targets: Targets) -> None:
-    source = get_model("bert_encoder", "onnx")
-    int8 = quantize_dynamic(source, out=work / "bert.dyn.onnx")
-    data, _ = zoo_samples("bert_encoder", 16)
-    frame = evaluate([int8], source, data, batch_sizes=(1, 8), output="last_hidden_state", top1=False,
+def bench_minilm(work: Path, seconds: float, targets: Targets) -> None:
+    source = get_model("minilm", "onnx")
+    int8 = quantize_dynamic(source, out=work / "minilm.dyn.onnx")
+    data, _ = zoo_samples("minilm", 16)  # real texts padded to 128 tokens: 10 passages, then 6 sentences
+    frame = evaluate([int8], source, data, batch_sizes=(1, 8), output="sentence_embedding", top1=False,
                      min_duration_s=2 * seconds, rounds=10)
-    print("\n(a) BERT-shaped encoder, dynamic int8 vs float32 (last_hidden_state)")
+    print("\n(a) MiniLM (real weights), dynamic int8 vs float32 (sentence_embedding)")
     print(frame[["name", "batch_size", "size_mb", "p50_ms", "p99_ms", "samples_per_s", "speedup",
                  "cosine"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for batch, target in ((1, 1.7), (8, 2.0)):
         row = frame[(frame["name"] == int8.name) & (frame["batch_size"] == batch)].iloc[0]
         print(f"  batch {batch}: int8 {row['speedup']:.2f}x float32 ({verdict(row['speedup'], target)}), "
-              f"cosine {row['cosine']:.5f} ({verdict(row['cosine'], 0.999)})")
-        targets.figure(f"bert int8 speed-up, batch {batch}", Figure.from_columns(row, "speedup", "x"), target, "higher")
-        targets.figure(f"bert int8 cosine, batch {batch}", Figure.point(row["cosine"]), 0.999, "higher")
+              f"cosine {row['cosine']:.5f} ({verdict(row['cosine'], 0.99)})")
+        targets.figure(f"minilm int8 speed-up, batch {batch}", Figure.from_columns(row, "speedup", "x"), target,
+                       "higher")
+        targets.figure(f"minilm int8 cosine, batch {batch}", Figure.point(row["cosine"]), 0.99, "higher")
 
 
 def bench_mobilenet(work: Path, seconds: float, targets: Targets) -> None:
@@ -60,6 +62,7 @@ def bench_mobilenet(work: Path, seconds: float, targets: Targets) -> None:
     # Random-weight MobileNetV2: near-uniform probabilities, so top-1 agreement is noise; gate on cosine.
     rec = recommend(frame, accuracy_budget=None, min_cosine=0.99)
     print("\n(b) MobileNetV2, every standard variant at batch 1 (picked on cosine >= 0.99 vs float32)")
+    print(f"  {quality_caveat('mobilenet_v2')}")
     print(frame[["name", "size_mb", "p50_ms", "p99_ms", "speedup", "top1_agreement", "cosine", "ok"]]
           .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"  kit picks {rec.best}: {rec.speedup:.2f}x float32 at batch 1 ({verdict(rec.speedup, 2.0)})")
@@ -98,7 +101,7 @@ def main() -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kit-bench-quant-") as tmp:
         work = Path(tmp)
-        bench_bert(work, args.seconds, targets)
+        bench_minilm(work, args.seconds, targets)
         bench_mobilenet(work, args.seconds, targets)
         bench_digits(work, args.seconds / 2, targets)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")

@@ -87,8 +87,10 @@ def open_model(path: str | os.PathLike[str]) -> ModelArtifact:
         raise ConfigError(f"{text} is a TF Serving address, not a model file; expected {_EXPECTED}")
     p = Path(path).expanduser()
     if not p.exists():
-        from kit.zoo import MODELS
+        from kit.zoo import MODELS, RETIRED
 
+        if text in RETIRED:  # an old zoo name: say what replaced it
+            raise ConfigError(f"the zoo model {text!r} is retired: use {RETIRED[text]!r}; the zoo has {list(MODELS)}")
         hint = "" if os.sep in text or "." in p.name else f" and not a zoo model (the zoo has {list(MODELS)})"
         raise ConfigError(f"model path does not exist: {p}{hint}; expected {_EXPECTED}")
     try:
@@ -139,10 +141,11 @@ def available_formats(model: str | os.PathLike[str] | ModelArtifact) -> dict[str
 
     Converts nothing and, for a zoo name, builds nothing.
     """
-    from kit.zoo import MODELS
+    from kit.zoo import MODEL_FORMATS
 
-    if isinstance(model, str) and model in MODELS:
-        return {f: None if f != "keras" else f"the zoo model {model} comes as savedmodel, onnx or tflite, not keras"
+    if isinstance(model, str) and model in MODEL_FORMATS:
+        kinds = MODEL_FORMATS[model]
+        return {f: None if f in kinds else f"the zoo model {model} comes as {' or '.join(kinds)} only, not {f}"
                 for f in REQUESTABLE}
     art = model if isinstance(model, ModelArtifact) else open_model(model)
     zoo = _zoo_entry(art) is not None

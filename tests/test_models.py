@@ -68,6 +68,8 @@ def test_missing_path_and_unknown_name(tmp_path):
         resolve_model(tmp_path / "nope.onnx")
     with pytest.raises(ConfigError, match="not a zoo model.*mobilenet_v2"):
         resolve_model("mobilenet")
+    with pytest.raises(ConfigError, match="'bert_encoder' is retired: use 'minilm'"):
+        resolve_model("bert_encoder")
     with pytest.raises(ConfigError, match="not a SavedModel"):
         resolve_model(tmp_path)  # a random folder
     with pytest.raises(ConfigError, match="unknown model format"):
@@ -115,6 +117,8 @@ def test_zoo_names_go_to_the_zoo(monkeypatch, tmp_path):
     formats = available_formats("mobilenet_v2")  # builds nothing
     assert calls == [("digits_cnn", "onnx"), ("digits_cnn", "tflite")] and formats["tflite"] is None
     assert "not keras" in formats["keras"]
+    ocr = available_formats("ocr_rec")  # ONNX only: notebooks must skip their SavedModel/TFLite sections
+    assert ocr["onnx"] is None and "onnx only" in ocr["savedmodel"] and ocr["tflite"]
 
 
 @pytest.mark.tensorflow

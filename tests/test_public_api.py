@@ -48,8 +48,9 @@ PUBLIC = {'kit': ['CacheConfig', 'CircuitBreaker', 'CircuitOpen', 'Closed', 'Con
                    'write_tfserving_warmup'],
  'kit.tune': ['BestTrial', 'OBJECTIVES', 'Objective', 'OrtEvaluator', 'SearchSpace', 'TrialConfig', 'Tuner',
               'batch_plan', 'classification_accuracy'],
- 'kit.zoo': ['DigitsData', 'MODELS', 'MODEL_FORMATS', 'ZOO_FORMATS', 'cache_root', 'check_name', 'digits_data',
-             'get_model', 'model_inputs', 'sample_feeds', 'zoo_samples']}
+ 'kit.zoo': ['DigitsData', 'MODELS', 'MODEL_FORMATS', 'RETIRED', 'ZOO_FORMATS', 'cache_root', 'check_name',
+             'digits_data', 'eval_hints', 'get_model', 'model_inputs', 'quality_caveat', 'sample_feeds',
+             'zoo_samples']}
 
 
 @pytest.mark.parametrize("package", sorted(PUBLIC))

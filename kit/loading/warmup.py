@@ -53,11 +53,14 @@ def warming(loader: Callable[..., Predictor], requests: Sequence[Feeds] | None =
 
 
 def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_requests: int = 3,
-                          repeats: int = 3, steady_runs: int = 10) -> list[dict[str, Any]]:
+                          repeats: int = 3, steady_runs: int = 10,
+                          warmup_feeds: Sequence[Feeds] | None = None) -> list[dict[str, Any]]:
     """Rows for fresh loads, without and with warm-up (interleaved), of the first request's cost.
 
     Each row: ``mode`` (``cold``/``warmed``), load, warm-up, first request and steady
     (median of ``steady_runs`` later requests) seconds, and ``penalty_s`` = first - steady.
+    The warm-up runs ``warmup_feeds`` when given (real requests: a model with dynamic sizes may
+    refuse made-up ones), else ``warmup_requests`` synthetic requests at the measured batch size.
     """
     for name, value in (("warmup_requests", warmup_requests), ("repeats", repeats), ("steady_runs", steady_runs)):
         require_int(name, value)
@@ -71,7 +74,7 @@ def first_request_penalty(load: Callable[[], Predictor], feeds: Feeds, warmup_re
             try:
                 # warm up at the batch that will be measured, read along each input's batch axis
                 batch = batch_size_of(feeds, predictor.input_specs or None) if mode == "warmed" else 1
-                warm_s = (warm_up(predictor, n=warmup_requests, batch_size=batch)["seconds"]
+                warm_s = (warm_up(predictor, warmup_feeds, n=warmup_requests, batch_size=batch)["seconds"]
                           if mode == "warmed" else 0.0)
                 start = clock()
                 predictor.predict(feeds)

@@ -232,3 +232,45 @@ def fusion_diff(before: ModelArtifact, after: ModelArtifact):  # -> pandas.DataF
     frame = graph_diff(before, after)
     frame["fused_op"] = frame["op_type"].isin(FUSED_OPS)
     return frame
+
+
+def attention_shape(artifact: ModelArtifact, feeds: Mapping[str, np.ndarray]) -> tuple[int, int] | None:
+    """``(num_heads, hidden_size)`` of the graph's first attention, read from one run on ``feeds``; None if none.
+
+    Attention is a Softmax whose output feeds a MatMul (scores times values): the Softmax's input is
+    ``[batch, heads, query, key]`` and that MatMul's output ``[batch, heads, query, head_dim]``, so
+    their shapes give the hints ``optimize_transformer`` needs to fuse ``Attention`` (ORT's own guess
+    fails on graphs whose reshape shapes are computed, as tf2onnx writes them). A CNN's final Softmax
+    feeds no MatMul: None. Heads folded into the batch axis (rank 3 scores) also give None.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        model = onnx.load(str(artifact.path))
+    except Exception as exc:  # noqa: BLE001 - a file we cannot read has no attention we can find
+        log.warning("cannot read %s to look for attention: %s", artifact.name, first_line(exc))
+        return None
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found = next(((node.input[0], after.output[0]) for node in model.graph.node if node.op_type == "Softmax"
+                  for after in consumers.get(node.output[0], []) if after.op_type == "MatMul"), None)
+    if found is None:
+        return None
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in found if name not in known)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the tensors' names
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        scores, context = session.run(list(found), dict(feeds))
+    except Exception as exc:  # noqa: BLE001 - no hints then; the caller fuses without Attention or not at all
+        log.warning("could not run %s to read its attention shape: %s", artifact.name, first_line(exc))
+        return None
+    if scores.ndim != 4 or context.ndim != 4 or scores.shape[1] != context.shape[1] or scores.shape[1] < 1:
+        return None
+    heads, head_dim = int(scores.shape[1]), int(context.shape[-1])
+    return heads, heads * head_dim

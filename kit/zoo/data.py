@@ -43,10 +43,10 @@ def digits_data(seed: int = 0) -> DigitsData:
 
 
 def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
-    """Realistic inputs for a zoo model: held-out digits, [0, 1] images, token ids with padding.
+    """Realistic inputs for a zoo model: held-out digits, [0, 1] images, real sentences, rendered lines.
 
     ``params`` are the model's size parameters (as given to ``get_model``) where they
-    change the input shapes, e.g. ``seq_len`` for ``bert_encoder``.
+    change the input shapes, e.g. ``seq_len`` for ``minilm``.
     """
     params = resolve_params(name, params)
     rng = np.random.default_rng(seed)
@@ -60,18 +60,9 @@ def sample_feeds(name: str, batch_size: int = 1, seed: int = 0, **params: Any) -
         return {"image": rng.random((batch_size, size, size, 3), dtype=np.float32)}
     if name == "minilm":
         return _minilm_feeds(batch_size, rng, params["seq_len"])
-    if name == "ocr_rec":
-        from kit.zoo.ocr import rendered_lines
+    from kit.zoo.ocr import rendered_lines  # ocr_rec
 
-        return {"x": rendered_lines(batch_size, seed=seed, width=params["width"])[0]}
-    seq, vocab = params["seq_len"], params["vocab_size"]
-    ids = rng.integers(1, vocab, size=(batch_size, seq)).astype(np.int32)
-    mask = np.ones((batch_size, seq), np.int32)
-    for row in range(1, batch_size):  # the first row is full length, later rows padded
-        length = int(rng.integers(max(1, seq // 4), seq + 1))
-        ids[row, length:] = 0
-        mask[row, length:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+    return {"x": rendered_lines(batch_size, seed=seed, width=params["width"])[0]}
 
 
 def _minilm_feeds(batch_size: int, rng: np.random.Generator, seq_len: int) -> dict[str, np.ndarray]:
@@ -86,23 +77,31 @@ def _minilm_feeds(batch_size: int, rng: np.random.Generator, seq_len: int) -> di
 
 
 def minilm_texts(samples: int, seed: int = 0, split: str = "test", kind: str = "passages") -> list[str]:
-    """Real texts for MiniLM: ``passages`` (each fills 128 tokens) or ``sentences``; train/test disjoint.
+    """Real texts for MiniLM: ``passages`` (each fills 128 tokens), ``sentences``, or ``both``; train/test disjoint.
 
-    The train split takes even-numbered texts, the test split odd-numbered ones, cycled to ``samples``.
+    The train split takes even-numbered texts, the test split odd-numbered ones, each kind in a seeded
+    order, cycled to ``samples``. ``both`` gives the split's passages first, then its sentences, so asking
+    for more texts than there are passages (10 per split) gets distinct sentences rather than repeats.
     """
     from kit.zoo.sentences import SENTENCES, passages
 
-    pool = list(passages() if kind == "passages" else SENTENCES)
-    pool = pool[0::2] if split == "train" else pool[1::2]
-    order = np.random.default_rng(seed).permutation(len(pool))
-    return [pool[order[i % len(pool)]] for i in range(samples)]
+    if kind not in ("passages", "sentences", "both"):
+        raise ConfigError(f"kind must be 'passages', 'sentences' or 'both', got {kind!r}")
+    rng = np.random.default_rng(seed)
+    pool: list[str] = []
+    for texts in ([passages()] if kind == "passages" else [SENTENCES] if kind == "sentences" else
+                  [passages(), SENTENCES]):
+        part = list(texts)[0::2] if split == "train" else list(texts)[1::2]
+        pool += [part[i] for i in rng.permutation(len(part))]
+    return [pool[i % len(pool)] for i in range(samples)]
 
 
 def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
     """Real inputs (and labels, where the zoo has them) for a built-in model.
 
-    ``minilm`` gets passages of the kit's English text (``kit.zoo.sentences``) tokenized and
-    padded to 128; ``ocr_rec`` gets rendered text lines with their strings as labels (``kit.zoo.ocr``).
+    ``minilm`` gets the kit's English passages, then its sentences once the passages run out
+    (``kit.zoo.sentences``: 50 distinct texts per split), tokenized and padded to 128; ``ocr_rec`` gets
+    rendered text lines with their strings as labels (``kit.zoo.ocr``).
     ``digits_cnn`` gets scikit-learn's digits (``split`` "train" for calibration, "test"
     for evaluation, with labels); the others get the zoo's realistic sample feeds, with a
     different seed per split so calibration and evaluation never share inputs.
@@ -114,10 +113,10 @@ def zoo_samples(name: str, samples: int, seed: int = 0, split: str = "test"):
         digits = digits_data(seed=seed)
         x, y = (digits.x_train, digits.y_train) if split == "train" else (digits.x_test, digits.y_test)
         return {"image": x[:samples]}, y[:samples]
-    if name == "minilm":  # passages of real text, padded to 128 tokens; no labels
+    if name == "minilm":  # passages of real text, then sentences (distinct up to 50 per split), padded to 128
         from kit.zoo.minilm import tokenizer
 
-        return tokenizer(128).encode(minilm_texts(samples, seed, split), pad_to=128).feeds, None
+        return tokenizer(128).encode(minilm_texts(samples, seed, split, kind="both"), pad_to=128).feeds, None
     if name == "ocr_rec":  # rendered lines with their text as labels; train and test use other seeds
         from kit.zoo.ocr import rendered_lines
 

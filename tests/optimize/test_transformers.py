@@ -9,7 +9,13 @@ import pytest
 
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError, ModelLoadError
-from kit.optimize.transformers import TransformerOptConfig, fused_operators, fusion_diff, optimize_transformer
+from kit.optimize.transformers import (
+    TransformerOptConfig,
+    attention_shape,
+    fused_operators,
+    fusion_diff,
+    optimize_transformer,
+)
 
 HIDDEN, HEADS, FFN = 32, 2, 64
 
@@ -148,3 +154,18 @@ def test_the_fused_variant_can_be_quantized(bert_layer, tmp_path):
         want, got = a.predict(_feeds())["last_hidden_state"], b.predict(_feeds())["last_hidden_state"]
     cosine = float(np.sum(want * got) / (np.linalg.norm(want) * np.linalg.norm(got)))
     assert np.all(np.isfinite(got)) and cosine > 0.98
+
+
+def test_attention_shape_reads_heads_and_hidden_from_one_run(bert_layer, tmp_path):
+    from onnx import TensorProto, helper, save
+
+    assert attention_shape(bert_layer, _feeds()) == (HEADS, HIDDEN)
+    # a classifier's final Softmax feeds no MatMul: no attention, no hints
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["logits"]),
+                               helper.make_node("Softmax", ["logits"], ["p"])], "cnn_head",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])],
+                              [helper.make_tensor("w", TensorProto.FLOAT, [4, 3], [0.1] * 12)])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "head.onnx"))
+    head = ModelArtifact(tmp_path / "head.onnx", "onnx", name="head")
+    assert attention_shape(head, {"x": np.ones((2, 4), np.float32)}) is None

@@ -57,6 +57,26 @@ def test_first_request_penalty_rows(mlp_onnx):
         first_request_penalty(lambda: OnnxRuntimeEngine(mlp_onnx), feeds, repeats=0)
 
 
+def test_first_request_penalty_warms_up_on_the_given_requests(mlp_onnx):
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.specs import synthetic_feeds
+
+    with OnnxRuntimeEngine(mlp_onnx) as probe:
+        feeds = synthetic_feeds(probe.input_specs, batch_size=1)
+    seen = []
+
+    class Counting(OnnxRuntimeEngine):
+        def predict(self, request):
+            seen.append(request)
+            return super().predict(request)
+
+    real = [{k: v + 1.0 for k, v in feeds.items()}]
+    first_request_penalty(lambda: Counting(mlp_onnx), feeds, warmup_requests=5, repeats=1, steady_runs=2,
+                          warmup_feeds=real)
+    warmed = seen[1 + 2:]  # the cold load's first and steady requests come first
+    assert warmed[0] is real[0] and sum(r is real[0] for r in seen) == 1  # one warm-up, on the given request
+
+
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     tf = pytest.importorskip("tensorflow")

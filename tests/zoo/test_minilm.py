@@ -156,6 +156,11 @@ def test_minilm_samples_are_real_passages_with_disjoint_splits():
     test, labels = zoo_samples("minilm", 6)
     assert labels is None and test["input_ids"].shape == (6, 128) and test["attention_mask"].all()
     assert not set(minilm_texts(10, split="train")) & set(minilm_texts(10, split="test"))
+    # more samples than passages: sentences follow, so calibration and evaluation drawn from one split never repeat
+    many = minilm_texts(47, kind="both")
+    assert len(set(many)) == 47 and many[:10] == minilm_texts(10)
+    assert not set(many) & set(minilm_texts(47, split="train", kind="both"))
+    assert zoo_samples("minilm", 47)[0]["attention_mask"][10:].sum(axis=1).max() < 128  # sentences are padded
     feeds = sample_feeds("minilm", batch_size=4, seq_len=64)
     assert feeds["input_ids"].shape == (4, 64) and feeds["attention_mask"][0].all()
     assert feeds["attention_mask"][1:].sum(axis=1).max() < 64  # short sentences are padded

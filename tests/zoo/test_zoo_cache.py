@@ -11,7 +11,16 @@ import pytest
 
 from kit.errors import ConfigError, ModelLoadError
 from kit.testing import run_threads
-from kit.zoo import MODELS, digits_data, get_model, model_inputs, sample_feeds
+from kit.zoo import (
+    MODELS,
+    RETIRED,
+    digits_data,
+    eval_hints,
+    get_model,
+    model_inputs,
+    quality_caveat,
+    sample_feeds,
+)
 from kit.zoo.cache import MANIFEST, cache_root, entry_key, get_or_build, read_entry
 from kit.zoo.catalog import BUILDER_VERSION, resolve_params
 
@@ -96,10 +105,36 @@ def test_bad_names_formats_and_params_are_config_errors():
         get_model("digits_cnn", layers=3)
     with pytest.raises(ConfigError, match="seed"):
         get_model("digits_cnn", seed=-1)
-    with pytest.raises(ConfigError, match="divisible"):
-        resolve_params("bert_encoder", {"hidden": 100, "heads": 3})
     with pytest.raises(ConfigError, match="int >= 1"):
-        resolve_params("bert_encoder", {"layers": 0})
+        resolve_params("digits_cnn", {"epochs": 0})
+    with pytest.raises(ConfigError, match=r"\[2, 512\]"):
+        resolve_params("minilm", {"seq_len": 1})
+
+
+def test_a_retired_name_names_its_replacement():
+    with pytest.raises(ConfigError, match="retired: use 'minilm'") as info:
+        get_model("bert_encoder")
+    message = str(info.value)
+    assert "\n" not in message and "the zoo has" in message and "'bert_encoder'" not in message.split("the zoo has")[1]
+    with pytest.raises(ConfigError, match="retired"):
+        sample_feeds("bert_encoder")
+    assert RETIRED == {"bert_encoder": "minilm"} and "bert_encoder" not in MODELS
+
+
+def test_quality_caveat_flags_random_weights_only(tmp_path, monkeypatch):
+    from kit.artifacts import ModelArtifact
+
+    assert {name: bool(quality_caveat(name)) for name in MODELS} == {
+        "digits_cnn": False, "mobilenet_v2": True, "minilm": False, "ocr_rec": False}
+    assert "random weights" in quality_caveat("mobilenet_v2") and "not accuracy" in quality_caveat("mobilenet_v2")
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path))
+    entry = cache_root() / "mobilenet_v2-0123abcd"
+    entry.mkdir(parents=True)
+    (entry / "model.onnx").write_bytes(b"")
+    zoo_file = ModelArtifact(entry / "model.onnx", "onnx", name="mobilenet_v2-onnx")
+    variant = zoo_file.derive(tmp_path / "q.onnx", "quantize_dynamic", name="q")
+    assert quality_caveat(str(entry / "model.onnx")) == quality_caveat(variant) == quality_caveat("mobilenet_v2")
+    assert quality_caveat(tmp_path / "mine.onnx") == quality_caveat("resnet") == quality_caveat(None) == ""
 
 
 def test_digits_split_is_fixed_stratified_and_scaled():
@@ -122,14 +157,6 @@ def test_sample_feeds_fit_the_model_inputs(name):
     check_feeds(model_inputs(name), feeds)
     assert all(a.shape[0] == 3 for a in feeds.values())
     np.testing.assert_array_equal(feeds[next(iter(feeds))], sample_feeds(name, batch_size=3, seed=1)[next(iter(feeds))])
-
-
-def test_bert_feeds_pad_later_rows_and_follow_seq_len():
-    feeds = sample_feeds("bert_encoder", batch_size=4, seq_len=32)
-    assert feeds["input_ids"].shape == (4, 32) and feeds["input_ids"].dtype == np.int32
-    assert feeds["attention_mask"][0].all()
-    lengths = feeds["attention_mask"].sum(axis=1)
-    assert (feeds["input_ids"][feeds["attention_mask"] == 0] == 0).all() and lengths.min() >= 8
 
 
 def test_cli_zoo_names_unknown_models(capsys):
@@ -202,3 +229,11 @@ def test_the_builder_child_dies_with_its_parent(tmp_path):
         parent.kill()
         if pidfile.exists() and pidfile.read_text() and _state(int(pidfile.read_text())) not in ("gone", "Z"):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_eval_hints_judge_minilm_by_its_embedding():
+    from kit.optimize.evaluate import EvalConfig
+
+    assert eval_hints("minilm") == {"output": "sentence_embedding", "top1": False}
+    assert eval_hints("digits_cnn") == eval_hints("mine.onnx") == {}
+    assert EvalConfig(**eval_hints("minilm")).top1 is False
