@@ -79,36 +79,81 @@ class EvalConfig:
 
 
 def _fixed_batch(predictor) -> int | None:
-    dims = {s.shape[0] for s in predictor.input_specs if s.shape and isinstance(s.shape[0], int)}
+    """The batch size a model was exported with, read on each input's sample axis (a state's is not axis 0)."""
+    from kit.data import sample_axes
+
+    axes = sample_axes(predictor.input_specs)
+    dims = {s.shape[axes[s.name]] for s in predictor.input_specs
+            if axes.get(s.name) is not None and isinstance(s.shape[axes[s.name]], int)}
     return dims.pop() if len(dims) == 1 else None
 
 
-def _rows(data: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
-    return {k: v[start:stop] if v.ndim else v for k, v in data.items()}
+Axes = Mapping[str, "int | None"]
+"""The axis each input's samples lie along (``kit.data.sample_axes``); ``None``: shared by every sample."""
 
 
-def _take(data: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` samples, repeating them when there are fewer (scalar inputs as they are)."""
-    return {k: v if not v.ndim else (v[:n] if v.shape[0] >= n else np.resize(v, (n, *v.shape[1:])).astype(v.dtype))
+def _axes(data: Mapping[str, np.ndarray], axes: Axes | None) -> dict[str, int | None]:
+    """Each input's sample axis: as given (a recurrent state's is often 1), else 0; scalars have none."""
+    return {k: None if not v.ndim else (axes or {}).get(k, 0) for k, v in data.items()}
+
+
+def _count(data: Mapping[str, np.ndarray], axes: Axes) -> set[int]:
+    return {v.shape[axes[k]] for k, v in data.items() if axes[k] is not None}
+
+
+def _rows(data: Mapping[str, np.ndarray], start: int, stop: int, axes: Axes) -> dict[str, np.ndarray]:
+    return {k: v if axes[k] is None else v[(slice(None),) * axes[k] + (slice(start, stop),)] for k, v in data.items()}
+
+
+def _take(data: Mapping[str, np.ndarray], n: int, axes: Axes) -> dict[str, np.ndarray]:
+    """The first ``n`` samples, repeating them when there are fewer (shared inputs as they are)."""
+    return {k: v if axes[k] is None else np.take(v, np.arange(n) % v.shape[axes[k]], axis=axes[k])
             for k, v in data.items()}
 
 
-def run_outputs(predictor, data: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Every output over every sample of ``data`` (first axis), in chunks the model accepts."""
-    count = max(v.shape[0] for v in data.values() if v.ndim)
+def run_outputs(predictor, data: Mapping[str, np.ndarray], batch_size: int,
+                axes: Axes | None = None) -> dict[str, np.ndarray]:
+    """Every output over every sample of ``data`` (along ``axes``, default the first), in chunks the model accepts.
+
+    Outputs are joined along their sample axis: the declared one, or else the first axis whose
+    size is the chunk's sample count (a returned recurrent state's is 1 and often undeclared).
+    An output with none (a per-call value) is joined flattened, the same way for every variant.
+    """
+    from kit.data import sample_axes
+
+    axes = _axes(data, axes)
+    count = max(_count(data, axes))
     fixed = _fixed_batch(predictor)
     step = fixed or batch_size
+    declared = sample_axes(predictor.output_specs)
+    out_axes: dict[str, int | None] = {}
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, count, step):
-        chunk = _rows(data, start, start + step)
+        chunk = _rows(data, start, start + step, axes)
         got = min(step, count - start)
         if got < step and fixed:
-            chunk = _take(chunk, step)
+            chunk = _take(chunk, step, axes)
+        rows = fixed or got  # samples in this call's answer
         for name, value in predictor.predict(chunk).items():
             value = np.asarray(value)
-            parts.setdefault(name, []).append(value[:got] if value.ndim and value.shape[0] == (fixed or got) else value)
-    return {name: np.concatenate(values) if len(values) > 1 and values[0].ndim else values[0]
-            for name, values in parts.items()}
+            if name not in out_axes:  # from the first call, which holds a whole chunk
+                hits = [a for a in range(value.ndim) if value.shape[a] == rows]
+                want = declared.get(name, 0)
+                out_axes[name] = want if want in hits else (hits[0] if hits else None)
+            axis = out_axes[name]
+            if axis is not None and axis < value.ndim and value.shape[axis] == rows:
+                value = value[(slice(None),) * axis + (slice(0, got),)]
+            parts.setdefault(name, []).append(value)
+    joined = {}
+    for name, values in parts.items():
+        axis = out_axes.get(name)
+        if len(values) == 1:
+            joined[name] = values[0]
+        elif axis is not None and all(v.ndim > axis for v in values):
+            joined[name] = np.concatenate(values, axis=axis)
+        else:
+            joined[name] = np.concatenate([v.ravel() for v in values])
+    return joined
 
 
 def load_metric(metric: str | Metric | None) -> Metric | None:
@@ -193,17 +238,24 @@ def _environment() -> dict[str, Any]:
     return {k: env[k] for k in ("cpu_model", "int8_flags", "fast_int8", "logical_cores", "affinity_cores")}
 
 
-def _as_feeds(data: Any, labels: Any) -> tuple[dict[str, np.ndarray], Any, str]:
-    """Evaluation feeds, labels and their description from a mapping or a ``kit.data.Dataset``."""
-    from kit.data import Dataset
+def _as_feeds(data: Any, labels: Any) -> tuple[dict[str, np.ndarray], Any, str, dict[str, int | None]]:
+    """Evaluation feeds, labels, their description and sample axes from a mapping or a ``kit.data.Dataset``.
+
+    A Dataset's samples lie along its specs' sample axes (a recurrent state's batch axis is 1, a
+    sample rate is shared); a plain mapping's along axis 0.
+    """
+    from kit.data import Dataset, sample_axes
 
     if isinstance(data, Dataset):
         if data.arrays is None:
             raise ConfigError(f"evaluate needs feeds of one shape; {data.source} holds requests of varying shape: "
                               f"pick one shape (Dataset.take) or pass input_shapes")
-        return dict(data.arrays), data.labels if labels is None else labels, data.describe()
+        arrays = dict(data.arrays)
+        axes = sample_axes(data.specs)
+        return arrays, data.labels if labels is None else labels, data.describe(), _axes(arrays, axes)
     feeds = {k: np.asarray(v) for k, v in data.items()}
-    return feeds, labels, "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()) + ")"
+    described = "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()) + ")"
+    return feeds, labels, described, _axes(feeds, None)
 
 
 def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: Any,
@@ -246,8 +298,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     from kit.profile.scenarios import LoadConfig
 
     config = resolve(EvalConfig, config, overrides)
-    data, labels, described = _as_feeds(data, labels)
-    counts = {v.shape[0] for v in data.values() if v.ndim}
+    data, labels, described, axes = _as_feeds(data, labels)
+    counts = _count(data, axes)
     if not data or not counts or counts == {0} or len(counts) != 1:
         raise InputError(f"evaluation data must map each input to the same number (>= 1) of samples, got "
                          f"{ {k: v.shape for k, v in data.items()} }")
@@ -287,7 +339,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
             predictors[art.name] = predictor
             memory_batch[art.name] = _fixed_batch(predictor) or max(config.batch_sizes)
             try:
-                out = run_outputs(predictor, data, config.quality_batch_size)
+                out = run_outputs(predictor, data, config.quality_batch_size, axes)
             except KitError as exc:
                 if art is reference:
                     raise
@@ -317,7 +369,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
 
             todo = [a for a in arts if records[a.name].get("ok", True)]
             with ThreadPoolExecutor(max_workers=2) as pool:
-                measured = list(pool.map(lambda a: _memory_columns(a, _take(data, memory_batch[a.name]), config), todo))
+                measured = list(pool.map(lambda a: _memory_columns(a, _take(data, memory_batch[a.name], axes), config),
+                                         todo))
             for art, figures in zip(todo, measured):
                 records[art.name].update(figures)
 
@@ -325,7 +378,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
                                     min_queries=config.min_queries)
         for batch in config.batch_sizes:
-            feeds = _take(data, batch)
+            feeds = _take(data, batch, axes)
             runnable = {n: p for n, p in predictors.items()
                         if records[n].get("ok", True) and _fixed_batch(p) in (None, batch)}
             results = {r.label: r for r in compare_speed(runnable, feeds, rounds=config.rounds,

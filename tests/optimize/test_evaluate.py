@@ -155,3 +155,45 @@ def test_pareto_front_keeps_the_undominated():
 
     frame = pd.DataFrame({"p50_ms": [10.0, 4.0, 5.0, 3.0, float("nan")], "cosine": [1.0, 0.99, 0.98, 0.90, 1.0]})
     assert list(pareto_front(frame)) == [True, True, False, True, False]
+
+
+def test_evaluate_takes_samples_along_each_inputs_own_axis(tmp_path):
+    """A recurrent model's state holds its samples on axis 1 and a sample rate is shared: notebook 01 was skipped."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from kit.artifacts import ModelArtifact
+    from kit.data import load_data
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["state", "axes"], ["summed"], keepdims=0),  # [batch, 4]
+         helper.make_node("Transpose", ["summed"], ["t"], perm=[0, 1]),
+         helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["x", "srf"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "t"], ["y"])],
+        "stateful",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 4]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [0])])
+    path = tmp_path / "stateful.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    with OnnxRuntimeEngine(path) as engine:
+        specs = engine.input_specs
+    rng = np.random.default_rng(0)
+    data = {"x": rng.random((6, 4), np.float32), "state": rng.random((2, 6, 4), np.float32), "sr": np.array(16000)}
+    np.savez(tmp_path / "data.npz", **data)
+    ds = load_data(str(tmp_path / "data.npz"), specs)
+    art = ModelArtifact(path=path, name="stateful", format="onnx")
+    frame = evaluate([], art, ds, batch_sizes=(1, 2), rounds=2, min_duration_s=0.01)
+    assert list(frame["batch_size"]) == [1, 2] and frame["ok"].all()
+    with OnnxRuntimeEngine(path) as engine:
+        from kit.optimize.evaluate import run_outputs
+
+        out = run_outputs(engine, data, 4, axes={"x": 0, "state": 1, "sr": None})
+        assert out["y"].shape == (6, 4)
+        np.testing.assert_allclose(out["y"], data["x"] * 16000 + data["state"].sum(axis=0), rtol=1e-6)
