@@ -56,6 +56,7 @@ def _copy_model(art: ModelArtifact, dest: Path) -> list[Path]:
         shutil.copytree(art.path, dest / art.name, dirs_exist_ok=True)
         return [p for p in (dest / art.name).rglob("*") if p.is_file()]
     target = dest / f"{art.name}{art.path.suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(art.path, target)
     return [target]
 

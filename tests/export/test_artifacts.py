@@ -160,3 +160,13 @@ def test_save_registry_names_a_savedmodel_version_tensorflow(dense_savedmodel, t
         assert out["n"].tolist() == [2, 3]
     finally:
         served.close()
+
+
+def test_a_single_file_model_is_copied_under_its_role(report_run, tmp_path):
+    """A .tflite model (no folder of its own) failed notebook 05: its role folder was never made."""
+    run, _ = report_run
+    model = tmp_path / "head.tflite"
+    model.write_bytes(b"TFL3-not-really")
+    records = save_artifacts("05_batching", models={"tflite": ModelArtifact(path=model, name="head", format="tflite")})
+    assert [r["file"] for r in records] == ["artifacts/05_batching/tflite/head.tflite"]
+    assert (run / "artifacts" / "05_batching" / "tflite" / "head.tflite").read_bytes() == b"TFL3-not-really"
