@@ -36,10 +36,11 @@ TARGET_FOR_FORMAT = {"savedmodel": "tfserving", "onnx": "triton"}
 
 
 def run_folder(run_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where artifacts go (absolute): the report's folder under ``kit report``, else ``reports/interactive``."""
     if run_dir is not None:
-        return Path(run_dir)
+        return Path(run_dir).absolute()
     results = os.environ.get(RESULTS_ENV)
-    return Path(results).parent if results else Path("reports") / "interactive"
+    return (Path(results).parent if results else Path("reports") / "interactive").absolute()
 
 
 def target_for(model: ModelArtifact | str | os.PathLike[str]) -> str:
@@ -231,8 +232,12 @@ def describe_artifacts(records: list[dict[str, Any]], run_dir: str | os.PathLike
 def links_html(records: list[dict[str, Any]]) -> str:
     """An HTML table linking each artifact (relative to the run folder, where the notebook's HTML lies)."""
     from html import escape
+    from urllib.parse import quote
 
-    rows = "".join(f"<tr><td><a href=\"{escape(r['file'])}\">{escape(r['file'])}</a></td>"
+    # Under kit report the page is the HTML beside the run folder's files; live, it is the notebook in the
+    # kernel's working folder, which reaches them through reports/interactive/.
+    prefix = "" if os.environ.get(RESULTS_ENV) else os.path.relpath(run_folder(), Path.cwd()) + "/"
+    rows = "".join(f"<tr><td><a href=\"{escape(quote(prefix + r['file']))}\">{escape(r['file'])}</a></td>"
                    f"<td style=\"text-align:right\">{r['size_bytes']:,}</td><td>{escape(r['lineage'])}</td></tr>"
                    for r in records)
     return f"<table><tr><th>artifact</th><th>bytes</th><th>lineage</th></tr>{rows}</table>"

@@ -82,8 +82,11 @@ def _fixed_batch(predictor) -> int | None:
     """The batch size a model was exported with, read on each input's sample axis (a state's is not axis 0)."""
     from kit.data import sample_axes
 
-    axes = sample_axes(predictor.input_specs)
-    dims = {s.shape[axes[s.name]] for s in predictor.input_specs
+    specs = predictor.input_specs
+    axes = sample_axes(specs)
+    if all(a is None for a in axes.values()):  # no batch axis anywhere: a fixed first dimension is the batch
+        axes = {s.name: 0 for s in specs if s.shape}
+    dims = {s.shape[axes[s.name]] for s in specs
             if axes.get(s.name) is not None and isinstance(s.shape[axes[s.name]], int)}
     return dims.pop() if len(dims) == 1 else None
 

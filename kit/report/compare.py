@@ -42,7 +42,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kit.artifacts import atomic_write_bytes
@@ -142,17 +142,21 @@ def load_run(folder: str | os.PathLike[str]) -> RunRecord:
         name = nb.get("notebook")
         if not isinstance(name, str) or not name or "/" in name or "\\" in name:
             raise _bad(summary_path, f"notebook entry {i} has no usable 'notebook' name (found {name!r:.60})")
-        record.status[name] = str(nb.get("status", "?"))
+        # one model: ``00_engines``; several (kit report --model A --model B): ``<model folder>/00_engines``
+        html = nb.get("html")
+        sub = PurePosixPath(str(html)).parent.as_posix() if nb.get("model") and html else ""
+        key = f"{sub}/{name}" if sub and sub != "." else name
+        record.status[key] = str(nb.get("status", "?"))
         headline = nb.get("headline") or {}
         headline = dict(headline) if isinstance(headline, dict) else {}
-        results = folder / f"{name}.results.json"
+        results = (folder / sub if key != name else folder) / f"{name}.results.json"
         if results.is_file():
             extra = _read_json(results)
             extra = extra.get("headline") if isinstance(extra, dict) else None
             if extra is not None and not isinstance(extra, dict):
                 raise ConfigError(f"{results}: 'headline' must be an object of figures")
             headline.update(extra or {})
-        record.metrics.update(_headline_metrics(name, headline, record.unreadable, record.declared))
+        record.metrics.update(_headline_metrics(key, headline, record.unreadable, record.declared))
     return record
 
 
@@ -218,6 +222,10 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
             rows.append({**row, "newer": newer_as, "change_pct": nan, "change_low_pct": nan, "change_high_pct": nan,
                          "beyond_noise": True, "verdict": "lost",
                          "regression": threshold_pct is not None and not allow_missing})
+            continue
+        if name not in a.metrics and math.isfinite(vb):  # measured only by the newer run
+            rows.append({**row, "change_pct": nan, "change_low_pct": nan, "change_high_pct": nan,
+                         "beyond_noise": False, "verdict": "new", "regression": False})
             continue
         finite = math.isfinite(va) and math.isfinite(vb)
         scale = abs(va) if finite and va else nan

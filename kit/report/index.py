@@ -64,6 +64,8 @@ def format_figure(value: Any) -> str:
     """A headline value as text: ``12.3 ms (11.9–12.8, n=5; lower is better)`` for a measured
     figure (``{"value", "low", "high", "spread", "n", "unit", "better"}``, whichever are present)."""
     if isinstance(value, Mapping) and "value" in value:
+        if value["value"] is None:  # NaN, as JSON has it
+            return "n/a"
         unit = f" {value['unit']}" if value.get("unit") else ""
         text = f"{_number(value['value'])}{unit}"
         details = []
@@ -185,7 +187,9 @@ def _artifacts(out_dir: Path, nb: Mapping[str, Any]) -> str:
              for r in records[:MAX_ARTIFACT_LINKS]]
     more = len(records) - MAX_ARTIFACT_LINKS
     if more > 0:
-        listing = PurePosixPath(str(records[0]["file"])).parent / "ARTIFACTS.json"
+        parts = PurePosixPath(str(records[0]["file"])).parts  # [<model>/]artifacts/<notebook>/...
+        head = parts[:parts.index("artifacts") + 2] if "artifacts" in parts[:-1] else parts[:-1]
+        listing = PurePosixPath(*head) / "ARTIFACTS.json"
         links.append(f"and {more} more ({_link(out_dir, str(listing), 'the full list')})")
     return f'<p class="artifacts"><b>Artifacts:</b> {", ".join(links)}</p>'
 

@@ -194,7 +194,7 @@ def _check_model(model: str) -> None:
     from kit.models import resolve_model
 
     artifact = resolve_model(model)
-    if Path(model).exists():
+    if Path(model).exists() and artifact.format != "keras":  # a .keras file is served as its SavedModel
         create_engine(artifact).close()
 
 

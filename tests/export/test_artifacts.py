@@ -170,3 +170,15 @@ def test_a_single_file_model_is_copied_under_its_role(report_run, tmp_path):
     records = save_artifacts("05_batching", models={"tflite": ModelArtifact(path=model, name="head", format="tflite")})
     assert [r["file"] for r in records] == ["artifacts/05_batching/tflite/head.tflite"]
     assert (run / "artifacts" / "05_batching" / "tflite" / "head.tflite").read_bytes() == b"TFL3-not-really"
+
+
+def test_outside_a_report_exports_land_under_reports_interactive_and_links_reach_them(mlp_onnx, tmp_path,
+                                                                                       monkeypatch):
+    """Run All in JupyterLab: the bundle path was absolute and the run folder relative, so 08 failed there."""
+    from kit.export import links_html
+
+    monkeypatch.delenv("KIT_RESULTS_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    records = save_artifacts("08_autotune", config={"max_batch_size": 4}, exports={"triton": mlp_onnx}, name="mlp")
+    assert records and all((tmp_path / "reports" / "interactive" / r["file"]).is_file() for r in records)
+    assert 'href="reports/interactive/artifacts/08_autotune/' in links_html(records)

@@ -197,3 +197,18 @@ def test_evaluate_takes_samples_along_each_inputs_own_axis(tmp_path):
         out = run_outputs(engine, data, 4, axes={"x": 0, "state": 1, "sr": None})
         assert out["y"].shape == (6, 4)
         np.testing.assert_allclose(out["y"], data["x"] * 16000 + data["state"].sum(axis=0), rtol=1e-6)
+
+
+def test_a_model_exported_with_a_fixed_batch_above_one_is_fed_in_chunks_of_it(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "fixed4",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fixed4.onnx"))
+    art = ModelArtifact(path=tmp_path / "fixed4.onnx", name="fixed4", format="onnx")
+    frame = evaluate([], art, {"x": np.ones((10, 8), np.float32)}, batch_sizes=(4,), rounds=2, min_duration_s=0.01)
+    assert frame["ok"].all()

@@ -198,3 +198,35 @@ def test_a_bare_number_falls_back_to_the_floor_and_says_so(tmp_path, capsys):
     assert "flat noise floor" in capsys.readouterr().out
     assert "flat noise floor" in (b / "compare_A.html").read_text()
 
+
+
+def _two_models(folder: Path, started: float, fast: float, slow: float) -> Path:
+    """A ``kit report --model a --model b`` folder: one sub-report per model, both with notebook 00."""
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for sub, p50 in (("a", fast), ("b", slow)):
+        (folder / sub).mkdir()
+        (folder / sub / "00_engines.results.json").write_text(json.dumps(
+            {"headline": {"p50_ms": {"value": p50, "low": p50 * 0.99, "high": p50 * 1.01, "n": 3, "unit": "ms",
+                                     "better": "lower"}}}))
+        runs.append({"notebook": "00_engines", "status": "ok", "seconds": 1.0, "model": f"/m/{sub}.onnx",
+                     "html": f"{sub}/00_engines.html"})
+    (folder / "run.json").write_text(json.dumps({"profile": "quick", "started": started, "seconds": 2.0,
+                                                 "notebooks": runs, "models": ["/m/a.onnx", "/m/b.onnx"]}))
+    return folder
+
+
+def test_each_model_of_a_multi_model_run_is_compared_on_its_own(tmp_path):
+    """Both sub-reports were keyed '00_engines', so model b's regression hid behind model a's figure."""
+    older = _two_models(tmp_path / "old", 1.0, 1.0, 2.0)
+    newer = _two_models(tmp_path / "new", 2.0, 1.0, 3.0)
+    assert set(load_run(older).metrics) == {"a/00_engines/p50_ms", "b/00_engines/p50_ms"}
+    comparison = compare_runs(older, newer, threshold_pct=10)
+    assert comparison.regressions == ["b/00_engines/p50_ms"]
+
+
+def test_a_figure_only_the_newer_run_has_is_new_not_within_noise(tmp_path):
+    older = make_run(tmp_path / "a", 1.0, {"p50_ms": 1.0})
+    newer = make_run(tmp_path / "b", 2.0, {"p50_ms": 1.0, "p99_ms": 2.0})
+    rows = compare_runs(older, newer, threshold_pct=10).frame.set_index("metric")
+    assert rows.loc["01_demo/p99_ms", "verdict"] == "new" and not rows["regression"].any()

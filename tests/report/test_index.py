@@ -141,6 +141,7 @@ def test_several_models_get_a_section_each(tmp_path):
     ({"value": 2.0, "better": "higher"}, "2 (higher is better)"),
     ({"value": 0.52, "low": 0.52, "high": 0.52, "n": 0, "unit": "x", "better": "higher"}, "0.52 x (higher is better)"),
     ({"value": 3.0, "better": "?"}, "3"),
+    ({"value": None, "low": None, "high": None, "n": 3, "unit": "ms", "better": "lower"}, "n/a"),
     ({"engine": "ort", "p50": 1.5}, "engine: ort, p50: 1.5"),
     (None, "n/a"), ([1, 8], "1, 8"), ("onnxruntime", "onnxruntime"), (True, "True"),
 ])
