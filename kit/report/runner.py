@@ -153,10 +153,16 @@ def collect_outputs(run: NotebookRun, out_dir: Path, stem: str, hide_code: bool 
     skipped sections, artifacts), its HTML export, key-plot thumbnail and title. Never raises for a
     notebook's own files: what cannot be made is left out and, for the HTML, said in ``run.error``."""
     results = out_dir / f"{stem}.results.json"
+    recorded: Any = None
     if results.exists():
-        recorded = json.loads(results.read_text())
-        run.headline = recorded.get("headline", {})
-        run.skipped_sections = recorded.get("skipped_sections", {})
+        try:
+            recorded = json.loads(results.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("unreadable %s: %s", results.name, exc)
+    if isinstance(recorded, dict):
+        headline, skipped = recorded.get("headline"), recorded.get("skipped_sections")
+        run.headline = headline if isinstance(headline, dict) else {}
+        run.skipped_sections = skipped if isinstance(skipped, dict) else {}
         findings = recorded.get("findings")
         run.findings = [str(f) for f in findings] if isinstance(findings, list) else []
         run.artifacts = _artifact_records(recorded)
