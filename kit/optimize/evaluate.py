@@ -30,6 +30,7 @@ from kit.artifacts import ModelArtifact
 from kit.config import require_int, resolve
 from kit.errors import ConfigError, InputError, KitError
 from kit.optimize.quality import Gate, Metric, QualityReport, Slices, compare, top1_accuracy
+from kit.optimize.samples import fixed_batch, input_axes, run_outputs, sample_counts, take_samples
 from kit.profile.figures import ratio_rounds
 from kit.profile.scenarios import check_run_bounds
 
@@ -76,87 +77,6 @@ class EvalConfig:
         check_run_bounds(self.warmup, self.min_duration_s, self.min_queries, None)
         require_int("quality_batch_size", self.quality_batch_size)
         require_int("memory_requests", self.memory_requests, 0)
-
-
-def _fixed_batch(predictor) -> int | None:
-    """The batch size a model was exported with, read on each input's sample axis (a state's is not axis 0)."""
-    from kit.data import sample_axes
-
-    specs = predictor.input_specs
-    axes = sample_axes(specs)
-    if all(a is None for a in axes.values()):  # no batch axis anywhere: a fixed first dimension is the batch
-        axes = {s.name: 0 for s in specs if s.shape}
-    dims = {s.shape[axes[s.name]] for s in specs
-            if axes.get(s.name) is not None and isinstance(s.shape[axes[s.name]], int)}
-    return dims.pop() if len(dims) == 1 else None
-
-
-Axes = Mapping[str, "int | None"]
-"""The axis each input's samples lie along (``kit.data.sample_axes``); ``None``: shared by every sample."""
-
-
-def _axes(data: Mapping[str, np.ndarray], axes: Axes | None) -> dict[str, int | None]:
-    """Each input's sample axis: as given (a recurrent state's is often 1), else 0; scalars have none."""
-    return {k: None if not v.ndim else (axes or {}).get(k, 0) for k, v in data.items()}
-
-
-def _count(data: Mapping[str, np.ndarray], axes: Axes) -> set[int]:
-    return {v.shape[axes[k]] for k, v in data.items() if axes[k] is not None}
-
-
-def _rows(data: Mapping[str, np.ndarray], start: int, stop: int, axes: Axes) -> dict[str, np.ndarray]:
-    return {k: v if axes[k] is None else v[(slice(None),) * axes[k] + (slice(start, stop),)] for k, v in data.items()}
-
-
-def _take(data: Mapping[str, np.ndarray], n: int, axes: Axes) -> dict[str, np.ndarray]:
-    """The first ``n`` samples, repeating them when there are fewer (shared inputs as they are)."""
-    return {k: v if axes[k] is None else np.take(v, np.arange(n) % v.shape[axes[k]], axis=axes[k])
-            for k, v in data.items()}
-
-
-def run_outputs(predictor, data: Mapping[str, np.ndarray], batch_size: int,
-                axes: Axes | None = None) -> dict[str, np.ndarray]:
-    """Every output over every sample of ``data`` (along ``axes``, default the first), in chunks the model accepts.
-
-    Outputs are joined along their sample axis: the declared one, or else the first axis whose
-    size is the chunk's sample count (a returned recurrent state's is 1 and often undeclared).
-    An output with none (a per-call value) is joined flattened, the same way for every variant.
-    """
-    from kit.data import sample_axes
-
-    axes = _axes(data, axes)
-    count = max(_count(data, axes))
-    fixed = _fixed_batch(predictor)
-    step = fixed or batch_size
-    declared = sample_axes(predictor.output_specs)
-    out_axes: dict[str, int | None] = {}
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, count, step):
-        chunk = _rows(data, start, start + step, axes)
-        got = min(step, count - start)
-        if got < step and fixed:
-            chunk = _take(chunk, step, axes)
-        rows = fixed or got  # samples in this call's answer
-        for name, value in predictor.predict(chunk).items():
-            value = np.asarray(value)
-            if name not in out_axes:  # from the first call, which holds a whole chunk
-                hits = [a for a in range(value.ndim) if value.shape[a] == rows]
-                want = declared.get(name, 0)
-                out_axes[name] = want if want in hits else (hits[0] if hits else None)
-            axis = out_axes[name]
-            if axis is not None and axis < value.ndim and value.shape[axis] == rows:
-                value = value[(slice(None),) * axis + (slice(0, got),)]
-            parts.setdefault(name, []).append(value)
-    joined = {}
-    for name, values in parts.items():
-        axis = out_axes.get(name)
-        if len(values) == 1:
-            joined[name] = values[0]
-        elif axis is not None and all(v.ndim > axis for v in values):
-            joined[name] = np.concatenate(values, axis=axis)
-        else:
-            joined[name] = np.concatenate([v.ravel() for v in values])
-    return joined
 
 
 def load_metric(metric: str | Metric | None) -> Metric | None:
@@ -255,10 +175,10 @@ def _as_feeds(data: Any, labels: Any) -> tuple[dict[str, np.ndarray], Any, str, 
                               f"pick one shape (Dataset.take) or pass input_shapes")
         arrays = dict(data.arrays)
         axes = sample_axes(data.specs)
-        return arrays, data.labels if labels is None else labels, data.describe(), _axes(arrays, axes)
+        return arrays, data.labels if labels is None else labels, data.describe(), input_axes(arrays, axes)
     feeds = {k: np.asarray(v) for k, v in data.items()}
     described = "the given feeds (" + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()) + ")"
-    return feeds, labels, described, _axes(feeds, None)
+    return feeds, labels, described, input_axes(feeds, None)
 
 
 def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: Any,
@@ -302,7 +222,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
 
     config = resolve(EvalConfig, config, overrides)
     data, labels, described, axes = _as_feeds(data, labels)
-    counts = _count(data, axes)
+    counts = sample_counts(data, axes)
     if not data or not counts or counts == {0} or len(counts) != 1:
         raise InputError(f"evaluation data must map each input to the same number (>= 1) of samples, got "
                          f"{ {k: v.shape for k, v in data.items()} }")
@@ -340,7 +260,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                                      "quality_reason": "not compared: it does not load"}
                 continue
             predictors[art.name] = predictor
-            memory_batch[art.name] = _fixed_batch(predictor) or max(config.batch_sizes)
+            memory_batch[art.name] = fixed_batch(predictor) or max(config.batch_sizes)
             try:
                 out = run_outputs(predictor, data, config.quality_batch_size, axes)
             except KitError as exc:
@@ -372,8 +292,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
 
             todo = [a for a in arts if records[a.name].get("ok", True)]
             with ThreadPoolExecutor(max_workers=2) as pool:
-                measured = list(pool.map(lambda a: _memory_columns(a, _take(data, memory_batch[a.name], axes), config),
-                                         todo))
+                measured = list(pool.map(
+                    lambda a: _memory_columns(a, take_samples(data, memory_batch[a.name], axes), config), todo))
             for art, figures in zip(todo, measured):
                 records[art.name].update(figures)
 
@@ -381,9 +301,9 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
                                     min_queries=config.min_queries)
         for batch in config.batch_sizes:
-            feeds = _take(data, batch, axes)
+            feeds = take_samples(data, batch, axes)
             runnable = {n: p for n, p in predictors.items()
-                        if records[n].get("ok", True) and _fixed_batch(p) in (None, batch)}
+                        if records[n].get("ok", True) and fixed_batch(p) in (None, batch)}
             results = {r.label: r for r in compare_speed(runnable, feeds, rounds=config.rounds,
                                                          config=profile_config)}
             ref_p50 = None

@@ -192,7 +192,7 @@ def test_evaluate_takes_samples_along_each_inputs_own_axis(tmp_path):
     frame = evaluate([], art, ds, batch_sizes=(1, 2), rounds=2, min_duration_s=0.01)
     assert list(frame["batch_size"]) == [1, 2] and frame["ok"].all()
     with OnnxRuntimeEngine(path) as engine:
-        from kit.optimize.evaluate import run_outputs
+        from kit.optimize.samples import run_outputs
 
         out = run_outputs(engine, data, 4, axes={"x": 0, "state": 1, "sr": None})
         assert out["y"].shape == (6, 4)
