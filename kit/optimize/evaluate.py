@@ -52,7 +52,7 @@ class EvalConfig:
     decides by shape (2-D with more than one column), ``False`` for embeddings.
     ``memory``: also measure each variant's peak resident memory and load time, each alone in
     a child process (``kit.profile.memory``), answering ``memory_requests`` requests at the
-    largest batch size, two children at a time (so ``load_s`` is taken beside another child's
+    largest batch size, one child at a time (two at once made each load time include the other's
     work); off by default since every variant costs a fresh process (~1-2 s).
     """
 
@@ -287,15 +287,10 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                 rec.update(quality_ok=False, quality_reason=f"{mine}its own check failed: "
                                                             f"{art.metrics.get('quality', 'quality_ok is False')}")
             records[art.name] = rec
-        if config.memory:  # two children at a time: the figures are per process, and each waits mostly on imports
-            from concurrent.futures import ThreadPoolExecutor
-
-            todo = [a for a in arts if records[a.name].get("ok", True)]
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                measured = list(pool.map(
-                    lambda a: _memory_columns(a, take_samples(data, memory_batch[a.name], axes), config), todo))
-            for art, figures in zip(todo, measured):
-                records[art.name].update(figures)
+        if config.memory:  # one child at a time, so each load time is that model's alone
+            for art in [a for a in arts if records[a.name].get("ok", True)]:
+                records[art.name].update(
+                    _memory_columns(art, take_samples(data, memory_batch[art.name], axes), config))
 
         rows = []
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
