@@ -42,9 +42,7 @@ class BatchGain:
 
     def gains(self) -> dict[str, float]:
         """Throughput at batch N over batch 1, median of the per-round ratios, per engine."""
-        wide = self._wide()
-        ratio = wide["samples_per_s"][self.batch_size] / wide["samples_per_s"][1]
-        return {str(e): float(v) for e, v in ratio.groupby("engine").median().items()}
+        return {engine: figure.value for engine, figure in self.gain_figures().items()}
 
     def gain_figures(self) -> dict[str, Figure]:
         """``gains()`` as publishable figures: the median per-round ratio, its min–max over rounds and n."""
