@@ -44,7 +44,7 @@ def _source(model: ModelArtifact | str | os.PathLike[str], expected: str = "save
     return art
 
 
-def _check_converted(source: ModelArtifact, target: Path, fmt: str, data: Any, signature: str, atol: float,
+def check_converted(source: ModelArtifact, target: Path, fmt: str, data: Any, signature: str, atol: float,
                      min_cosine: float) -> dict[str, Any]:
     """Run source and converted model on the same inputs and judge with ``quality.compare``; raise if they disagree.
 
@@ -136,7 +136,7 @@ def savedmodel_to_onnx(model: ModelArtifact | str | os.PathLike[str], output: st
             if dims and dims[0].dim_param:  # tf2onnx names it unk__N; say what it is
                 dims[0].dim_param = "batch"
         onnx.save(proto, str(tmp))
-        metrics = _check_converted(source, tmp, "onnx", feeds, signature, atol, min_cosine)
+        metrics = check_converted(source, tmp, "onnx", feeds, signature, atol, min_cosine)
     params = {"opset": opset, "signature": signature, "tf2onnx": _version("tf2onnx")}
     return source.derive(output, "to_onnx", name=f"{source.name}-onnx", format="onnx", params=params,
                          metrics=metrics)
@@ -161,7 +161,7 @@ def savedmodel_to_tflite(model: ModelArtifact | str | os.PathLike[str], output: 
                                   f"{signature!r}): {first_line(exc)}; ops TFLite lacks must be rewritten "
                                   f"with builtin ones") from exc
         tmp.write_bytes(flatbuffer)
-        metrics = _check_converted(source, tmp, "tflite", feeds, signature, atol, min_cosine)
+        metrics = check_converted(source, tmp, "tflite", feeds, signature, atol, min_cosine)
     params = {"signature": signature, "precision": "float32", "tensorflow": tf.__version__}
     return source.derive(output, "to_tflite", name=f"{source.name}-tflite", format="tflite", params=params,
                          metrics=metrics)

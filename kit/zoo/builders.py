@@ -138,11 +138,11 @@ def build_minilm(params: Mapping[str, Any], seed: int, out: Path) -> dict[str, A
 
 def minilm_fuse_ready(source: Any, path: Path, feeds: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """MiniLM's ONNX rewritten so ORT's transformer fusions apply, then checked against the SavedModel again."""
-    from kit.optimize.convert import _check_converted
+    from kit.optimize.convert import check_converted
     from kit.zoo.minilm import fuse_ready_onnx
 
     rewrites = fuse_ready_onnx(path)
-    return {"rewrites": rewrites}, _check_converted(source, path, "onnx", feeds, "serving_default", atol=1e-3,
+    return {"rewrites": rewrites}, check_converted(source, path, "onnx", feeds, "serving_default", atol=1e-3,
                                                     min_cosine=0.9999)
 
 
