@@ -53,7 +53,10 @@ class EvalConfig:
     ``memory``: also measure each variant's peak resident memory and load time, each alone in
     a child process (``kit.profile.memory``), answering ``memory_requests`` requests at the
     largest batch size, one child at a time (two at once made each load time include the other's
-    work); off by default since every variant costs a fresh process (~1-2 s).
+    work); off by default since every variant costs a fresh process (~1-2 s). ``memory_rounds``
+    children per variant, interleaved (A B C A B C): ``peak_mem_mb`` and ``load_s`` are their
+    medians and ``peak_mem_mb_low``/``peak_mem_mb_high`` their min–max, since a peak resident
+    size moves by an MB or two from one process to the next.
     """
 
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -67,6 +70,7 @@ class EvalConfig:
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     memory: bool = False  # peak memory and load time per variant, each in its own child process (~1-2 s each)
     memory_requests: int = 10  # requests each memory child answers after its first
+    memory_rounds: int = 2  # memory children per variant, interleaved; their range is the figure's spread
 
     def __post_init__(self) -> None:
         sizes = (self.batch_sizes,) if isinstance(self.batch_sizes, int) else tuple(self.batch_sizes)
@@ -77,6 +81,7 @@ class EvalConfig:
         check_run_bounds(self.warmup, self.min_duration_s, self.min_queries, None)
         require_int("quality_batch_size", self.quality_batch_size)
         require_int("memory_requests", self.memory_requests, 0)
+        require_int("memory_rounds", self.memory_rounds)
 
 
 def load_metric(metric: str | Metric | None) -> Metric | None:
@@ -140,18 +145,39 @@ def _speed_columns(result) -> dict[str, Any]:
             "p50_high_ms": max(rounds) if len(rounds) > 1 else math.nan}
 
 
-def _memory_columns(art: ModelArtifact, feeds: Mapping[str, np.ndarray], config: EvalConfig) -> dict[str, Any]:
-    """``peak_mem_mb`` (above the child's baseline) and ``load_s`` of one variant, measured in its own process."""
+def _memory_columns(arts: Sequence[ModelArtifact], feeds: Mapping[str, Mapping[str, np.ndarray]],
+                    config: EvalConfig) -> dict[str, dict[str, Any]]:
+    """Per variant: ``peak_mem_mb`` (above the child's baseline, median over ``config.memory_rounds``
+    children, with its min–max) and ``load_s``; each child measures one variant alone, interleaved."""
     from kit.profile.memory import measure_memory
 
-    try:
-        result = measure_memory(art, feeds, config.memory_requests, **config.engine_options)
-    except KitError as exc:
-        message = f"memory of {art.name} not measured: {exc}"
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-        log.warning(message)
-        return {"peak_mem_mb": math.nan, "load_s": math.nan, "memory": {"failure": str(exc)}}
-    return {"peak_mem_mb": result.peak_mb, "load_s": result.load_s, "memory": result.to_record()}
+    results: dict[str, list[Any]] = {a.name: [] for a in arts}
+    failed: dict[str, str] = {}
+    for _ in range(config.memory_rounds):
+        for art in arts:
+            if art.name in failed:
+                continue
+            try:
+                results[art.name].append(measure_memory(art, feeds[art.name], config.memory_requests,
+                                                        **config.engine_options))
+            except KitError as exc:
+                failed[art.name] = str(exc)
+                message = f"memory of {art.name} not measured: {exc}"
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                log.warning(message)
+    out = {}
+    for art in arts:
+        done = results[art.name]
+        if art.name in failed or not done:
+            out[art.name] = {"peak_mem_mb": math.nan, "peak_mem_mb_low": math.nan, "peak_mem_mb_high": math.nan,
+                             "load_s": math.nan, "memory_rounds": 0,
+                             "memory": {"failure": failed.get(art.name, "not measured")}}
+            continue
+        peaks = [r.peak_mb for r in done]
+        out[art.name] = {"peak_mem_mb": float(np.median(peaks)), "peak_mem_mb_low": min(peaks),
+                         "peak_mem_mb_high": max(peaks), "load_s": float(np.median([r.load_s for r in done])),
+                         "memory_rounds": len(done), "memory": done[0].to_record()}
+    return out
 
 
 def _environment() -> dict[str, Any]:
@@ -288,9 +314,10 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                                                             f"{art.metrics.get('quality', 'quality_ok is False')}")
             records[art.name] = rec
         if config.memory:  # one child at a time, so each load time is that model's alone
-            for art in [a for a in arts if records[a.name].get("ok", True)]:
-                records[art.name].update(
-                    _memory_columns(art, take_samples(data, memory_batch[art.name], axes), config))
+            measured = [a for a in arts if records[a.name].get("ok", True)]
+            memory_feeds = {a.name: take_samples(data, memory_batch[a.name], axes) for a in measured}
+            for name, columns in _memory_columns(measured, memory_feeds, config).items():
+                records[name].update(columns)
 
         rows = []
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
@@ -332,7 +359,9 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                "worst_rel_error", "accuracy", "metric", "metric_reference", "metric_drop_pts", "accuracy_drop_pts",
                "top1_agreement", "max_abs_err", "cosine", "cosine_min", "ok", "failure", "queries",
                "round_p50s_ms", "checked_with", "lineage"]
-    columns[columns.index("size_mb") + 1:columns.index("size_mb") + 1] = ["peak_mem_mb", "load_s"]
+    columns[columns.index("size_mb") + 1:columns.index("size_mb") + 1] = ["peak_mem_mb", "peak_mem_mb_low",
+                                                                          "peak_mem_mb_high", "memory_rounds",
+                                                                          "load_s"]
     memory = {rec["name"]: rec.pop("memory") for rec in rows if "memory" in rec}
     frame = pd.DataFrame(rows)
     per_part = [c for c in frame.columns if c.startswith(("rel_error[", "cosine["))]

@@ -103,6 +103,32 @@ class Figure:
         return cls(value, min(low, value), max(high, value), rounds, unit, better)
 
     @classmethod
+    def from_samples(cls, samples: Iterable[float], percentile: float, unit: str = "", better: str = "?",
+                     confidence: float = 0.95, seed: int = 0) -> Figure:
+        """A percentile of one run's samples (e.g. its p99 latency) with a bootstrap confidence interval.
+
+        For a figure that one run measures once (a fault study's p99 over a few hundred requests),
+        the interval says how far that percentile of so few samples could move by chance: the
+        resampled percentiles' central ``confidence`` share (SciPy's percentile bootstrap, seeded).
+        ``n`` is the number of samples here, not of rounds. Fewer than 2 finite samples give a point.
+        """
+        if not 0 <= percentile <= 100:
+            raise ConfigError(f"percentile must be in [0, 100], got {percentile}")
+        import numpy as np
+        from scipy.stats import bootstrap
+
+        data = np.asarray([v for v in (_float(x) for x in samples) if v is not None and math.isfinite(v)])
+        if data.size == 0:
+            return cls.point(math.nan, unit, better)
+        value = float(np.percentile(data, percentile))
+        if data.size < 2 or np.ptp(data) == 0:
+            return cls.point(value, unit, better)
+        ci = bootstrap((data,), lambda x, axis: np.percentile(x, percentile, axis=axis), vectorized=True,
+                       n_resamples=999, confidence_level=confidence, method="percentile",
+                       rng=np.random.default_rng(seed)).confidence_interval
+        return cls(value, min(float(ci.low), value), max(float(ci.high), value), int(data.size), unit, better)
+
+    @classmethod
     def point(cls, value: float, unit: str = "", better: str = "?") -> Figure:
         """A figure measured once: no spread known (``n`` 0)."""
         return cls(value, value, value, 0, unit, better)

@@ -130,3 +130,25 @@ def summary_row(result: LoadResult) -> dict[str, float]:
             "p99_ms": s["p99_ms"], "max_workers_used": stats["max_workers_used"], "scale_ups": stats["scale_ups"],
             "scale_downs": stats["scale_downs"]}
 
+
+
+def rounds_summary(per_round: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per ``keys`` group from per-round ``summary_row`` rows: latencies as medians over rounds,
+    ``p99_low_ms``/``p99_high_ms`` their min–max and ``rounds`` their count (what ``Figure.from_columns``
+    reads), counts from the first round (whose trace a notebook plots), ``max_workers_used`` the most.
+
+    One step load's p99 rests on its few slowest requests, so it swings between identical runs;
+    repeating the step and keeping the range is what lets ``kit compare`` tell a change from noise.
+    """
+    if per_round.empty or "p99_ms" not in per_round:
+        raise ConfigError("rounds_summary needs per-round rows with a p99_ms column (summary_row)")
+    grouped = per_round.groupby(list(keys), sort=False)
+    how = {c: "first" for c in per_round.columns if c not in (*keys, "round")}
+    how.update({c: "median" for c in ("p50_ms", "p95_ms", "p99_ms") if c in per_round})
+    if "max_workers_used" in per_round:
+        how["max_workers_used"] = "max"
+    out = grouped.agg(how)
+    out["p99_low_ms"] = grouped.p99_ms.min()
+    out["p99_high_ms"] = grouped.p99_ms.max()
+    out["rounds"] = grouped.size()
+    return out.reset_index()

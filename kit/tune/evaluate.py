@@ -122,13 +122,35 @@ class OrtEvaluator:
             self._accuracy[key] = float(self.accuracy(self.engine(probe)))
         return self._accuracy[key]
 
+    @staticmethod
+    def _figures(latencies: np.ndarray, formed: int, wait_ms: float) -> dict[str, float]:
+        summary = latency_summary(latencies + wait_ms / 1e3)
+        return {"p50_ms": summary["p50_ms"], "p95_ms": summary["p95_ms"], "p99_ms": summary["p99_ms"],
+                "samples_per_s": formed / float(np.median(latencies)), "formed_batch": float(formed),
+                "wait_ms": wait_ms}
+
+    def rounds(self, config: TrialConfig, n: int) -> list[dict[str, float]]:
+        """``config``'s latency figures measured afresh ``n`` times (no accuracy, nothing cached).
+
+        The best of many noisy trials is partly the luckiest measurement (the winner's curse), so a
+        report states the chosen configuration re-measured over rounds, with their range, rather
+        than the trial's own figure.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"rounds must be an int >= 1, got {n!r}")
+        formed, wait_ms = batch_plan(config.batch_size, config.batch_timeout_micros, self.arrival_rate)
+        out = []
+        for _ in range(n):
+            result = profile(self.engine(config), self.feeds(formed), self.profile_config)
+            if not len(result.latencies_s):
+                raise InferenceError(f"every query of {config.variant} at batch {formed} failed: "
+                                     f"{result.error_messages[:1]}")
+            out.append(self._figures(result.latencies_s, formed, wait_ms))
+        return out
+
     def __call__(self, config: TrialConfig) -> dict[str, float]:
         formed, wait_ms = batch_plan(config.batch_size, config.batch_timeout_micros, self.arrival_rate)
-        latencies = self._measure(config, formed)
-        summary = latency_summary(latencies + wait_ms / 1e3)
-        figures = {"p50_ms": summary["p50_ms"], "p95_ms": summary["p95_ms"], "p99_ms": summary["p99_ms"],
-                   "samples_per_s": formed / float(np.median(latencies)), "formed_batch": float(formed),
-                   "wait_ms": wait_ms}
+        figures = self._figures(self._measure(config, formed), formed, wait_ms)
         if self.accuracy is not None:
             figures["accuracy"] = self._score(config.variant, config)
             figures["accuracy_drop_pts"] = 100.0 * (self._score(self.reference, config) - figures["accuracy"])

@@ -45,3 +45,17 @@ def test_from_rounds_can_keep_a_pooled_value():
     assert not Figure.from_rounds([4.0]).has_spread  # one round says nothing about noise
     iqr = Figure.from_rounds([1.0, 2.0, 3.0, 4.0, 100.0], interval="iqr")
     assert (iqr.value, iqr.low, iqr.high) == (3.0, 2.0, 4.0)
+
+
+def test_from_samples_gives_a_percentile_with_its_bootstrap_interval():
+    import numpy as np
+
+    samples = np.random.default_rng(1).exponential(2.0, 400)
+    fig = Figure.from_samples(samples, 99, "ms", "lower")
+    assert fig.value == pytest.approx(np.percentile(samples, 99))
+    assert fig.low < fig.value < fig.high and fig.n == 400 and fig.has_spread
+    assert fig == Figure.from_samples(samples, 99, "ms", "lower")  # seeded: the same run gives the same interval
+    assert not Figure.from_samples([3.0], 99).has_spread and Figure.from_samples([3.0], 99).value == 3.0
+    assert not Figure.from_samples([2.0, 2.0, 2.0], 50).has_spread
+    with pytest.raises(ConfigError, match="percentile"):
+        Figure.from_samples(samples, 101)

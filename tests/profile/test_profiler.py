@@ -129,3 +129,19 @@ def test_one_result_type_carries_labels_and_the_step_load_s_timeline():
     assert summary["model"] == "m" and summary["queries"] == 4 and summary["errors"] == 1
     line = result.timeline(0.5)
     assert list(line.offered_qps) == [4.0, 6.0] and list(line.time_s) == [0.5, 1.0]
+
+
+def test_p99_figure_spans_the_p99s_of_the_runs_slices():
+    scheduled = np.arange(400) / 100.0  # 4 s of arrivals
+    latency = np.full(400, 0.001)
+    latency[[150, 151]] = 0.010  # two slow requests in the second quarter: its p99 is theirs
+    ok = np.ones(400, bool)
+    result = LoadResult("server", {}, scheduled, scheduled, scheduled + latency, ok, 1, 4.0)
+    fig = result.p99_figure(windows=4)
+    assert fig.n == 4 and fig.unit == "ms" and fig.better == "lower"
+    assert fig.value == pytest.approx(np.percentile(latency, 99) * 1e3)
+    assert fig.low == pytest.approx(1.0) and fig.high == pytest.approx(10.0)  # a quiet quarter, the slow one
+    assert result.p99_figure(windows=1).n == 0
+    assert list(result.window_percentiles_ms(50, 4)) == pytest.approx([1.0] * 4)  # medians never see them
+    with pytest.raises(ConfigError, match="windows"):
+        result.p99_figure(windows=0)

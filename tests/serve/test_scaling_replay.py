@@ -65,3 +65,40 @@ def test_compare_pools_sends_the_same_arrivals_to_each_pool_and_leaves_the_predi
     a, f = (summary_row(results[k]) for k in ("adaptive", "fixed"))
     assert a["requests"] == f["requests"] > 0 and {"max_workers_used", "scale_ups", "scale_downs"} <= set(a)
     assert inner.predict(feeds())["y"].shape == (1, 4)  # still usable: the caller owns it
+
+
+def test_rounds_summary_keeps_each_pools_p99_range_over_rounds():
+    import pandas as pd
+
+    from kit.profile.figures import Figure
+    from kit.serve.scaling_replay import rounds_summary
+
+    rows = pd.DataFrame([
+        {"scenario": "s", "pool": "adaptive", "round": 0, "p50_ms": 1.0, "p95_ms": 5.0, "p99_ms": 60.0,
+         "max_workers_used": 2, "scale_ups": 1},
+        {"scenario": "s", "pool": "fixed", "round": 0, "p50_ms": 2.0, "p95_ms": 9.0, "p99_ms": 900.0,
+         "max_workers_used": 1, "scale_ups": 0},
+        {"scenario": "s", "pool": "adaptive", "round": 1, "p50_ms": 3.0, "p95_ms": 7.0, "p99_ms": 80.0,
+         "max_workers_used": 3, "scale_ups": 2},
+        {"scenario": "s", "pool": "fixed", "round": 1, "p50_ms": 2.0, "p95_ms": 9.0, "p99_ms": 1000.0,
+         "max_workers_used": 1, "scale_ups": 0},
+    ])
+    out = rounds_summary(rows, ["scenario", "pool"]).set_index("pool")
+    assert list(out.index) == ["adaptive", "fixed"]
+    assert out.loc["adaptive", "p99_ms"] == 70.0 and out.loc["adaptive", "p50_ms"] == 2.0
+    assert (out.loc["adaptive", "p99_low_ms"], out.loc["adaptive", "p99_high_ms"]) == (60.0, 80.0)
+    assert out.loc["adaptive", "max_workers_used"] == 3 and out.loc["adaptive", "scale_ups"] == 1  # first round's
+    assert out.loc["adaptive", "rounds"] == 2
+    fig = Figure.from_columns(out.loc["adaptive"], "p99_ms", "ms", "lower")
+    assert (fig.value, fig.low, fig.high, fig.n) == (70.0, 60.0, 80.0, 2)
+
+
+def test_rounds_summary_refuses_rows_without_p99():
+    import pandas as pd
+    import pytest
+
+    from kit.errors import ConfigError
+    from kit.serve.scaling_replay import rounds_summary
+
+    with pytest.raises(ConfigError, match="p99_ms"):
+        rounds_summary(pd.DataFrame([{"pool": "a"}]), ["pool"])

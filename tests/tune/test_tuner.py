@@ -274,3 +274,15 @@ def test_ort_evaluator_measures_real_sessions(mlp_onnx, tmp_path):
         frame = bad.run(sampler="grid")
     if frame["state"].iloc[0] == "fail":  # no GPU here: recorded, not raised
         assert "ProviderUnavailableError" in frame["error"].iloc[0]
+
+
+def test_ort_evaluator_re_measures_a_configuration_in_fresh_rounds(mlp_onnx):
+    with OrtEvaluator({"a": mlp_onnx}, feeds=lambda n: {"features": np.zeros((n, 16), np.float32)},
+                      profile_config=QUICK) as evaluate:
+        config = TrialConfig("a", intra_op_num_threads=1, graph_optimization_level="all", batch_size=1)
+        evaluate(config)
+        rounds = evaluate.rounds(config, 3)
+        assert len(rounds) == 3 and evaluate.measurements == 1  # fresh measurements, not the trial's cache
+        assert all(r["samples_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rounds)
+        with pytest.raises(ConfigError, match="rounds"):
+            evaluate.rounds(config, 0)
