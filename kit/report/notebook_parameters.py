@@ -154,7 +154,8 @@ class BatchingParameters(ModelParameters):
     max_enqueued_batches: int = param(positive_int, "batcher queue bound, in batches")
     min_duration_s: float = param(positive_number, MIN_DURATION)
     min_queries: int = param(positive_int, "minimum measured queries per point")
-    offline_rounds: int = param(positive_int, "rounds of the batch-1 vs full-batch engine measurement")
+    offline_rounds: int = param(positive_int,
+                                "rounds of the batch-1 vs full-batch measurement and of the busiest closed-loop point")
     latency_target_ms: float = param(positive_number, "p99 latency target, ms")
     rate_search_runs: int = param(positive_int, "open-loop runs spent per rate search")
     monitor_s: float = param(positive_number, "seconds of traffic per monitored variant")
@@ -203,6 +204,7 @@ class SchedulingParameters(ModelParameters):
     low_load: float = param(positive_number, "offered load in the quiet phases, fraction of one worker")
     high_load: float = param(positive_number, "offered load in the busy phase, same unit")
     phase_seconds: tuple[float, ...] = param(list_of(positive_number, unique=False), "quiet, busy, quiet, s")
+    rounds: int = param(positive_int, "step loads per pool, interleaved; their p99s' range is the p99's spread")
     seed: int = param(non_negative_int, SEED)
     monitor_s: float = param(positive_number, "seconds of busy-phase traffic per monitored scenario")
 
