@@ -42,15 +42,17 @@ def _cmd_env(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from kit.report.compare import FLOOR_NOTE, compare_runs, table, write_html
+    from kit.report.compare import FLOOR_NOTE, UNDECIDED_NOTE, compare_runs, table, write_html
 
     comparison = compare_runs(args.older, args.newer, threshold_pct=args.threshold, noise_pct=args.noise,
-                              allow_missing=args.allow_missing)
+                              allow_missing=args.allow_missing, alpha=args.alpha)
     text = table(comparison)
     with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_colwidth", 60):
         print(text.to_string(index=False))
     if text["verdict"].str.endswith(" *").any():
         print(FLOOR_NOTE.format(pct=args.noise))
+    if comparison.undecided:
+        print(UNDECIDED_NOTE.format(alpha=args.alpha, names=", ".join(comparison.undecided)))
     page = write_html(comparison)
     print(f"comparison: {page}")
     if comparison.failed:
@@ -197,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--noise", type=float, default=5.0,
                      help="noise floor in percent, used only for figures a run published without their spread "
                           "(marked *)")
+    cmp.add_argument("--alpha", type=float, default=0.05,
+                     help="largest chance that two runs of the same thing give ranges this far apart, for a change "
+                          "to count as beyond noise: 2 / C(n + m, n) for n and m rounds (0.05 needs 4+ rounds each)")
     cmp.add_argument("--allow-missing", action="store_true",
                      help="do not fail the gate on figures that became NaN, a non-number, or disappeared")
     cmp.set_defaults(func=_cmd_compare)

@@ -70,7 +70,7 @@ class EvalConfig:
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     memory: bool = False  # peak memory and load time per variant, each in its own child process (~1-2 s each)
     memory_requests: int = 10  # requests each memory child answers after its first
-    memory_rounds: int = 2  # memory children per variant, interleaved; their range is the figure's spread
+    memory_rounds: int = 4  # memory children per variant, interleaved; their range is the figure's spread
 
     def __post_init__(self) -> None:
         sizes = (self.batch_sizes,) if isinstance(self.batch_sizes, int) else tuple(self.batch_sizes)

@@ -8,15 +8,21 @@ threshold. ``kit compare A B --threshold 10`` exits 1 on any regression, so CI c
 Figures are read with ``kit.profile.figures.Figure.from_json``: a published ``Figure``
 (``{"value", "low", "high", "n", "unit", "better"}``: the median over ``n`` rounds and their
 min–max), the older ``{"value": v, "spread": s}`` or a sibling ``<name>_spread`` (read as the
-interval ``v ± s``), or a plain number (no spread known).
+interval ``v ± s`` over an unknown number of rounds, taken as 2: never enough to decide), or a
+plain number (no spread known).
 
 The noise rule:
 
 - both runs published the figure with its spread: the change is *beyond noise* when the two
-  intervals do not overlap (the newer run's whole range lies above, or below, the older one's).
-  Each change is reported with its interval: from the smallest to the largest change the two
-  ranges allow (``change_low_pct``–``change_high_pct``), so "beyond noise" is "the interval
-  excludes 0".
+  intervals do not overlap (the newer run's whole range lies above, or below, the older one's)
+  *and* that could hardly happen by chance. Two runs of the same thing, with ``n`` and ``m``
+  rounds whose order is random, give ranges that do not overlap with probability
+  ``2 / C(n + m, n)`` (``apart_chance``): one time in three for 2 rounds each, one in ten for 3,
+  one in 35 for 4. Ranges that came apart with a chance above ``alpha`` (default 0.05) are
+  ``undecided``: too few rounds to tell a change from noise, shown but never gated (publish 4+
+  rounds to make a figure decidable). Each change is reported with its interval: from the
+  smallest to the largest change the two ranges allow (``change_low_pct``–``change_high_pct``),
+  so "beyond noise" is "the interval excludes 0, on enough rounds".
 - either run published a bare number: no run measured its own noise, so a flat floor stands in
   for it: the change must also exceed ``noise_pct`` of the older value. Such rows say
   ``noise = "floor 5 %"`` (marked ``*`` in the CLI and the HTML page) instead of ``"spreads"``.
@@ -160,6 +166,18 @@ def load_run(folder: str | os.PathLike[str]) -> RunRecord:
     return record
 
 
+def apart_chance(n_older: int, n_newer: int) -> float:
+    """The probability that two runs of one unchanged thing, with ``n_older`` and ``n_newer`` rounds,
+    publish min–max ranges that do not overlap: ``2 / C(n_older + n_newer, n_older)``.
+
+    With exchangeable rounds (no drift between the runs), every ordering of the pooled rounds is
+    equally likely, and the ranges come apart only when all of one run's rounds fall below all of
+    the other's. A percentile's bootstrap interval (``Figure.from_samples``, n = its samples) gives
+    about 0 here, and two non-overlapping 95 % intervals are strong evidence too.
+    """
+    return 2 / math.comb(int(n_older) + int(n_newer), int(n_older))
+
+
 @dataclass
 class Comparison:
     """The side-by-side table and the regressions it found."""
@@ -170,6 +188,12 @@ class Comparison:
     threshold_pct: float | None
     noise_pct: float
     allow_missing: bool = False
+    alpha: float = 0.05
+
+    @property
+    def undecided(self) -> list[str]:
+        """Figures whose ranges came apart on too few rounds to call it (``apart_chance`` above ``alpha``)."""
+        return list(self.frame.loc[self.frame["verdict"] == "undecided", "metric"])
 
     @property
     def regressions(self) -> list[str]:
@@ -183,10 +207,12 @@ class Comparison:
 
 def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.PathLike[str] | RunRecord,
                  threshold_pct: float | None = None, noise_pct: float = 5.0,
-                 directions: Mapping[str, str] | None = None, allow_missing: bool = False) -> Comparison:
+                 directions: Mapping[str, str] | None = None, allow_missing: bool = False,
+                 alpha: float = 0.05) -> Comparison:
     """Compare two runs; ``older``/``newer`` are swapped when their start times say otherwise.
 
     ``directions`` overrides the name-based guess per metric (``{"03_x/score": "higher"}``).
+    ``alpha``: the largest ``apart_chance`` at which ranges that do not overlap count as beyond noise.
     A figure that was a finite number in the older run and is NaN, infinite, not a number or
     absent in the newer one is ``lost``: a regression when a threshold is given, unless
     ``allow_missing``.
@@ -195,6 +221,8 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
         raise ConfigError(f"threshold must be a percentage >= 0, got {threshold_pct}")
     if not (noise_pct >= 0 and math.isfinite(noise_pct)):
         raise ConfigError(f"noise floor must be a percentage >= 0, got {noise_pct}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be a probability in (0, 1), got {alpha}")
     for name, value in (directions or {}).items():
         if value not in ("higher", "lower", "?"):
             raise ConfigError(f"direction of {name!r} must be 'higher', 'lower' or '?', got {value!r}")
@@ -232,11 +260,15 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
         gap_low, gap_high = fb.low - fa.high, fb.high - fa.low  # the smallest and largest change the ranges allow
         change, change_low, change_high = ((vb - va) / scale * 100, gap_low / scale * 100, gap_high / scale * 100)
         beyond = bool(finite and (gap_low > 0 or gap_high < 0))  # the two ranges do not overlap
+        chance = apart_chance(fa.n, fb.n) if both else math.nan
+        undecided = beyond and both and chance > alpha  # apart, but on too few rounds to rule out chance
+        beyond = beyond and not undecided
         if finite and not both:  # a run without its own spread: a flat floor stands in for its noise
             beyond = beyond and abs(vb - va) > noise_pct / 100 * abs(va)
         worse = (way == "lower" and vb > va) or (way == "higher" and vb < va)
         rows.append({**row, "change_pct": change, "change_low_pct": change_low, "change_high_pct": change_high,
-                     "beyond_noise": beyond, "verdict": _verdict(beyond, worse, way),
+                     "apart_chance": chance, "beyond_noise": beyond,
+                     "verdict": "undecided" if undecided else _verdict(beyond, worse, way),
                      "regression": bool(beyond and worse and abs(change) > gate)})
     for nb in sorted(set(a.status) | set(b.status)):
         sa_, sb_ = a.status.get(nb, "absent"), b.status.get(nb, "absent")
@@ -247,9 +279,10 @@ def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.Path
                          "verdict": "broke" if broke else "changed",
                          "regression": broke and threshold_pct is not None})
     columns = ["metric", "older", "older_low", "older_high", "older_n", "newer", "newer_low", "newer_high",
-               "newer_n", "unit", "change_pct", "change_low_pct", "change_high_pct", "noise", "beyond_noise",
+               "newer_n", "unit", "change_pct", "change_low_pct", "change_high_pct", "apart_chance", "noise",
+               "beyond_noise",
                "better", "verdict", "regression"]
-    return Comparison(a, b, pd.DataFrame(rows, columns=columns), threshold_pct, noise_pct, allow_missing)
+    return Comparison(a, b, pd.DataFrame(rows, columns=columns), threshold_pct, noise_pct, allow_missing, alpha)
 
 
 def _better(name: str, *runs: tuple[RunRecord, Figure]) -> str | None:
@@ -305,6 +338,8 @@ def table(comparison: Comparison) -> Any:
                                        "gate"])
 
 
+UNDECIDED_NOTE = ("undecided: the ranges came apart, but on too few rounds to rule out chance (alpha {alpha:g}); "
+                  "publish 4 or more rounds to make these figures gate: {names}")
 FLOOR_NOTE = ("* judged by the flat noise floor ({pct:g} % of the older value): a run published this figure "
               "without its spread")
 
@@ -343,14 +378,16 @@ def write_html(comparison: Comparison, path: str | os.PathLike[str] | None = Non
 body {{ font-family: system-ui, sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
 tr.bad td {{ background: #fdd; font-weight: bold; }} tr.worse td {{ color: #b00; }} tr.better td {{ color: #070; }}
-tr.within-noise td {{ color: #666; }}
+tr.within-noise td {{ color: #666; }} tr.undecided td {{ color: #a60; }}
 </style></head><body>
 <h1>Comparison of two report runs</h1>
 <p>Older: <code>{html.escape(str(comparison.older.folder))}</code> (profile {html.escape(comparison.older.profile)});
 newer: <code>{html.escape(str(comparison.newer.folder))}</code> (profile {html.escape(comparison.newer.profile)}).
 Each figure is its median with the range over its rounds and their number n. The change is relative to the
 older run, with its interval: the smallest to the largest change the two ranges allow. It is beyond noise
-when the two ranges do not overlap; a regression when it is also worse and larger than the threshold.
+when the two ranges do not overlap and two runs of the same thing would rarely do so (chance at most
+{comparison.alpha:g}: 2 / C(n + m, n) for n and m rounds; "undecided" rows came apart on fewer rounds than
+that needs, and never gate); a regression when it is also worse and larger than the threshold.
 {html.escape(gate)}.</p>
 <table><tr>{"".join(f"<th>{html.escape(c)}</th>" for c in table(comparison).columns)}</tr>
 {''.join(rows)}</table>

@@ -43,7 +43,8 @@ def test_identical_runs_pass_the_gate(tmp_path, capsys):
 
 def test_a_regression_beyond_threshold_and_noise_fails_the_gate(tmp_path, capsys):
     a = make_run(tmp_path / "A", 100.0, BASE)
-    b = make_run(tmp_path / "B", 200.0, {**BASE, "p95_ms": 13.0, "samples_per_s": 510.0})
+    bare = {k: v for k, v in BASE.items() if k != "p95_ms_spread"}  # published without its spread: the floor judges
+    b = make_run(tmp_path / "B", 200.0, {**bare, "p95_ms": 13.0, "samples_per_s": 510.0})
     assert main(["compare", str(b), str(a), "--threshold", "10"]) == 1  # argument order does not matter
     assert "01_demo/p95_ms" in capsys.readouterr().err
     assert main(["compare", str(a), str(b), "--threshold", "50"]) == 0  # +30 % is within a 50 % gate
@@ -156,12 +157,13 @@ def test_identical_distributions_with_spreads_are_within_noise(tmp_path, capsys)
 
 
 def test_a_shift_beyond_both_spreads_and_the_threshold_is_a_regression(tmp_path, capsys):
-    a = make_run(tmp_path / "A", 1.0, {"latency": _figure([10.0, 10.5, 10.2])})
-    b = make_run(tmp_path / "B", 2.0, {"latency": _figure([13.0, 13.6, 12.8])})
+    a = make_run(tmp_path / "A", 1.0, {"latency": _figure([10.0, 10.5, 10.2, 10.3])})
+    b = make_run(tmp_path / "B", 2.0, {"latency": _figure([13.0, 13.6, 12.8, 13.1])})
     frame = compare_runs(a, b, threshold_pct=10).frame.set_index("metric")
     row = frame.loc["01_demo/latency"]
     assert row["verdict"] == "worse" and row["regression"] and row["beyond_noise"]
-    assert row["change_low_pct"] == pytest.approx((12.8 - 10.5) / 10.2 * 100)  # the smallest change the ranges allow
+    assert row["apart_chance"] == pytest.approx(2 / 70)  # 4 rounds each: 1 time in 35 by chance
+    assert row["change_low_pct"] == pytest.approx((12.8 - 10.5) / 10.25 * 100)  # the smallest change allowed
     assert main(["compare", str(a), str(b), "--threshold", "10"]) == 1
     assert "01_demo/latency" in capsys.readouterr().err
     assert main(["compare", str(a), str(b), "--threshold", "40"]) == 0  # beyond noise, but under the threshold
@@ -177,8 +179,8 @@ def test_a_shift_within_the_spreads_is_noise_even_past_the_threshold(tmp_path):
 
 def test_the_figure_says_which_way_is_better(tmp_path):
     """A figure's own ``better`` wins over the name heuristic (``*_ms`` would say lower)."""
-    a = make_run(tmp_path / "A", 1.0, {"odd_ms": _figure([10.0, 10.1, 10.2], better="higher")})
-    b = make_run(tmp_path / "B", 2.0, {"odd_ms": _figure([5.0, 5.1, 5.2], better="higher")})
+    a = make_run(tmp_path / "A", 1.0, {"odd_ms": _figure([10.0, 10.1, 10.2, 10.3], better="higher")})
+    b = make_run(tmp_path / "B", 2.0, {"odd_ms": _figure([5.0, 5.1, 5.2, 5.3], better="higher")})
     row = compare_runs(a, b, threshold_pct=10).frame.set_index("metric").loc["01_demo/odd_ms"]
     assert row["better"] == "higher" and row["regression"]
     c = make_run(tmp_path / "C", 1.0, {"latency_share": Figure.point(0.5, better="?").to_json()})
@@ -207,7 +209,7 @@ def _two_models(folder: Path, started: float, fast: float, slow: float) -> Path:
     for sub, p50 in (("a", fast), ("b", slow)):
         (folder / sub).mkdir()
         (folder / sub / "00_engines.results.json").write_text(json.dumps(
-            {"headline": {"p50_ms": {"value": p50, "low": p50 * 0.99, "high": p50 * 1.01, "n": 3, "unit": "ms",
+            {"headline": {"p50_ms": {"value": p50, "low": p50 * 0.99, "high": p50 * 1.01, "n": 4, "unit": "ms",
                                      "better": "lower"}}}))
         runs.append({"notebook": "00_engines", "status": "ok", "seconds": 1.0, "model": f"/m/{sub}.onnx",
                      "html": f"{sub}/00_engines.html"})
@@ -230,3 +232,34 @@ def test_a_figure_only_the_newer_run_has_is_new_not_within_noise(tmp_path):
     newer = make_run(tmp_path / "b", 2.0, {"p50_ms": 1.0, "p99_ms": 2.0})
     rows = compare_runs(older, newer, threshold_pct=10).frame.set_index("metric")
     assert rows.loc["01_demo/p99_ms", "verdict"] == "new" and not rows["regression"].any()
+
+
+def test_apart_chance_is_how_often_identical_runs_ranges_do_not_overlap():
+    """Issue 17: with 2 rounds each, two runs of one unchanged thing come apart 1 time in 3."""
+    import itertools
+
+    from kit.report.compare import apart_chance
+
+    for n, m in [(2, 2), (3, 3), (2, 4), (4, 4)]:  # every ordering of the pooled rounds is equally likely
+        orders = set(itertools.permutations("a" * n + "b" * m))
+        apart = sum(max(i for i, x in enumerate(o) if x == "a") < min(i for i, x in enumerate(o) if x == "b")
+                    or max(i for i, x in enumerate(o) if x == "b") < min(i for i, x in enumerate(o) if x == "a")
+                    for o in orders)
+        assert apart_chance(n, m) == pytest.approx(apart / len(orders))
+    assert apart_chance(400, 300) < 1e-100  # a bootstrap interval's n is its samples: no chance to speak of
+
+
+def test_ranges_apart_on_too_few_rounds_are_undecided_and_never_gate(tmp_path, capsys):
+    a = make_run(tmp_path / "A", 1.0, {"latency": _figure([10.0, 10.5, 10.2])})
+    b = make_run(tmp_path / "B", 2.0, {"latency": _figure([13.0, 13.6, 12.8])})  # apart, but 1 time in 10 by chance
+    comparison = compare_runs(a, b, threshold_pct=10)
+    row = comparison.frame.set_index("metric").loc["01_demo/latency"]
+    assert row["verdict"] == "undecided" and not row["regression"] and not row["beyond_noise"]
+    assert comparison.undecided == ["01_demo/latency"] and comparison.regressions == []
+    assert compare_runs(a, b, threshold_pct=10, alpha=0.2).regressions == ["01_demo/latency"]  # a looser alpha
+    assert main(["compare", str(a), str(b), "--threshold", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "undecided: the ranges came apart, but on too few rounds" in out and "01_demo/latency" in out
+    assert "undecided" in (b / "compare_A.html").read_text()
+    with pytest.raises(ConfigError, match="alpha"):
+        compare_runs(a, b, alpha=1.0)
