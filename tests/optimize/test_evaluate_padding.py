@@ -97,3 +97,25 @@ def test_a_malformed_padding_mask_fails_before_any_model_loads(bad):
 def test_a_bare_output_name_is_a_list_of_one():
     assert EvalConfig(padding_mask={"mask": "hidden"}).padding_mask == {"mask": ("hidden",)}
 
+
+@pytest.mark.slow
+@pytest.mark.tensorflow  # building MiniLM into an empty zoo cache needs TensorFlow (~3 min); cached, it does not
+def test_minilm_dynamic_int8_is_judged_at_real_tokens(tmp_path):
+    import kit
+    from kit.models import model_data
+    from kit.optimize.quantize_onnx import quantize_dynamic
+    from kit.zoo import eval_hints, get_model
+
+    source = get_model("minilm", format="onnx")
+    with kit.create_engine(source) as probe:
+        data = model_data("minilm", None, probe.input_specs, samples=32, split="test")
+    assert (data.arrays["attention_mask"] == 0).any()  # the zoo's test sentences are padded to 128 tokens
+    variant = quantize_dynamic(source, out=tmp_path / "dyn.onnx", feeds=data.batches(1)[0])  # its own check
+    name = variant.name
+    judged = dict(FAST, **eval_hints("minilm"))
+    rows = evaluate([variant], source, data, **judged).set_index("name")
+    whole = evaluate([variant], source, data, **{**judged, "padding_mask": {}}).set_index("name")
+    # padded rows of last_hidden_state moved by >20% of its range, the real tokens by far less
+    assert not whole.loc[name, "quality_ok"] and whole.loc[name, "worst_output"] == "last_hidden_state"
+    assert rows.loc[name, "quality_ok"], rows.loc[name, "quality_reason"]
+    assert rows.loc[name, "rel_error[last_hidden_state]"] < whole.loc[name, "rel_error[last_hidden_state]"]
