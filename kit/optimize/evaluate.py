@@ -6,7 +6,10 @@ latency p50/p99 and throughput per batch size (all variants measured interleaved
 and quality against the float32 reference on the same inputs, judged by
 ``kit.optimize.quality.compare``: every output (and every slice the user names) on its own
 range, the worst one decides; NaN/inf or a collapsed output fails; accuracy where labels
-exist, or the user's own ``metric="module:function"``.
+exist, or the user's own ``metric="module:function"``. A transformer's per-token outputs are
+judged at its real tokens only (``EvalConfig.padding_mask``): padded rows move a lot under
+int8 yet nothing reads them, and judged whole they rejected MiniLM variants whose sentence
+embedding kept cosine 0.998.
 
 ``recommend`` picks the fastest variant whose quality passed and that beats the reference
 beyond the measured spread, and says why each other one lost. Which int8 flavour is
@@ -56,7 +59,11 @@ class EvalConfig:
     work); off by default since every variant costs a fresh process (~1-2 s). ``memory_rounds``
     children per variant, interleaved (A B C A B C): ``peak_mem_mb`` and ``load_s`` are their
     medians and ``peak_mem_mb_low``/``peak_mem_mb_high`` their min–max, since a peak resident
-    size moves by an MB or two from one process to the next.
+    size moves a little from one process to the next.
+    ``padding_mask``: mask input -> the outputs with a sequence axis it masks, e.g.
+    ``{"attention_mask": ["last_hidden_state"]}``: those outputs are compared with the reference
+    only where the mask is nonzero (real tokens), since padded positions are read by nothing and
+    move a lot under quantization; they still appear, and the real positions still decide.
     """
 
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -71,6 +78,7 @@ class EvalConfig:
     memory: bool = False  # peak memory and load time per variant, each in its own child process (~1-2 s each)
     memory_requests: int = 10  # requests each memory child answers after its first
     memory_rounds: int = 4  # memory children per variant, interleaved; their range is the figure's spread
+    padding_mask: Mapping[str, Sequence[str]] = field(default_factory=dict)  # mask input -> outputs [batch, seq, ...]
 
     def __post_init__(self) -> None:
         sizes = (self.batch_sizes,) if isinstance(self.batch_sizes, int) else tuple(self.batch_sizes)
@@ -82,6 +90,57 @@ class EvalConfig:
         require_int("quality_batch_size", self.quality_batch_size)
         require_int("memory_requests", self.memory_requests, 0)
         require_int("memory_rounds", self.memory_rounds)
+        object.__setattr__(self, "padding_mask", check_padding_mask(self.padding_mask))
+
+
+def check_padding_mask(value: Any) -> dict[str, tuple[str, ...]]:
+    """``{mask input: [outputs]}`` as a dict of tuples; a bare output name stands for a list of one."""
+    example = '{"attention_mask": ["last_hidden_state"]}'
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"padding_mask must map a mask input to the outputs it masks, e.g. {example}, got {value!r}")
+    masks: dict[str, tuple[str, ...]] = {}
+    for mask, outputs in value.items():
+        outputs = (outputs,) if isinstance(outputs, str) else outputs
+        if not isinstance(mask, str) or not mask or not isinstance(outputs, Sequence) or not outputs \
+                or not all(isinstance(o, str) and o for o in outputs):
+            raise ConfigError(f"padding_mask must map a mask input name to a non-empty list of output names, e.g. "
+                              f"{example}, got {mask!r}: {outputs!r}")
+        masks[mask] = tuple(dict.fromkeys(outputs))
+    named = [o for outputs in masks.values() for o in outputs]
+    twice = sorted({o for o in named if named.count(o) > 1})
+    if twice:
+        raise ConfigError(f"padding_mask names output(s) {twice} under more than one mask input; each output has one")
+    return masks
+
+
+def _padding_masks(config: EvalConfig, predictor: Any, data: Mapping[str, np.ndarray],
+                   axes: Mapping[str, int | None]) -> dict[str, np.ndarray]:
+    """Output -> its mask over all evaluation samples (samples first), from ``config.padding_mask``.
+
+    Checked against the reference model before anything runs: a mask input or an output it does
+    not have is a ``ConfigError`` naming what it has; a mask with no real position an ``InputError``.
+    """
+    if not config.padding_mask:
+        return {}
+    inputs = [s.name for s in predictor.input_specs]
+    outputs = [s.name for s in predictor.output_specs]
+    missing = sorted(set(config.padding_mask) - set(inputs))
+    if missing:
+        raise ConfigError(f"padding_mask names mask input(s) {missing}, expected an input of the model that is 1 at "
+                          f"real tokens and 0 at padding; the model's inputs are {inputs}")
+    unknown = sorted({o for names in config.padding_mask.values() for o in names} - set(outputs))
+    if unknown:
+        raise ConfigError(f"padding_mask names output(s) {unknown}, expected outputs with a sequence axis "
+                          f"([batch, seq, ...]); the model's outputs are {outputs}")
+    masks = {}
+    for name, names in config.padding_mask.items():
+        mask = np.asarray(data[name])
+        mask = np.moveaxis(mask, axes.get(name) or 0, 0) if mask.ndim else mask
+        if not np.any(mask):
+            raise InputError(f"the padding mask {name!r} is 0 everywhere in the evaluation data: no real position "
+                             f"to compare")
+        masks.update(dict.fromkeys(names, mask))
+    return masks
 
 
 def load_metric(metric: str | Metric | None) -> Metric | None:
@@ -110,6 +169,7 @@ def _quality_columns(report: QualityReport, top1: bool, higher_is_better: bool,
     rec: dict[str, Any] = {
         "quality_ok": report.ok, "quality_reason": report.reason,
         "quality": "; ".join(f"{p.label}: {'ok' if p.ok else 'FAIL'} {100 * p.rel_error:.3g}% cos {p.cosine:.5f}"
+                             + (f" ({p.masked} padded positions left out)" if p.masked else "")
                              for p in report.parts),
         "worst_output": report.worst.label if report.worst is not None else "",
         "worst_rel_error": max((p.rel_error for p in finite), default=math.nan),
@@ -221,7 +281,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     of every output (and every slice in ``slices``) under ``gate`` (default
     ``quality.Gate()``; collapsed or NaN/inf outputs always fail): ``quality_ok``,
     ``quality_reason``, a compact ``quality`` summary, ``rel_error[<output>]`` and
-    ``cosine[<output>]`` per output and slice; ``attrs["quality"]`` holds each variant's
+    ``cosine[<output>]`` per output and slice (outputs in ``config.padding_mask`` at real
+    tokens only); ``attrs["quality"]`` holds each variant's
     full table as records (``pd.DataFrame(frame.attrs["quality"][name])``). With
     ``labels``, ``accuracy`` is top-1 accuracy of ``config.output``;
     ``metric`` (a callable or ``"module:function"`` taking reference outputs, candidate
@@ -271,6 +332,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
     records: dict[str, dict[str, Any]] = {}
     tables: dict[str, Any] = {}
     ref_out = None
+    masks: dict[str, np.ndarray] = {}  # output -> real positions, from the reference's inputs
     memory_batch: dict[str, int] = {}
     try:
         for art in arts:
@@ -286,6 +348,8 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                                      "quality_reason": "not compared: it does not load"}
                 continue
             predictors[art.name] = predictor
+            if art is reference:
+                masks = _padding_masks(config, predictor, data, axes)
             memory_batch[art.name] = fixed_batch(predictor) or max(config.batch_sizes)
             try:
                 out = run_outputs(predictor, data, config.quality_batch_size, axes)
@@ -303,7 +367,7 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
             output = config.output or predictor.output_specs[0].name
             fn = user_metric or (top1_accuracy(output) if labels is not None and config.top1 is not False else None)
             report = compare(ref_out, out, slices=slices, gate=gate, scores=config.top1, labels=labels, metric=fn,
-                             higher_is_better=higher_is_better if user_metric else True)
+                             higher_is_better=higher_is_better if user_metric else True, masks=masks)
             tables[art.name] = report.to_frame().to_dict("records")  # plain data: pandas compares attrs
             top1 = config.top1 if config.top1 is not None else any(p.topk_agreement is not None for p in report.parts)
             rec.update(_quality_columns(report, top1, higher_is_better, user_metric is not None))

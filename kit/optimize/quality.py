@@ -9,6 +9,12 @@ So :func:`compare` judges each output, and each slice the user names
 to the reference's own range, cosine, top-k agreement where values are scores, NaN/inf,
 and a "collapsed" detector (the reference varies, the candidate is constant). The worst
 part decides; the verdict comes with a one-line reason and ``to_frame()`` for a table.
+
+A transformer's per-token output (``last_hidden_state[batch, seq, hidden]``) holds rows for
+padded positions too: nothing downstream reads them (pooling and attention mask them out), and
+quantization moves them far more than the real tokens, so judged whole they fail a variant
+whose sentence embedding keeps cosine 0.998. ``masks`` names, per output, which leading
+positions are real (the attention mask): only those are compared, and the real ones still count.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import numpy as np
 from kit.errors import ConfigError
 
 Outputs = Mapping[str, np.ndarray]
+Masks = Mapping[str, np.ndarray]
+"""Output name -> boolean array over its leading axes (``[batch, seq]``): True where a position is real."""
 Metric = Callable[[Outputs, Outputs, "np.ndarray | None"], float]
 COLLAPSE_RATIO = 1e-6  # a candidate whose range is below this fraction of the reference's is constant
 
@@ -128,6 +136,7 @@ class OutputQuality:
     topk_agreement: float | None = None
     nonfinite: int = 0
     collapsed: bool = False
+    masked: int = 0  # positions left out by a padding mask (their values never judged)
 
     @property
     def label(self) -> str:
@@ -187,10 +196,21 @@ def _topk(ref: np.ndarray, got: np.ndarray, axis: int, k: int) -> float | None:
 
 
 def _part(output: str, name: str, ref: np.ndarray, got: np.ndarray, scores_axis: int | None, top_k: int,
-          gate: Gate) -> OutputQuality:
+          gate: Gate, keep: np.ndarray | None = None) -> OutputQuality:
     shape = tuple(ref.shape)
     if ref.shape != got.shape:
         return OutputQuality(output, name, shape, False, f"shape {tuple(got.shape)}, reference {shape}")
+    masked, where = 0, ""
+    if keep is not None:
+        masked = int(keep.size - np.count_nonzero(keep))
+        where = f" (on {keep.size - masked} of {keep.size} positions: {masked} padded ones left out)"
+        if masked == keep.size:  # nothing left to judge: never a vacuous pass
+            return OutputQuality(output, name, shape, False, f"the padding mask keeps no position{where}",
+                                 masked=masked)
+        if scores_axis is not None:  # top-k along a masked axis means nothing; the others move down
+            axis = scores_axis % ref.ndim
+            scores_axis = None if axis < keep.ndim else axis - keep.ndim + 1
+        ref, got = ref[keep], got[keep]  # [positions kept, *rest]
     if ref.size == 0:
         return OutputQuality(output, name, shape, True, "empty", 0.0, 0.0, 0.0, 1.0)
     r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
@@ -224,9 +244,9 @@ def _part(output: str, name: str, ref: np.ndarray, got: np.ndarray, scores_axis:
         problems.append(f"top-{top_k} agreement {topk:.3f} < {gate.min_topk_agreement}")
     if gate.atol is not None and not np.allclose(g, r, atol=gate.atol, rtol=gate.rtol):
         problems.append(f"max error {max_abs:.3g} beyond atol {gate.atol:g} + rtol {gate.rtol:g}")
-    reason = "; ".join(problems) or f"max error {100 * rel:.3g}% of range, cosine {cosine:.5f}"
+    reason = ("; ".join(problems) or f"max error {100 * rel:.3g}% of range, cosine {cosine:.5f}") + where
     return OutputQuality(output, name, shape, not problems, reason, max_abs, rel, ref_range, cosine, topk,
-                         nonfinite, collapsed)
+                         nonfinite, collapsed, masked)
 
 
 def _auto_scores(ref: np.ndarray) -> int | None:
@@ -234,9 +254,34 @@ def _auto_scores(ref: np.ndarray) -> int | None:
     return -1 if ref.ndim == 2 and ref.shape[1] > 1 else None
 
 
+def _check_masks(reference: Outputs, masks: Masks | None) -> dict[str, np.ndarray]:
+    """Each mask as booleans, refused unless it names an output and matches that output's leading axes."""
+    unknown = sorted(set(masks or {}) - set(reference))
+    if unknown:
+        raise ConfigError(f"masks name output(s) {unknown} the model does not have; it has {sorted(reference)}")
+    checked = {}
+    for output, mask in (masks or {}).items():
+        keep, shape = np.asarray(mask) != 0, np.shape(reference[output])
+        if not 1 <= keep.ndim < len(shape) or keep.shape != shape[:keep.ndim]:
+            raise ConfigError(f"the mask for output {output!r} has shape {keep.shape}; expected the output's leading "
+                              f"axes (batch, sequence) with a feature axis after them, and {output!r} has shape "
+                              f"{shape}: name only outputs with a sequence axis")
+        checked[output] = keep
+    return checked
+
+
+def _slice_mask(keep: np.ndarray | None, part: Slice, ndim: int, output: str) -> np.ndarray | None:
+    """The mask for a slice of a masked output: sliced too where the slice cuts a masked axis."""
+    if keep is None:
+        return None
+    axis = part.axis % ndim
+    return Slice(axis, part.start, part.stop).take(keep, output) if axis < keep.ndim else keep
+
+
 def compare(reference: Outputs, candidate: Outputs, slices: Slices | None = None, gate: Gate | None = None,
             top_k: int = 1, scores: bool | None = None, labels: np.ndarray | None = None,
-            metric: Metric | None = None, higher_is_better: bool = True) -> QualityReport:
+            metric: Metric | None = None, higher_is_better: bool = True,
+            masks: Masks | None = None) -> QualityReport:
     """Judge ``candidate``'s outputs against ``reference``'s, output by output and slice by slice.
 
     ``slices`` names meaningful parts of outputs (``{"out": {"scores": Slice(1, 4, None, scores=True)}}``);
@@ -245,7 +290,9 @@ def compare(reference: Outputs, candidate: Outputs, slices: Slices | None = None
     outputs; ``None`` treats 2-D ``[batch, classes]`` outputs as scores. ``metric(reference,
     candidate, labels)`` is the user's own figure (e.g. :func:`top1_accuracy`); it is also
     computed for the reference against itself, and ``gate.accuracy_budget`` bounds the loss
-    (percentage points).
+    (percentage points). ``masks`` (output -> array over its leading axes, nonzero where a
+    position is real, e.g. the attention mask for ``last_hidden_state[batch, seq, hidden]``)
+    compares those outputs and their slices only at real positions; ``masked`` counts the rest.
     """
     gate = gate or DEFAULT_GATE
     if not isinstance(top_k, int) or top_k < 1:
@@ -253,6 +300,7 @@ def compare(reference: Outputs, candidate: Outputs, slices: Slices | None = None
     unknown = sorted(set(slices or {}) - set(reference))
     if unknown:
         raise ConfigError(f"slices name output(s) {unknown} the model does not have; it has {sorted(reference)}")
+    keeps = _check_masks(reference, masks)
     parts: list[OutputQuality] = []
     for output, ref_value in reference.items():
         ref = np.asarray(ref_value)
@@ -261,13 +309,15 @@ def compare(reference: Outputs, candidate: Outputs, slices: Slices | None = None
             continue
         got = np.asarray(candidate[output])
         axis = _auto_scores(ref) if scores is None else (-1 if scores and ref.ndim else None)
-        parts.append(_part(output, "", ref, got, axis, top_k, gate))
+        keep = keeps.get(output)
+        parts.append(_part(output, "", ref, got, axis, top_k, gate, keep))
         for name, spec in (slices or {}).get(output, {}).items():
             part = Slice.of(spec)
             if ref.shape != got.shape:
                 continue  # the whole output already failed on its shape
             parts.append(_part(output, name, part.take(ref, output), part.take(got, output),
-                               part.axis if part.scores else None, top_k, gate))
+                               part.axis if part.scores else None, top_k, gate,
+                               _slice_mask(keep, part, ref.ndim, output)))
     for output in candidate:
         if output not in reference:
             parts.append(OutputQuality(output, "", tuple(np.shape(candidate[output])), False,

@@ -7,6 +7,7 @@ same check and unit in every class here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kit.engines.onnxruntime import GRAPH_OPTIMIZATION_LEVELS
 from kit.errors import ConfigError
@@ -39,6 +40,15 @@ from kit.report.parameters import (
 )
 
 ENGINE_NAMES = ("onnxruntime", "tensorflow", "tflite")
+PADDING_MASK = ("mask input -> outputs with a sequence axis, compared only where the mask is 1 (real tokens), "
+                "e.g. {'attention_mask': ['last_hidden_state']}; {} uses the zoo's")
+
+
+def padding_masks(name: str, value: Any) -> None:
+    """``EvalConfig.padding_mask``'s own check: one rule for the notebook parameter and the config field."""
+    from kit.optimize.evaluate import check_padding_mask
+
+    check_padding_mask(value)
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class QuantizationParameters(ModelParameters):
     calibration_method: str = param(one_of("minmax", "entropy", "percentile"), "static calibration method")
     calibration_samples: int = param(positive_int, "samples that calibrate static quantization")
     eval_samples: int = param(positive_int, "samples every variant is compared with float32 on")
+    padding_mask: dict = param(padding_masks, PADDING_MASK)
     min_duration_s: float = param(positive_number, MIN_DURATION)
     rounds: int = param(positive_int, ROUNDS)
     tflite_modes: tuple[str, ...] = param(

