@@ -40,6 +40,7 @@ from kit.report.parameters import (
 )
 
 ENGINE_NAMES = ("onnxruntime", "tensorflow", "tflite")
+MEMORY_ROUNDS = "fresh processes per variant measuring peak memory, interleaved; their range is its spread"
 PADDING_MASK = ("mask input -> outputs with a sequence axis, compared only where the mask is 1 (real tokens), "
                 "e.g. {'attention_mask': ['last_hidden_state']}; {} uses the zoo's")
 
@@ -86,6 +87,7 @@ class QuantizationParameters(ModelParameters):
     padding_mask: dict = param(padding_masks, PADDING_MASK)
     min_duration_s: float = param(positive_number, MIN_DURATION)
     rounds: int = param(positive_int, ROUNDS)
+    memory_rounds: int = param(positive_int, MEMORY_ROUNDS)
     tflite_modes: tuple[str, ...] = param(
         list_of(one_of("dynamic_range", "float16", "full_integer", "integer_float_fallback"), allow_empty=True),
         "TFLite post-training recipes ([] skips)")
@@ -103,6 +105,7 @@ class GraphOptimizationParameters(ModelParameters):
     eval_samples: int = param(positive_int, "samples every variant is compared with the original on")
     min_duration_s: float = param(positive_number, MIN_DURATION)
     rounds: int = param(positive_int, ROUNDS)
+    memory_rounds: int = param(positive_int, MEMORY_ROUNDS)
     load_repeats: int = param(positive_int, "session loads per variant for the load-time comparison")
     monitor_requests: int = param(positive_int, MONITOR_REQUESTS)
 
