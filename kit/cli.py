@@ -167,6 +167,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kit.report.compare import ALPHA
+
     parser = argparse.ArgumentParser(prog="kit", description="Deploy ML models and make their inference fast.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--noise", type=float, default=5.0,
                      help="noise floor in percent, used only for figures a run published without their spread "
                           "(marked *)")
-    cmp.add_argument("--alpha", type=float, default=0.05,
+    cmp.add_argument("--alpha", type=float, default=ALPHA,
                      help="largest chance that two runs of the same thing give ranges this far apart, for a change "
                           "to count as beyond noise: 2 / C(n + m, n) for n and m rounds (0.05 needs 4+ rounds each)")
     cmp.add_argument("--allow-missing", action="store_true",

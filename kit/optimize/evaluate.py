@@ -227,12 +227,11 @@ def _memory_columns(arts: Sequence[ModelArtifact], feeds: Mapping[str, Mapping[s
                 log.warning(message)
     out = {}
     for art in arts:
-        done = results[art.name]
-        if art.name in failed or not done:
+        if art.name in failed:
             out[art.name] = {"peak_mem_mb": math.nan, "peak_mem_mb_low": math.nan, "peak_mem_mb_high": math.nan,
-                             "load_s": math.nan, "memory_rounds": 0,
-                             "memory": {"failure": failed.get(art.name, "not measured")}}
+                             "load_s": math.nan, "memory_rounds": 0, "memory": {"failure": failed[art.name]}}
             continue
+        done = results[art.name]  # memory_rounds >= 1 children, none failed
         peaks = [r.peak_mb for r in done]
         out[art.name] = {"peak_mem_mb": float(np.median(peaks)), "peak_mem_mb_low": min(peaks),
                          "peak_mem_mb_high": max(peaks), "load_s": float(np.median([r.load_s for r in done])),

@@ -166,6 +166,10 @@ def load_run(folder: str | os.PathLike[str]) -> RunRecord:
     return record
 
 
+ALPHA = 0.05
+"""The largest ``apart_chance`` at which ranges that do not overlap count as beyond noise (4+ rounds each)."""
+
+
 def apart_chance(n_older: int, n_newer: int) -> float:
     """The probability that two runs of one unchanged thing, with ``n_older`` and ``n_newer`` rounds,
     publish min–max ranges that do not overlap: ``2 / C(n_older + n_newer, n_older)``.
@@ -188,7 +192,7 @@ class Comparison:
     threshold_pct: float | None
     noise_pct: float
     allow_missing: bool = False
-    alpha: float = 0.05
+    alpha: float = ALPHA
 
     @property
     def undecided(self) -> list[str]:
@@ -208,7 +212,7 @@ class Comparison:
 def compare_runs(older: str | os.PathLike[str] | RunRecord, newer: str | os.PathLike[str] | RunRecord,
                  threshold_pct: float | None = None, noise_pct: float = 5.0,
                  directions: Mapping[str, str] | None = None, allow_missing: bool = False,
-                 alpha: float = 0.05) -> Comparison:
+                 alpha: float = ALPHA) -> Comparison:
     """Compare two runs; ``older``/``newer`` are swapped when their start times say otherwise.
 
     ``directions`` overrides the name-based guess per metric (``{"03_x/score": "higher"}``).

@@ -131,7 +131,6 @@ def summary_row(result: LoadResult) -> dict[str, float]:
             "scale_downs": stats["scale_downs"]}
 
 
-
 def rounds_summary(per_round: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """One row per ``keys`` group from per-round ``summary_row`` rows: latencies as medians over rounds,
     ``p99_low_ms``/``p99_high_ms`` their min–max and ``rounds`` their count (what ``Figure.from_columns``
