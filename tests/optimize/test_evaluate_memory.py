@@ -41,3 +41,27 @@ def test_memory_is_off_by_default_and_its_requests_are_checked(conv_onnx):
         EvalConfig(memory_requests=-1)
     with pytest.raises(ConfigError, match="memory_rounds"):
         EvalConfig(memory_rounds=0)
+
+
+def test_a_memory_child_that_fails_leaves_nan_and_its_reason_and_the_others_measured(conv_onnx, tmp_path,
+                                                                                      monkeypatch):
+    import kit.profile.memory as memory
+    from kit.errors import ModelLoadError
+
+    source = ModelArtifact.from_path(conv_onnx)
+    variant = quantize_dynamic(source, out=tmp_path / "d.onnx")
+    real = memory.measure_memory
+
+    def flaky(model, *args, **kwargs):
+        if model.name == variant.name:
+            raise ModelLoadError("the child could not load it")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(memory, "measure_memory", flaky)
+    data = {"gpu_0/data_0": np.ones((2, 1, 8, 8), np.float32)}
+    with pytest.warns(RuntimeWarning, match="not measured"):
+        frame = evaluate([variant], source, data, batch_sizes=(1,), memory=True, memory_requests=1,
+                         memory_rounds=2, **FAST).set_index("name")
+    assert np.isnan(frame.loc[variant.name, "peak_mem_mb"]) and frame.loc[variant.name, "memory_rounds"] == 0
+    assert frame.loc[source.name, "memory_rounds"] == 2 and frame.loc[source.name, "peak_mem_mb"] > 0
+    assert "could not load" in frame.attrs["memory"][variant.name]["failure"]
