@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("older", help="report folder of the earlier run (swapped if run.json says otherwise)")
     cmp.add_argument("newer", help="report folder of the later run; compare_*.html is written there")
     cmp.add_argument("--threshold", type=float, default=None,
-                     help="exit 1 when a figure gets worse by more than this percentage and beyond noise "
-                          "(the two runs' ranges over rounds do not overlap)")
+                     help="exit 1 when a figure gets worse beyond noise (the two runs' ranges over rounds do not "
+                          "overlap) and by more than this percentage even at the near end of its interval")
     cmp.add_argument("--noise", type=float, default=5.0,
                      help="noise floor in percent, used only for figures a run published without their spread "
                           "(marked *)")

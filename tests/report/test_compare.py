@@ -169,6 +169,22 @@ def test_a_shift_beyond_both_spreads_and_the_threshold_is_a_regression(tmp_path,
     assert main(["compare", str(a), str(b), "--threshold", "40"]) == 0  # beyond noise, but under the threshold
 
 
+def test_a_change_whose_interval_reaches_under_the_threshold_is_worse_but_does_not_gate(tmp_path, capsys):
+    """Issue 17: two identical full runs flagged 02's load time at +33.7 % [+0.3, +52.7]: ranges apart,
+    but the runs cannot tell that from a 1 % change. Only a change past the threshold at its near end gates."""
+    a = make_run(tmp_path / "A", 1.0, {"load_ms": _figure([58.7, 60.1, 63.5, 77.13])})
+    b = make_run(tmp_path / "B", 2.0, {"load_ms": _figure([77.34, 80.0, 85.2, 91.26])})
+    row = compare_runs(a, b, threshold_pct=10).frame.set_index("metric").loc["01_demo/load_ms"]
+    assert row["change_pct"] > 10 and row["verdict"] == "worse" and row["beyond_noise"]
+    assert 0 < row["change_low_pct"] < 10 and not row["regression"]
+    assert main(["compare", str(a), str(b), "--threshold", "10"]) == 0
+    assert main(["compare", str(a), str(b), "--threshold", "0.1"]) == 1  # past a 0.1 % gate even at its near end
+    c = make_run(tmp_path / "C", 1.0, {"rate": _figure([500, 505, 510, 520], better="higher")})
+    d = make_run(tmp_path / "D", 2.0, {"rate": _figure([400, 410, 430, 440], better="higher")})  # -15 % at best
+    row = compare_runs(c, d, threshold_pct=10).frame.set_index("metric").loc["01_demo/rate"]
+    assert row["change_high_pct"] < -10 and row["regression"]  # higher is better: the near end is the high one
+
+
 def test_a_shift_within_the_spreads_is_noise_even_past_the_threshold(tmp_path):
     a = make_run(tmp_path / "A", 1.0, {"latency": _figure([10.0, 14.0, 9.0])})
     b = make_run(tmp_path / "B", 2.0, {"latency": _figure([13.0, 11.0, 15.0])})  # median +30 %, ranges overlap
