@@ -14,7 +14,7 @@ import logging
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,7 @@ def _failing_op(model, message: str, blocked: Mapping[str, list[str]]) -> str | 
 
 def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: str | Path | None = None,
                feeds: Mapping[str, np.ndarray] | None = None, slices: Slices | None = None,
-               **overrides: Any) -> ModelArtifact:
+               padding_mask: Mapping[str, Sequence[str]] | None = None, **overrides: Any) -> ModelArtifact:
     """float16 conversion (``onnxconverter_common.float16``) of an artifact or a path, float32 I/O kept by default.
 
     Op types that break the conversion stay in float32 and the lineage says which
@@ -223,6 +223,6 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
                 raise QuantizationError(f"nothing in {artifact.name} was converted to float16: with "
                                         f"{sorted(blocked) or 'no op types'} kept in float32 (they break the "
                                         f"conversion), every float weight and op stayed float32")
-            check = self_check(source, tmp, name, checked, note, slices)
+            check = self_check(source, tmp, name, checked, note, slices, padding_mask)
     return artifact.derive(target, "to_float16", name=name, params={**asdict(config), **notes}, metrics=check)
 

@@ -16,7 +16,7 @@ import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -270,7 +270,8 @@ def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None)
 
 
 def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None,
-               feeds_note: str = "", slices: Slices | None = None) -> dict[str, Any]:
+               feeds_note: str = "", slices: Slices | None = None,
+               padding_mask: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Run ``child`` and its ``parent`` on the same inputs and judge the child (kit.optimize.quality).
 
     Refuses (``QuantizationError``) a child that does not run, lost or reshaped an output,
@@ -279,6 +280,8 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
     constant is refused too (e.g. a detector's class scores all 0 after int8). Other quality
     problems are recorded (and logged) but do not refuse, because the check inputs may be
     synthetic and the budget is the user's (``evaluate``); the figures say which inputs were used.
+    ``padding_mask`` (mask input -> outputs with a sequence axis, as ``EvalConfig.padding_mask``) compares
+    those outputs at real positions only, on the user's feeds (synthetic ones have no real padding).
     """
     real = feeds is not None
     from kit.engines.onnxruntime import OnnxRuntimeEngine
@@ -288,7 +291,9 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
             OnnxRuntimeEngine(child, name=name, graph_optimization_level="disable") as new:
         if feeds is None:
             feeds, feeds_note = synthetic_feeds(ref.input_specs), "synthetic inputs (batch 1, unknown dims 1)"
-        report = compare(ref.predict(feeds), new.predict(feeds), slices=slices, scores=False)
+        masks = {out: np.asarray(feeds[mask]) != 0 for mask, outs in (padding_mask or {}).items() if real
+                 and mask in feeds for out in outs}
+        report = compare(ref.predict(feeds), new.predict(feeds), slices=slices, scores=False, masks=masks)
     broken = [p for p in report.parts if p.nonfinite or np.isnan(p.rel_error) or (real and p.collapsed)]
     if broken:
         raise QuantizationError(f"the quantized model {name} is broken on {feeds_note or 'the given inputs'}: "
@@ -300,7 +305,8 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
 
 
 def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepared: Path, feeds=None,
-            feeds_note: str = "", slices: Slices | None = None) -> dict[str, Any]:
+            feeds_note: str = "", slices: Slices | None = None,
+            padding_mask: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     model = _onnx().load(str(tmp), load_external_data=False)
     if _quantized_count(model) == 0:
         original = _onnx().load(str(source), load_external_data=False)
@@ -312,7 +318,7 @@ def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepare
                f"and the exclusions")
         raise QuantizationError(f"nothing in {artifact.name} was quantized: {why}")
     check_same_inputs(prepared, model, f"the quantized model {name}", QuantizationError)
-    return self_check(prepared, tmp, name, feeds, feeds_note, slices)
+    return self_check(prepared, tmp, name, feeds, feeds_note, slices, padding_mask)
 
 
 def _check_feeds(model, feeds: Any) -> tuple[dict[str, np.ndarray] | None, str]:

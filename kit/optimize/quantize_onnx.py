@@ -149,7 +149,8 @@ class StaticQuantConfig:
 def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: str, kind: str,
                    run: Callable[[str, str], None], notes: dict[str, Any], prepared: Path,
                    feeds: Mapping[str, np.ndarray] | None = None, feeds_note: str = "",
-                   slices: Slices | None = None) -> dict[str, Any]:
+                   slices: Slices | None = None,
+                   padding_mask: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Run one ORT quantizer from ``source`` into ``target`` atomically, translating its failures.
 
     Returns the self-check's figures (quality against the parent on the check inputs).
@@ -164,16 +165,19 @@ def _quantize_into(target: Path, artifact: ModelArtifact, source: Path, name: st
             hint = _hint(source, "exclude the op types or nodes named, or quantize fewer op types (op_types=...)")
             raise QuantizationError(f"{kind} quantization of {artifact.name} failed: {first_line(exc)}; "
                                     f"tried: {_tried(notes)}; {hint}") from exc
-        return _finish(artifact, tmp, source, name, prepared, feeds=feeds, feeds_note=feeds_note, slices=slices)
+        return _finish(artifact, tmp, source, name, prepared, feeds=feeds, feeds_note=feeds_note, slices=slices,
+                       padding_mask=padding_mask)
 
 def quantize_dynamic(artifact: ModelSource, config: DynamicQuantConfig | None = None,
                      out: str | Path | None = None, feeds: Mapping[str, np.ndarray] | Any = None,
-                     slices: Slices | None = None, **overrides: Any) -> ModelArtifact:
+                     slices: Slices | None = None, padding_mask: Mapping[str, Sequence[str]] | None = None,
+                     **overrides: Any) -> ModelArtifact:
     """Dynamic int8 quantization (``onnxruntime.quantization.quantize_dynamic``) of an artifact or a path.
 
     ``feeds`` (the user's data) are what the result is checked on against its parent;
     without them, synthetic inputs, and the artifact's metrics say which were used.
-    ``slices`` names meaningful parts of outputs, judged on their own (kit.optimize.quality).
+    ``slices`` names meaningful parts of outputs, judged on their own (kit.optimize.quality);
+    ``padding_mask`` (mask input -> outputs) judges those outputs at real tokens only.
     """
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
@@ -192,7 +196,8 @@ def quantize_dynamic(artifact: ModelSource, config: DynamicQuantConfig | None = 
         check = _quantize_into(target, artifact, source, name, "dynamic", lambda src, dst: ort_quantize_dynamic(
             src, dst, weight_type=qtype[config.weight_type], per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
-            nodes_to_exclude=exclude or None), notes, Path(work).resolve() / "prepared.onnx", checked, note, slices)
+            nodes_to_exclude=exclude or None), notes, Path(work).resolve() / "prepared.onnx", checked, note, slices,
+            padding_mask)
     return artifact.derive(target, "quantize_dynamic", name=name, params={**asdict(config), **notes},
                            metrics={**_cpu_note(), **check})
 
@@ -249,7 +254,8 @@ def _reader(model, data: Calibration, config: StaticQuantConfig):
 
 
 def quantize_static(artifact: ModelSource, calibration: Calibration, config: StaticQuantConfig | None = None,
-                    out: str | Path | None = None, slices: Slices | None = None, **overrides: Any) -> ModelArtifact:
+                    out: str | Path | None = None, slices: Slices | None = None,
+                    padding_mask: Mapping[str, Sequence[str]] | None = None, **overrides: Any) -> ModelArtifact:
     """Static quantization calibrated on ``calibration`` (real samples: name -> array, or feed dicts).
 
     The result is checked against its parent on the first calibration batch (the user's
@@ -280,14 +286,15 @@ def quantize_static(artifact: ModelSource, calibration: Calibration, config: Sta
             weight_type=qtype[config.weight_type], calibrate_method=method, per_channel=config.per_channel,
             reduce_range=config.reduce_range, op_types_to_quantize=list(config.op_types) or None,
             nodes_to_exclude=exclude or None, extra_options=extra), notes, Path(work).resolve() / "prepared.onnx",
-            first, note, slices)
+            first, note, slices, padding_mask)
     params = {**asdict(config), **notes, "calibration_samples_used": reader.samples}
     return artifact.derive(target, "quantize_static", name=name, params=params, metrics={**_cpu_note(), **check})
 
 def standard_variants(artifact: ModelSource, calibration: Calibration | None, out_dir: str | Path,
                       calibration_method: str = "minmax", calibration_samples: int = 64,
                       static: bool = True, float16: bool = True,
-                      failures: dict[str, str] | None = None) -> list[ModelArtifact]:
+                      failures: dict[str, str] | None = None,
+                      padding_mask: Mapping[str, Sequence[str]] | None = None) -> list[ModelArtifact]:
     """The variants worth measuring against each other on a CPU, made from ``artifact``.
 
     Dynamic int8; static QDQ U8S8 (per-tensor and per-channel) and S8S8, and QOperator
@@ -296,7 +303,8 @@ def standard_variants(artifact: ModelSource, calibration: Calibration | None, ou
     Every variant is checked on the first calibration sample when there is one (made-up
     inputs guess unknown sizes, and a model that needs real ones then looks broken).
     With ``failures`` (a dict), a variant that cannot be made is left out and its one-line
-    reason recorded there under its label; without it the first failure raises.
+    reason recorded there under its label; without it the first failure raises. ``padding_mask``
+    (mask input -> outputs) has each self-check judge those outputs at real tokens only.
     """
     from tqdm.auto import tqdm
 
@@ -307,15 +315,16 @@ def standard_variants(artifact: ModelSource, calibration: Calibration | None, ou
     if calibration is not None:
         first = calibration if isinstance(calibration, Mapping) else next(iter(calibration), None)
     jobs: list[tuple[str, Any]] = [("dynamic int8", lambda: quantize_dynamic(
-        artifact, out=out_dir / f"{stem}.{DynamicQuantConfig().tag}.onnx", feeds=first))]
+        artifact, out=out_dir / f"{stem}.{DynamicQuantConfig().tag}.onnx", feeds=first, padding_mask=padding_mask))]
     if static and calibration is not None:
         for options in (dict(), dict(per_channel=True), dict(activation_type="int8"), dict(format="qoperator")):
             config = StaticQuantConfig(calibration=calibration_method, calibration_samples=calibration_samples,
                                        **options)
             jobs.append((f"static {config.tag}", lambda c=config: quantize_static(
-                artifact, calibration, c, out=out_dir / f"{stem}.{c.tag}.onnx")))
+                artifact, calibration, c, out=out_dir / f"{stem}.{c.tag}.onnx", padding_mask=padding_mask)))
     if float16:
-        jobs.append(("float16", lambda: to_float16(artifact, out=out_dir / f"{stem}.fp16.onnx", feeds=first)))
+        jobs.append(("float16", lambda: to_float16(artifact, out=out_dir / f"{stem}.fp16.onnx", feeds=first,
+                                                   padding_mask=padding_mask)))
     variants = []
     for label, job in tqdm(jobs, desc=f"quantizing {stem}", leave=False):
         log.info("making %s of %s", label, stem)

@@ -119,3 +119,18 @@ def test_minilm_dynamic_int8_is_judged_at_real_tokens(tmp_path):
     assert not whole.loc[name, "quality_ok"] and whole.loc[name, "worst_output"] == "last_hidden_state"
     assert rows.loc[name, "quality_ok"], rows.loc[name, "quality_reason"]
     assert rows.loc[name, "rel_error[last_hidden_state]"] < whole.loc[name, "rel_error[last_hidden_state]"]
+
+
+def test_the_quantizers_self_check_judges_at_real_tokens_too(models):
+    """A variant's own check after quantization (kit.optimize.prepare.self_check) takes the same padding_mask."""
+    from kit.optimize.prepare import self_check
+
+    feeds = _data()
+    whole = self_check(models["ref"].path, models["padnoise"].path, "padnoise", feeds, "test feeds")
+    masked = self_check(models["ref"].path, models["padnoise"].path, "padnoise", feeds, "test feeds",
+                        padding_mask=MASK)
+    assert not whole["quality_ok"] and masked["quality_ok"]
+    assert masked["min_cosine"] == pytest.approx(1.0)
+    real = self_check(models["ref"].path, models["realnoise"].path, "realnoise", feeds, "test feeds",
+                      padding_mask=MASK)
+    assert real["worst_rel_error"] > 0.1  # noise at real tokens still counts
