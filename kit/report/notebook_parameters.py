@@ -88,6 +88,7 @@ class QuantizationParameters(ModelParameters):
     min_duration_s: float = param(positive_number, MIN_DURATION)
     rounds: int = param(positive_int, ROUNDS)
     memory_rounds: int = param(positive_int, MEMORY_ROUNDS)
+    fallback_search: bool = param(flag, "also make dynamic int8 with the noisiest MatMuls kept in float")
     tflite_modes: tuple[str, ...] = param(
         list_of(one_of("dynamic_range", "float16", "full_integer", "integer_float_fallback"), allow_empty=True),
         "TFLite post-training recipes ([] skips)")
