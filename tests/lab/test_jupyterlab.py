@@ -24,7 +24,7 @@ from kit.report.profiles import list_notebooks
 
 NOTEBOOKS = list_notebooks()
 MUST_OFFER_A_CONTROL = ("00", "01", "05")
-DASHBOARD_SETTLE_S = 10.0
+DASHBOARD_SETTLE_S = 4.0  # the dashboard redraws every 1 s: a figure added per redraw shows by then
 QUIET_FAILURE = re.compile(r"\bnan\b|\b0\.0+ (samples|queries|q)/s\b", re.IGNORECASE)
 """Figures that mean a computation failed without raising (every request errored, nothing measured)."""
 
