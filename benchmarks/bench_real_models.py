@@ -1,10 +1,12 @@
 """Real models, measured: MiniLM's variants and the OCR recognizer's, side by side in one run.
 
 (a) all-MiniLM-L6-v2 (real weights) at sequence 128, batch 1 and 8: float32 (unfused), ORT's
-    transformer fusions (``optimize_transformer``), dynamic int8 of each. Quality: cosine of the
-    sentence embeddings vs float32 on real passages, and the Spearman rank correlation of the
-    120 sentence-pair similarities vs float32 (paraphrase / related / unrelated pairs).
-    Targets: int8 >= 1.7x (batch 1) / >= 2x (batch 8) float32 with cosine >= 0.99 and
+    transformer fusions (``optimize_transformer``), dynamic int8 of each. Quality: cosine of each
+    text's sentence embedding vs float32 on real passages and sentences (the worst text decides), and
+    the Spearman rank correlation of the 120 sentence-pair similarities vs float32 (paraphrase /
+    related / unrelated pairs); the per-token output at real tokens is shown beside them (``cosine``,
+    stricter: nothing pools it back). Targets: int8 >= 1.7x (batch 1) / >= 2x (batch 8) float32 with
+    embedding cosine >= 0.99 and
     Spearman >= 0.99; fused >= 1.2x unfused; the kit's pick >= 2x float32 at batch 8.
 (b) PaddleOCR's recognizer (pretrained ONNX): every standard variant's character and line
     accuracy on >= 500 rendered lines next to its speed; the kit's pick within a 1-point
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.optimize.evaluate import evaluate, recommend
+from kit.optimize.fallback import quantize_dynamic_within
 from kit.optimize.quantize_onnx import (
     DynamicQuantConfig,
     StaticQuantConfig,
@@ -67,6 +70,19 @@ def _pair_similarities(art, pairs) -> np.ndarray:
             return np.concatenate([engine.predict(tok.encode(texts[i:i + 8]).feeds)["sentence_embedding"]
                                    for i in range(0, len(texts), 8)])
         return cosine_rows(embed([a for a, _, _ in pairs]), embed([b for _, b, _ in pairs]))
+
+
+def _embedding_cosines(art, reference, data) -> float:
+    """The worst per-text cosine of one variant's sentence embedding to ``reference``'s (batches of 8)."""
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+    from kit.zoo.minilm import cosine_rows
+
+    def embed(model):
+        with OnnxRuntimeEngine(model) as engine:
+            n = len(next(iter(data.values())))
+            return np.concatenate([engine.predict({k: v[i:i + 8] for k, v in data.items()})["sentence_embedding"]
+                                   for i in range(0, n, 8)])
+    return float(cosine_rows(embed(reference), embed(art)).min())
 
 
 def _ffn_out_matmuls(art) -> list[str]:
@@ -136,6 +152,11 @@ def bench_minilm(work: Path, seconds: float) -> dict:
     # quant_pre_process's symbolic shape inference fails on this graph too: quantize it as given.
     # Per-tensor int8 of every MatMul costs MiniLM ~0.06 of cosine; per-channel weights, or the FFN's
     # second MatMul (whose input, after GELU, has outliers) kept in float32, hold cosine >= 0.99.
+    # The accuracy-aware search (kit.optimize.fallback) keeps the noisiest MatMuls in float until the worst
+    # cosine holds 0.99, searched on other texts (split "train") than the variants are judged on: per-channel
+    # on every output as notebook 01 does (the per-token one at real tokens), per-tensor on the embedding.
+    search, _ = zoo_samples("minilm", 32, split="train")
+    mask = eval_hints("minilm")["padding_mask"]
     variants = [fused]
     for parent, stem in ((source, "minilm"), (fused, "minilm.fused")):
         ffn_out = tuple(_ffn_out_matmuls(parent))
@@ -143,6 +164,11 @@ def bench_minilm(work: Path, seconds: float) -> dict:
                      quantize_dynamic(parent, out=work / f"{stem}.int8pc.onnx", preprocess=False, per_channel=True),
                      quantize_dynamic(parent, out=work / f"{stem}.int8ffn.onnx", preprocess=False,
                                       exclude_nodes=ffn_out)]
+    variants += [quantize_dynamic_within(source, search, 0.99, out=work / "minilm.int8pc-within.onnx",
+                                         preprocess=False, per_channel=True, padding_mask=mask),
+                 quantize_dynamic_within(source, search, 0.99, out=work / "minilm.int8-within.onnx",
+                                         preprocess=False, outputs=("sentence_embedding",))]
+    int8 = [v for v in variants if v.transform == "quantize_dynamic"]
     data, _ = zoo_samples("minilm", 16)  # real texts padded to 128 tokens: 10 passages, then 6 sentences
     # judged as notebook 01 judges MiniLM: on its sentence embedding, last_hidden_state at real tokens only
     frame = evaluate(variants, source, data, batch_sizes=(1, 8), min_duration_s=2 * seconds, rounds=10,
@@ -156,10 +182,13 @@ def bench_minilm(work: Path, seconds: float) -> dict:
     frame["spearman"] = frame["name"].map(spearman)
     frame["pair_gap"] = frame["name"].map({n: float(s[kinds == "paraphrase"].mean() - s[kinds == "unrelated"].mean())
                                            for n, s in sims.items()})
-    for i, row in frame.iterrows():  # the worst passage's cosine and the ranking of pairs both gate
-        if row["ok"] and (row["spearman"] < 0.99 or row["cosine_min"] < 0.99):
+    embedding = {a.name: _embedding_cosines(a, source, data) for a in [source, *variants]}
+    frame["embedding_cosine"] = frame["name"].map(embedding)
+    for i, row in frame.iterrows():  # the worst text's embedding cosine and the ranking of pairs both gate
+        if row["ok"] and (row["spearman"] < 0.99 or row["embedding_cosine"] < 0.99):
             frame.loc[i, "ok"] = False
-            frame.loc[i, "failure"] = f"cosine min {row['cosine_min']:.4f}, Spearman {row['spearman']:.4f} (need 0.99)"
+            frame.loc[i, "failure"] = (f"embedding cosine {row['embedding_cosine']:.4f} (worst text), Spearman "
+                                       f"{row['spearman']:.4f} (need 0.99)")
     batches = [[a for a, _, _ in all_pairs[i:i + 8]] for i in range(0, len(all_pairs), 8)]
     waste = [tokenizer().encode(b).padding_waste for b in batches]
     waste_128 = [tokenizer().encode(b, pad_to=128).padding_waste for b in batches]
@@ -169,11 +198,20 @@ def bench_minilm(work: Path, seconds: float) -> dict:
           f"{source.lineage()[0].metrics.get('reference_min_cosine', float('nan')):.6f} worst cosine vs the NumPy "
           f"reference), 16 texts padded to 128 tokens (10 passages, 6 sentences)")
     print(f"    fused operators: {fused.params['fused_operators']}")
+    for art in variants:
+        if "fallback" in art.params:
+            record = art.params["fallback"]
+            print(f"    {art.name}: searched on 32 other texts ({', '.join(record['outputs'])}), worst cosine by "
+                  f"MatMuls kept in float: "
+                  + ", ".join(f"{s['kept_float']}: {s['min_cosine']:.4f}" for s in record["steps"])
+                  + f"; kept {[n.rsplit('/', 1)[-1] for n in record['kept_float']]}")
     diff = fusion_diff(source, fused)
     print("    op-type diff (changed only): " + ", ".join(f"{r.op_type} {r.before}->{r.after}"
                                                       for r in diff.itertuples() if r.change))
     print(fmt(frame, ["name", "batch_size", "size_mb", "p50_ms", "p99_ms", "samples_per_s", "speedup", "cosine",
-                      "cosine_min", "spearman", "pair_gap", "ok"]))
+                      "embedding_cosine", "spearman", "pair_gap", "ok"]))
+    print("    cosine: worst output, the per-token one at real tokens; embedding_cosine: the worst text's sentence "
+          "embedding")
     print("    pair similarities by kind (float32): " + ", ".join(
         f"{k} {ref[kinds == k].mean():.3f}" for k in ("paraphrase", "related", "unrelated")))
     print(f"    bucket padding (16/32/64/128) of the pair sentences in batches of 8: {100 * np.mean(waste):.1f} % "
@@ -185,15 +223,17 @@ def bench_minilm(work: Path, seconds: float) -> dict:
         return frame[(frame["name"] == name) & (frame["batch_size"] == batch)].iloc[0]
 
     for batch, target in ((1, 1.7), (8, 2.0)):
-        for art in variants[1:4]:
+        for art in int8:
             r = row(art.name, batch)
             print(f"  batch {batch}: {art.name} {r['speedup']:.2f}x float32 ({verdict(r['speedup'], target)}), "
-                  f"cosine {r['cosine_min']:.5f} min ({verdict(r['cosine_min'], 0.99)}), "
+                  f"embedding cosine {r['embedding_cosine']:.5f} worst text ({verdict(r['embedding_cosine'], 0.99)}), "
+                  f"per-token {r['cosine']:.4f}, "
                   f"Spearman {r['spearman']:.4f} ({verdict(r['spearman'], 0.99)})")
             out[f"{art.name}_speedup_b{batch}"] = float(r["speedup"])
             TARGETS.figure(f"batch {batch} {art.name} speed-up", Figure.from_columns(r, "speedup", "x"), target,
                            "higher")
-            TARGETS.figure(f"batch {batch} {art.name} cosine (min)", Figure.point(r["cosine_min"]), 0.99, "higher")
+            TARGETS.figure(f"batch {batch} {art.name} embedding cosine (worst text)",
+                           Figure.point(r["embedding_cosine"]), 0.99, "higher")
             TARGETS.figure(f"batch {batch} {art.name} Spearman", Figure.point(r["spearman"]), 0.99, "higher")
     for batch in (1, 8):
         ratio = row(source.name, batch)["p50_ms"] / row(fused.name, batch)["p50_ms"]
@@ -204,7 +244,9 @@ def bench_minilm(work: Path, seconds: float) -> dict:
         TARGETS.figure(f"minilm batch {batch}: fused / unfused at session level all",
                        Figure.from_rounds(paired, "x", "higher", value=ratio), 1.2, "higher")
     out.update(fused_vs_session_levels(source, fused, data, seconds))
-    rec = recommend(frame, accuracy_budget=None, min_cosine=0.99, batch_size=8)
+    # the pick is judged on what MiniLM is for: its sentence embedding (worst text), and the pairs' ranking above
+    rec = recommend(frame.assign(cosine=frame["embedding_cosine"]), accuracy_budget=None, min_cosine=0.99,
+                    batch_size=8)
     print(f"  kit picks {rec.best}: {rec.speedup:.2f}x float32 at batch 8 ({verdict(rec.speedup, 2.0)})")
     for name, why in rec.reasons.items():
         print(f"    {name}: {why}")

@@ -103,7 +103,11 @@ def _outputs(path: Path | bytes, batches: list[dict[str, np.ndarray]],
     options.log_severity_level = 3
     session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
                                    providers=["CPUExecutionProvider"])
-    wanted = list(names) if names is not None else [o.name for o in session.get_outputs()]
+    known = [o.name for o in session.get_outputs()]
+    wanted = list(names) if names is not None else known
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise ConfigError(f"outputs {unknown} are not outputs of the model; it has {known}")
     runs = [session.run(wanted, b) for b in batches]
     return {n: np.concatenate([np.atleast_1d(np.asarray(r[i])) for r in runs]) for i, n in enumerate(wanted)}
 
@@ -145,13 +149,14 @@ def _masks(padding_mask: Mapping[str, Sequence[str]] | None,
 def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float = 0.99,
                             config: DynamicQuantConfig | None = None, out: str | Path | None = None,
                             padding_mask: Mapping[str, Sequence[str]] | None = None,
-                            **overrides: Any) -> ModelArtifact:
+                            outputs: Sequence[str] | None = None, **overrides: Any) -> ModelArtifact:
     """Dynamic int8 with the fewest noisiest MatMuls kept in float32 so the worst output cosine on ``data``
     stays at least ``min_cosine``; ``QuantizationError`` when none does short of keeping everything float.
 
     ``data``: a ``kit.data.Dataset``, a dict of input -> array, or a list of such batches (the
     search's data; judge the result on other data). ``padding_mask`` (mask input -> outputs) as in
-    ``EvalConfig``. The result's ``params["fallback"]`` records each node's simulated noise, every
+    ``EvalConfig``; ``outputs`` the outputs that judge (default: every one; e.g. a sentence encoder's
+    ``("sentence_embedding",)`` when its per-token output is not used). The result's ``params["fallback"]`` records each node's simulated noise, every
     step tried (nodes kept in float, worst cosine) and the nodes kept; its name ends ``-keepNnodes``.
     """
     if not -1.0 <= min_cosine <= 1.0:
@@ -159,8 +164,8 @@ def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float 
     art = as_artifact(artifact)
     config = resolve(DynamicQuantConfig, config, overrides)
     batches = _batches(data)
-    masks = _masks(padding_mask, batches)
-    reference = _outputs(art.path, batches)
+    masks = {k: v for k, v in _masks(padding_mask, batches).items() if outputs is None or k in outputs}
+    reference = _outputs(art.path, batches, outputs)
     noise = quantization_noise(art, batches, config.per_channel)
     order = [n for n in noise if n not in config.exclude_nodes]
     if not order:
@@ -174,7 +179,8 @@ def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float 
                 step = dataclasses.replace(config, exclude_nodes=config.exclude_nodes + tuple(order[:k]))
                 variant = quantize_dynamic(art, step, out=Path(work) / f"keep{k}.onnx", feeds=batches[0],
                                            padding_mask=padding_mask)
-                tried[k] = compare(reference, _outputs(variant.path, batches), masks=masks).summary()["min_cosine"]
+                got = _outputs(variant.path, batches, outputs)
+                tried[k] = compare(reference, got, masks=masks).summary()["min_cosine"]
                 log.info("%s keeping %d of %d nodes in float: worst cosine %.5f", art.name, k, len(order), tried[k])
             return tried[k]
 
@@ -193,7 +199,7 @@ def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float 
     kept = tuple(order[:good])
     final = dataclasses.replace(config, exclude_nodes=config.exclude_nodes + kept)
     result = quantize_dynamic(art, final, out=out, feeds=batches[0], padding_mask=padding_mask)
-    record = {"min_cosine": min_cosine, "kept_float": list(kept), "steps": [
+    record = {"min_cosine": min_cosine, "outputs": list(reference), "kept_float": list(kept), "steps": [
         {"kept_float": n, "min_cosine": round(c, 6)} for n, c in sorted(tried.items())],
         "noise": {n: round(v, 6) for n, v in noise.items()}}
     return dataclasses.replace(result, params={**result.params, "fallback": record},

@@ -107,10 +107,12 @@ def test_an_unreachable_target_is_a_clear_error_and_leaves_no_file(tmp_path):
 
 @pytest.mark.parametrize("data, padding_mask, message", [
     ("not data", None, "data must be"),
+    ({"x": np.zeros((2, 16), np.float32)}, None, r"outputs \['z'\] are not outputs of the model"),
     ({"x": np.zeros((2, 16), np.float32)}, {"attention_mask": ["y"]}, "padding_mask names input"),
 ])
 def test_bad_input_is_a_config_error(tmp_path, data, padding_mask, message):
     with pytest.raises(ConfigError, match=message):
-        quantize_dynamic_within(_two_matmuls(tmp_path / "m.onnx"), data, padding_mask=padding_mask)
+        quantize_dynamic_within(_two_matmuls(tmp_path / "m.onnx"), data, padding_mask=padding_mask,
+                                outputs=["z"] if "'z'" in message else None)
     with pytest.raises(ConfigError, match="min_cosine"):
         quantize_dynamic_within(_two_matmuls(tmp_path / "m.onnx"), _data(), min_cosine=2.0)
