@@ -134,7 +134,22 @@ def fused_vs_session_levels(source, fused, data, seconds: float) -> dict:
     finally:
         for engine in engines.values():
             engine.close()
+    out.update(fusion_headroom(source, {k: v[:8] for k, v in data.items()}))
     return out
+
+
+def fusion_headroom(source, feeds) -> dict:
+    """What fusions can buy at most (Amdahl): the unfused graph's operator time outside MatMul/Gemm, at session
+    level 'basic' (no fusions), from ONNX Runtime's profiler. Fusions merge the small ops around the MatMuls
+    (LayerNorm's pieces, GELU, attention's reshapes and softmax); they do not make a MatMul faster."""
+    from kit.profile.op_profile import op_profile
+
+    ops = op_profile(source, feeds, requests=5, graph_optimization_level="basic").to_frame()
+    matmul = float(ops.loc[ops.index.isin(["MatMul", "Gemm", "FusedMatMul"]), "share_pct"].sum())
+    bound = 100.0 / matmul if matmul else math.inf
+    print(f"    batch 8, unfused at session level 'basic': MatMul is {matmul:.1f} % of operator time; removing every "
+          f"other op entirely would give at most {bound:.2f}x (the 1.2x target needs less than {100 / 1.2:.1f} %)")
+    return {"matmul_share_pct_b8": matmul, "fusion_bound_b8": bound}
 
 
 def bench_minilm(work: Path, seconds: float) -> dict:

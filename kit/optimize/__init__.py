@@ -11,6 +11,7 @@ TensorFlow, tf2onnx and ONNX Runtime are imported only when a transform runs.
 
 from kit.optimize.convert import keras_to_savedmodel, savedmodel_to_onnx, savedmodel_to_tflite
 from kit.optimize.evaluate import EvalConfig, Recommendation, evaluate, pareto_front, recommend
+from kit.optimize.fallback import quantize_dynamic_within
 from kit.optimize.float16 import Float16Config, to_float16
 from kit.optimize.graph import PassConfig, apply_passes, graph_diff, graph_summary, op_histogram, ort_optimize
 from kit.optimize.normalize import normalize
@@ -27,6 +28,6 @@ from kit.optimize.quantize_tflite import TFLiteQuantConfig, quantize_tflite
 __all__ = ["EQUIVALENT", "DynamicQuantConfig", "EvalConfig", "Float16Config", "Gate", "PassConfig",
            "QualityReport", "Recommendation", "Slice", "StaticQuantConfig", "TFLiteQuantConfig", "apply_passes",
            "compare", "evaluate", "graph_diff", "graph_summary", "keras_to_savedmodel", "normalize",
-           "op_histogram", "ort_optimize", "pareto_front", "quantize_dynamic", "quantize_static",
-           "quantize_tflite", "recommend", "savedmodel_to_onnx", "savedmodel_to_tflite", "standard_variants",
-           "to_float16"]
+           "op_histogram", "ort_optimize", "pareto_front", "quantize_dynamic", "quantize_dynamic_within",
+           "quantize_static", "quantize_tflite", "recommend", "savedmodel_to_onnx", "savedmodel_to_tflite",
+           "standard_variants", "to_float16"]

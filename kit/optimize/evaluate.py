@@ -64,6 +64,10 @@ class EvalConfig:
     ``{"attention_mask": ["last_hidden_state"]}``: those outputs are compared with the reference
     only where the mask is nonzero (real tokens), since padded positions are read by nothing and
     move a lot under quantization; they still appear, and the real positions still decide.
+    ``fresh_sessions``: each timing round after the first runs on a newly loaded engine of each
+    variant (``kit.profile.loadgen.compare``'s ``fresh``), so a figure's spread includes how much
+    one session differs from the next (MiniLM: 20 or 30 ms by session); ``False`` times one
+    session per variant throughout.
     """
 
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -79,6 +83,7 @@ class EvalConfig:
     memory_requests: int = 10  # requests each memory child answers after its first
     memory_rounds: int = 4  # memory children per variant, interleaved; their range is the figure's spread
     padding_mask: Mapping[str, Sequence[str]] = field(default_factory=dict)  # mask input -> outputs [batch, seq, ...]
+    fresh_sessions: bool = True  # each timing round after the first on a new session of each variant
 
     def __post_init__(self) -> None:
         sizes = (self.batch_sizes,) if isinstance(self.batch_sizes, int) else tuple(self.batch_sizes)
@@ -389,8 +394,11 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
             feeds = take_samples(data, batch, axes)
             runnable = {n: p for n, p in predictors.items()
                         if records[n].get("ok", True) and fixed_batch(p) in (None, batch)}
+            by_name = {a.name: a for a in arts}
+            fresh = {n: (lambda a=by_name[n]: create_engine(a, **config.engine_options)) for n in runnable} \
+                if config.fresh_sessions else None
             results = {r.label: r for r in compare_speed(runnable, feeds, rounds=config.rounds,
-                                                         config=profile_config)}
+                                                         config=profile_config, fresh=fresh)}
             ref_p50 = None
             for name in names:
                 rec = dict(records[name], batch_size=batch)

@@ -156,8 +156,9 @@ def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float 
     ``data``: a ``kit.data.Dataset``, a dict of input -> array, or a list of such batches (the
     search's data; judge the result on other data). ``padding_mask`` (mask input -> outputs) as in
     ``EvalConfig``; ``outputs`` the outputs that judge (default: every one; e.g. a sentence encoder's
-    ``("sentence_embedding",)`` when its per-token output is not used). The result's ``params["fallback"]`` records each node's simulated noise, every
-    step tried (nodes kept in float, worst cosine) and the nodes kept; its name ends ``-keepNnodes``.
+    ``("sentence_embedding",)`` when its per-token output is not used). The result's
+    ``params["fallback"]`` records each node's simulated noise, every step tried (nodes kept in float,
+    worst cosine) and the nodes kept; its name ends ``-keepNnodes``.
     """
     if not -1.0 <= min_cosine <= 1.0:
         raise ConfigError(f"min_cosine must be in [-1, 1], got {min_cosine}")

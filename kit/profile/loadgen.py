@@ -403,7 +403,8 @@ def profile(predictor: Predictor, feeds: Feeds, config: LoadConfig | None = None
 
 
 def compare(predictors: Mapping[str, Predictor], feeds: Feeds | Mapping[str, Feeds], rounds: int = 5,
-            config: LoadConfig | None = None) -> list[LoadResult]:
+            config: LoadConfig | None = None,
+            fresh: Mapping[str, Callable[[], Predictor]] | None = None) -> list[LoadResult]:
     """Single-stream runs of several predictors interleaved in ``rounds`` (A B C A B C ...), samples pooled.
 
     On a shared machine a number taken now cannot be compared with one taken a minute ago,
@@ -411,6 +412,12 @@ def compare(predictors: Mapping[str, Predictor], feeds: Feeds | Mapping[str, Fee
     ``min_queries / rounds`` queries) after one warm-up of ``warmup_queries`` each. ``feeds``
     is one feed dict for all or a mapping of label to feeds. Each result keeps its queries'
     round index, so ``summary()`` reports the spread of the rounds' medians.
+
+    ``fresh`` (label -> a function making a new predictor) runs each round after the first on a
+    new one, warmed up like the first and closed after its round, so the rounds' spread holds what
+    differs from one session to the next: six ONNX Runtime sessions of MiniLM in one process ran at
+    20 or 30 ms, alternating, each steady within itself, so rounds on one session showed a tight
+    spread and two runs disagreed by a third (``kit compare``). The predictors passed stay open.
     """
     if rounds < 1:
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
@@ -427,9 +434,20 @@ def compare(predictors: Mapping[str, Predictor], feeds: Feeds | Mapping[str, Fee
     for label, predictor in predictors.items():
         if config.warmup_queries:
             _drive(predictor, SingleStream(), sources[label], warmup)
-    for _ in range(rounds):
+    unknown = sorted(set(fresh or {}) - set(predictors))
+    if unknown:
+        raise ConfigError(f"fresh names {unknown}, which are not among the predictors {sorted(predictors)}")
+    for round_index in range(rounds):
         for label, predictor in predictors.items():
-            rec, _, cpu_s = _drive(predictor, SingleStream(), sources[label], per_round)
+            if round_index and label in (fresh or {}):
+                predictor = fresh[label]()
+            try:
+                if predictor is not predictors[label] and config.warmup_queries:
+                    _drive(predictor, SingleStream(), sources[label], warmup)
+                rec, _, cpu_s = _drive(predictor, SingleStream(), sources[label], per_round)
+            finally:
+                if predictor is not predictors[label]:
+                    predictor.close()
             recs[label].append(rec)
             cpu[label] += cpu_s
     results = []

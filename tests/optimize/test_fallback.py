@@ -83,7 +83,7 @@ def test_the_noisiest_node_is_kept_in_float_and_the_target_holds(tmp_path):
     assert list(noise) == ["loud", "quiet"] and noise["loud"] > 10 * noise["quiet"]
     result = quantize_dynamic_within(source, search, min_cosine=0.999, out=tmp_path / "q.onnx")
     record = result.params["fallback"]
-    assert record["kept_float"] == ["loud"] and result.name.endswith("-keep1nodes")
+    assert record["kept_float"] == ["loud"] and result.name.endswith("-keep1nodes") and record["outputs"] == ["y"]
     assert record["steps"][0]["kept_float"] == 0 and record["steps"][0]["min_cosine"] < 0.999  # all int8 fell short
     assert result.metrics["search_min_cosine"] >= 0.999 and (tmp_path / "q.onnx").is_file()
     import onnxruntime as ort

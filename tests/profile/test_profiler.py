@@ -145,3 +145,35 @@ def test_p99_figure_spans_the_p99s_of_the_runs_slices():
     assert list(result.window_percentiles_ms(50, 4)) == pytest.approx([1.0] * 4)  # medians never see them
     with pytest.raises(ConfigError, match="windows"):
         result.p99_figure(windows=0)
+
+
+def test_fresh_runs_each_round_after_the_first_on_a_new_predictor_and_closes_it(monkeypatch):
+    """Sessions differ (MiniLM: 20 or 30 ms by session): with ``fresh``, the rounds' spread sees it."""
+    clock = FakeClock()
+    monkeypatch.setattr(loadgen.time, "perf_counter", clock)
+    made: list = []
+
+    class Session(PredictorBase):
+        """Each new session has its own steady speed: 1 ms, then 3 ms, then 2 ms per query."""
+
+        def __init__(self, ms: float):
+            self.ms, self.calls = ms, 0
+
+        def predict(self, feeds):
+            assert not self.closed
+            clock.now += self.ms * 1e-3
+            self.calls += 1
+            return {"y": np.zeros(1)}
+
+    def factory():
+        made.append(Session((3.0, 2.0)[len(made)]))
+        return made[-1]
+
+    first = Session(1.0)
+    config = LoadConfig(warmup_queries=1, min_duration_s=0, min_queries=12, max_queries=12)
+    (result,) = compare({"s": first}, {"x": np.zeros((1, 1))}, rounds=3, config=config, fresh={"s": factory})
+    np.testing.assert_allclose(result.round_p50s_ms(), [1.0, 3.0, 2.0])  # one session per round
+    assert len(made) == 2 and all(s.closed and s.calls == 5 for s in made)  # warmed up, measured, closed
+    assert not first.closed and first.calls == 5  # the caller's predictor stays open
+    with pytest.raises(ConfigError, match="fresh names"):
+        compare({"s": first}, {"x": np.zeros((1, 1))}, rounds=2, config=config, fresh={"other": factory})
