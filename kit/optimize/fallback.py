@@ -35,7 +35,7 @@ from kit.artifacts import ModelArtifact, as_artifact
 from kit.config import resolve
 from kit.errors import ConfigError, QuantizationError
 from kit.optimize.normalize import ModelSource
-from kit.optimize.prepare import _onnx
+from kit.optimize.prepare import _onnx, prepare
 from kit.optimize.quality import compare
 from kit.optimize.quantize_onnx import DynamicQuantConfig, quantize_dynamic
 
@@ -167,14 +167,17 @@ def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float 
     batches = _batches(data)
     masks = {k: v for k, v in _masks(padding_mask, batches).items() if outputs is None or k in outputs}
     reference = _outputs(art.path, batches, outputs)
-    noise = quantization_noise(art, batches, config.per_channel)
-    order = [n for n in noise if n not in config.exclude_nodes]
-    if not order:
-        raise QuantizationError(f"{art.name} has no MatMul or Gemm with a constant 2-D float32 weight to keep in "
-                                f"float or quantize; use kit.optimize.quantize_onnx.quantize_dynamic directly")
     tried: dict[int, float] = {}
 
     with tempfile.TemporaryDirectory(prefix="kit-fallback-") as work:
+        # ranked on the graph the quantizer sees (nodes named, pre-processed), so the names it keeps exist there
+        prepared, _ = prepare(art, Path(work), config.preprocess)
+        noise = quantization_noise(prepared, batches, config.per_channel)
+        order = [n for n in noise if n not in config.exclude_nodes]
+        if not order:
+            raise QuantizationError(f"{art.name} has no MatMul or Gemm with a constant 2-D float32 weight to keep "
+                                    f"in float or quantize; use kit.optimize.quantize_onnx.quantize_dynamic directly")
+
         def cosine(k: int) -> float:
             if k not in tried:
                 step = dataclasses.replace(config, exclude_nodes=config.exclude_nodes + tuple(order[:k]))

@@ -13,7 +13,7 @@ from kit.optimize.fallback import candidate_nodes, quantization_noise, quantize_
 from kit.optimize.quality import compare
 
 
-def _two_matmuls(path, outlier: float = 300.0) -> ModelArtifact:
+def _two_matmuls(path, outlier: float = 300.0, named: bool = True) -> ModelArtifact:
     """x[batch, 16] -> quiet = x @ w1 -> Relu -> * gain -> loud = h @ w2 -> y[batch, 8].
 
     ``gain`` (a float Mul, not quantized) makes channel 0 ``outlier`` times larger, so ``loud`` sees
@@ -34,6 +34,9 @@ def _two_matmuls(path, outlier: float = 300.0) -> ModelArtifact:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(gain, "gain"),
          numpy_helper.from_array(w2, "w2")])
+    if not named:  # as many exporters leave them: kit.optimize.normalize names them before quantizing
+        for node in graph.node:
+            node.name = ""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -116,3 +119,11 @@ def test_bad_input_is_a_config_error(tmp_path, data, padding_mask, message):
                                 outputs=["z"] if "'z'" in message else None)
     with pytest.raises(ConfigError, match="min_cosine"):
         quantize_dynamic_within(_two_matmuls(tmp_path / "m.onnx"), _data(), min_cosine=2.0)
+
+
+def test_unnamed_nodes_are_ranked_by_the_names_the_quantizer_gives_them(tmp_path):
+    result = quantize_dynamic_within(_two_matmuls(tmp_path / "m.onnx", named=False), _data(), min_cosine=0.999,
+                                     out=tmp_path / "q.onnx")
+    kept = result.params["fallback"]["kept_float"]
+    assert len(kept) == 1 and kept[0] in result.params["fallback"]["noise"]
+    assert result.metrics["search_min_cosine"] >= 0.999
