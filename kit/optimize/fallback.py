@@ -36,7 +36,7 @@ from kit.config import resolve
 from kit.errors import ConfigError, QuantizationError
 from kit.optimize.normalize import ModelSource
 from kit.optimize.prepare import _onnx, prepare
-from kit.optimize.quality import compare
+from kit.optimize.quality import compare, padding_masks
 from kit.optimize.quantize_onnx import DynamicQuantConfig, quantize_dynamic
 
 log = logging.getLogger(__name__)
@@ -135,17 +135,6 @@ def quantization_noise(artifact: ModelSource, data: Any, per_channel: bool = Fal
     return dict(sorted(noise.items(), key=lambda kv: -kv[1]))
 
 
-def _masks(padding_mask: Mapping[str, Sequence[str]] | None,
-           batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    masks: dict[str, np.ndarray] = {}
-    for mask_input, outputs in (padding_mask or {}).items():
-        if mask_input not in batches[0]:
-            raise ConfigError(f"padding_mask names input {mask_input!r}; the data has {sorted(batches[0])}")
-        mask = np.concatenate([b[mask_input] for b in batches]) != 0
-        masks.update(dict.fromkeys(outputs, mask))
-    return masks
-
-
 def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float = 0.99,
                             config: DynamicQuantConfig | None = None, out: str | Path | None = None,
                             padding_mask: Mapping[str, Sequence[str]] | None = None,
@@ -165,7 +154,8 @@ def quantize_dynamic_within(artifact: ModelSource, data: Any, min_cosine: float 
     art = as_artifact(artifact)
     config = resolve(DynamicQuantConfig, config, overrides)
     batches = _batches(data)
-    masks = {k: v for k, v in _masks(padding_mask, batches).items() if outputs is None or k in outputs}
+    joined = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+    masks = {k: v for k, v in padding_masks(padding_mask, joined).items() if outputs is None or k in outputs}
     reference = _outputs(art.path, batches, outputs)
     tried: dict[int, float] = {}
 

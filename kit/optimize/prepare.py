@@ -26,7 +26,7 @@ import numpy as np
 from kit.artifacts import ModelArtifact
 from kit.errors import ConfigError, KitError, QuantizationError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION, check_same_inputs, load_onnx, normalize
-from kit.optimize.quality import SYNTHETIC_HINT, Slices, check_inputs, compare
+from kit.optimize.quality import SYNTHETIC_HINT, Slices, check_inputs, compare, padding_masks
 from kit.specs import TensorSpec, check_feeds, synthetic_feeds
 
 log = logging.getLogger(__name__)
@@ -291,8 +291,7 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
             OnnxRuntimeEngine(child, name=name, graph_optimization_level="disable") as new:
         if feeds is None:
             feeds, feeds_note = synthetic_feeds(ref.input_specs), "synthetic inputs (batch 1, unknown dims 1)"
-        masks = {out: np.asarray(feeds[mask]) != 0 for mask, outs in (padding_mask or {}).items() if real
-                 and mask in feeds for out in outs}
+        masks = padding_masks(padding_mask, feeds) if real else {}
         report = compare(ref.predict(feeds), new.predict(feeds), slices=slices, scores=False, masks=masks)
     broken = [p for p in report.parts if p.nonfinite or np.isnan(p.rel_error) or (real and p.collapsed)]
     if broken:

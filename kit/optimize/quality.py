@@ -270,6 +270,16 @@ def _check_masks(reference: Outputs, masks: Masks | None) -> dict[str, np.ndarra
     return checked
 
 
+def padding_masks(padding_mask: Mapping[str, Any] | None, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``compare``'s ``masks`` from a padding mask spec (mask input -> outputs) and the feeds that were run."""
+    masks: dict[str, np.ndarray] = {}
+    for mask_input, outputs in (padding_mask or {}).items():
+        if mask_input not in feeds:
+            raise ConfigError(f"padding_mask names input {mask_input!r}; the data has {sorted(feeds)}")
+        masks.update(dict.fromkeys(outputs, np.asarray(feeds[mask_input]) != 0))
+    return masks
+
+
 def _slice_mask(keep: np.ndarray | None, part: Slice, ndim: int, output: str) -> np.ndarray | None:
     """The mask for a slice of a masked output: sliced too where the slice cuts a masked axis."""
     if keep is None:
