@@ -66,7 +66,8 @@ class EvalConfig:
     move a lot under quantization; they still appear, and the real positions still decide.
     ``fresh_sessions``: each timing round after the first runs on a newly loaded engine of each
     variant (``kit.profile.loadgen.compare``'s ``fresh``), so a figure's spread includes how much
-    one session differs from the next (MiniLM: 20 or 30 ms by session); ``False`` times one
+    one session differs from the next (MiniLM: 17.9 to 31.4 ms by session in one run of
+    ``benchmarks/bench_sessions.py``); ``False`` times one
     session per variant throughout.
     """
 
@@ -388,13 +389,13 @@ def evaluate(variants: Sequence[ModelArtifact], reference: ModelArtifact, data: 
                 records[name].update(columns)
 
         rows = []
+        by_name = {a.name: a for a in arts}
         profile_config = LoadConfig(warmup_queries=config.warmup, min_duration_s=config.min_duration_s,
                                     min_queries=config.min_queries)
         for batch in config.batch_sizes:
             feeds = take_samples(data, batch, axes)
             runnable = {n: p for n, p in predictors.items()
                         if records[n].get("ok", True) and fixed_batch(p) in (None, batch)}
-            by_name = {a.name: a for a in arts}
             fresh = {n: (lambda a=by_name[n]: create_engine(a, **config.engine_options)) for n in runnable} \
                 if config.fresh_sessions else None
             results = {r.label: r for r in compare_speed(runnable, feeds, rounds=config.rounds,

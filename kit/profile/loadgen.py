@@ -415,12 +415,16 @@ def compare(predictors: Mapping[str, Predictor], feeds: Feeds | Mapping[str, Fee
 
     ``fresh`` (label -> a function making a new predictor) runs each round after the first on a
     new one, warmed up like the first and closed after its round, so the rounds' spread holds what
-    differs from one session to the next: six ONNX Runtime sessions of MiniLM in one process ran at
-    20 or 30 ms, alternating, each steady within itself, so rounds on one session showed a tight
-    spread and two runs disagreed by a third (``kit compare``). The predictors passed stay open.
+    differs from one session to the next: eight ONNX Runtime sessions of MiniLM made one after another
+    ran at 17.9 to 31.4 ms p50, each steady within itself (IQR 1.4 ms; ``benchmarks/bench_sessions.py``,
+    which in another run saw 1.09x), so rounds on one session showed a tight spread and two runs
+    disagreed by a third (``kit compare``). The predictors passed stay open.
     """
     if rounds < 1:
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
+    unknown = sorted(set(fresh or {}) - set(predictors))
+    if unknown:
+        raise ConfigError(f"fresh names {unknown}, which are not among the predictors {sorted(predictors)}")
     config = config or LoadConfig()
     min_q = max(1, config.min_queries // rounds)
     per_round = replace(config, warmup_queries=0, min_duration_s=config.min_duration_s / rounds, min_queries=min_q,
@@ -434,9 +438,6 @@ def compare(predictors: Mapping[str, Predictor], feeds: Feeds | Mapping[str, Fee
     for label, predictor in predictors.items():
         if config.warmup_queries:
             _drive(predictor, SingleStream(), sources[label], warmup)
-    unknown = sorted(set(fresh or {}) - set(predictors))
-    if unknown:
-        raise ConfigError(f"fresh names {unknown}, which are not among the predictors {sorted(predictors)}")
     for round_index in range(rounds):
         for label, predictor in predictors.items():
             if round_index and label in (fresh or {}):
