@@ -91,17 +91,20 @@ def check_agreement(parent: ModelArtifact | bytes, child_path: Path, seed: int =
 
     name = name or getattr(parent, "name", "the model")
     feeds, used = check_inputs(feeds)
+    which = f"{name} itself"  # the original is run first: when it fails, the feeds are at fault, not the rewrite
     try:
-        with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
-                OnnxRuntimeEngine(child_path, graph_optimization_level="disable") as new:
+        with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref:
             if feeds is None:
                 feeds, used = synthetic_feeds(ref.input_specs, batch_size=2, seed=seed), "synthetic inputs (batch 2)"
             else:
                 feeds = check_feeds(ref.input_specs, feeds)
-            want, got = ref.predict(feeds), new.predict(feeds)
+            want = ref.predict(feeds)
+        which = f"the optimized model of {name}"
+        with OnnxRuntimeEngine(child_path, graph_optimization_level="disable") as new:
+            got = new.predict(feeds)
     except KitError as exc:
         hint = f"; it ran on {used}: {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
-        raise ModelLoadError(f"the optimized model of {name} does not run ({exc}){hint}") from exc
+        raise ModelLoadError(f"{which} does not run ({exc}){hint}") from exc
     if set(want) != set(got):
         raise ModelLoadError(f"the optimized model of {name} has outputs {sorted(got)}, expected {sorted(want)}")
     report = compare(want, got, gate=EQUIVALENT, scores=False)

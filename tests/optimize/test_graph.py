@@ -187,3 +187,22 @@ def test_a_disagreeing_or_input_changing_result_is_refused(identity_chain, tmp_p
     monkeypatch.setattr(onnxoptimizer, "optimize", scale)
     with pytest.raises(ModelLoadError, match="disagrees with it on synthetic inputs"):
         graph.apply_passes(identity_chain, out=tmp_path / "p.onnx")
+
+
+def test_an_original_that_fails_on_synthetic_inputs_is_named_not_the_rewrite(tmp_path):
+    """x[N, 6] reshaped to a fixed [1, 2, 3]: batch 2's synthetic inputs break the original itself (as a
+    Paddle OCR export breaks on a made-up width); the error must not blame the optimized file."""
+    nodes = [helper.make_node("Identity", ["x"], ["i"]), helper.make_node("Reshape", ["i", "shape"], ["y"])]
+    shape = onnx.numpy_helper.from_array(np.array([1, 2, 3], np.int64), "shape")
+    graph = helper.make_graph(nodes, "fixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3])], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelLoadError, match=r"^fixed itself does not run .*synthetic inputs \(batch 2\): pass input_"):
+        apply_passes(path, passes=("eliminate_identity",), out=tmp_path / "p.onnx")
+    assert not (tmp_path / "p.onnx").exists()
+    art = apply_passes(path, passes=("eliminate_identity",), out=tmp_path / "p.onnx",
+                       feeds={"x": np.ones((1, 6), np.float32)})
+    assert op_histogram(art) == {"Reshape": 1}
