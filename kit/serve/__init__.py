@@ -2,8 +2,10 @@
 
 cache (results), batching (dynamic batcher), routing (hybrid router), resilience (retry,
 breaker, timeout), faults (injection), ledger (a record of every request), scaling (adaptive
-worker pool). Loading engines lives in ``kit.loading``; TensorFlow Serving's deployment side
-(server, versions, models.config, batching parameters, warm-up files) in ``kit.tfserving``.
+worker pool). Beside them, the experiments notebooks run over these strategies: batching_study (the
+batcher under closed-loop load), fault_study, scaling_replay. Loading engines lives in ``kit.loading``;
+TensorFlow Serving's deployment side (server, versions, models.config, batching parameters, warm-up
+files) in ``kit.tfserving``.
 Every module here is light to import; runtimes load inside the functions that use them.
 """
 

@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kit.config import require_int
 from kit.engines.base import Predictor
 from kit.errors import ConfigError
+from kit.profile.batch_gain import PAYS_AT
 from kit.profile.figures import Figure
 from kit.profile.loadgen import FeedSource
 from kit.profile.results import LoadResult, summary_frame
@@ -55,15 +57,25 @@ class BatchingEffect:
     variant: str
     gain: Figure  # samples/s batched over unbatched
     cpu_gain: Figure  # CPU ms per sample unbatched over batched
-    cpu_plain_ms: float  # median CPU ms per sample, unbatched
+    cpu_unbatched_ms: float  # median CPU ms per sample, unbatched
     cpu_batched_ms: float  # the same, behind the best batcher
+
+    @property
+    def pays(self) -> bool:
+        """Whether the gain clears what two-core timing drift can produce (``batch_gain.PAYS_AT``)."""
+        return self.gain.value >= PAYS_AT
 
 
 @dataclass(frozen=True)
 class BatchingStudy:
-    """Every curve point (``params["engine"]`` set), the busiest point's rounds, the batchers' batch sizes."""
+    """Every curve point (``params["engine"]`` set), the busiest point's rounds, the batchers' batch sizes.
+
+    The best batcher is chosen and its gain read from the same rounds: with a few variants and rounds
+    the winner's gain leans high, so a gain near ``PAYS_AT`` is not a clear win.
+    """
 
     results: list[LoadResult]
+    repeats: list[LoadResult]  # the busiest point's rounds after the first (the first is in ``results``)
     busiest: list[dict[str, object]]  # engine, round, variant and the run's summary at ``top`` clients
     histograms: dict[tuple[str, str], dict[int, int]]  # (engine, variant) -> rows per batch -> batches run
     top: int
@@ -72,9 +84,12 @@ class BatchingStudy:
         return summary_frame(self.results).rename(columns={"label": "variant"})
 
     def failures(self) -> list[str]:
-        """One line per point where queries failed: a failed query is recorded, never hidden."""
-        return [f"{r.params['engine']}, {r.label}, {r.summary()['concurrency']} clients: {r.errors} queries failed, "
-                f"e.g. {(r.error_messages or ['no message'])[0]}" for r in self.results if r.errors]
+        """One line per run where queries failed, the busiest point's repeats included: a failed query is
+        recorded, never hidden."""
+        return [f"{r.params['engine']}, {r.label}, {r.summary()['concurrency']} clients"
+                + (f" (round {r.params['round'] + 1})" if "round" in r.params else "")
+                + f": {r.errors} queries failed, e.g. {(r.error_messages or ['no message'])[0]}"
+                for r in [*self.results, *self.repeats] if r.errors]
 
     def effect(self, engine: str) -> BatchingEffect:
         """The batcher with the best median samples/s at ``top`` clients, and its per-round gains."""
@@ -90,23 +105,31 @@ class BatchingStudy:
         return BatchingEffect(engine=engine, variant=best,
                               gain=Figure.from_rounds(throughput[best] / throughput[UNBATCHED], "x", "higher"),
                               cpu_gain=Figure.from_rounds(cpu[UNBATCHED] / cpu[best], "x", "higher"),
-                              cpu_plain_ms=float(cpu[UNBATCHED].median()), cpu_batched_ms=float(cpu[best].median()))
+                              cpu_unbatched_ms=float(cpu[UNBATCHED].median()),
+                              cpu_batched_ms=float(cpu[best].median()))
 
 
 def study_batching(predictors: Mapping[str, Predictor], batchings: Mapping[int, BatchingConfig],
                    concurrency_levels: Sequence[int], requests: FeedSource, load: LoadConfig,
                    rounds: int = 4) -> BatchingStudy:
     """Closed-loop curves of every engine unbatched and behind one batcher per timeout; the busiest point
-    ``rounds`` times in all. The engines stay open; the batchers made here are stopped."""
-    if rounds < 1:
-        raise ConfigError(f"rounds must be >= 1, got {rounds}")
+    ``rounds`` times in all. ``batchings`` maps each config's own ``batch_timeout_micros`` to it. The engines
+    stay open; the batchers made here are stopped."""
+    require_int("rounds", rounds)
     if not predictors or not batchings:
         raise ConfigError("study_batching needs at least one engine and one batching config")
-    levels = sorted(int(c) for c in concurrency_levels)
-    if not levels or levels[0] < 1:
-        raise ConfigError(f"concurrency levels must be ints >= 1, got {list(concurrency_levels)}")
+    for timeout, config in batchings.items():
+        if timeout != config.batch_timeout_micros:
+            raise ConfigError(f"batchings maps {timeout!r} to a config with batch_timeout_micros "
+                              f"{config.batch_timeout_micros}: key each config by its own timeout")
+    for level in concurrency_levels:
+        require_int("a concurrency level", level)
+    levels = sorted(set(concurrency_levels))
+    if not levels:
+        raise ConfigError("concurrency levels must name at least one client count")
     top = levels[-1]
     results: list[LoadResult] = []
+    repeats: list[LoadResult] = []
     busiest: list[dict[str, object]] = []
     histograms: dict[tuple[str, str], dict[int, int]] = {}
     for engine_name, engine in predictors.items():
@@ -121,10 +144,13 @@ def study_batching(predictors: Mapping[str, Predictor], batchings: Mapping[int, 
                         for i, r in enumerate(at_top)]
             for r in sweep:
                 r.params["engine"] = engine_name
+            for i, r in enumerate(again):
+                r.params.update(engine=engine_name, round=1 + i // len(variants))
             results += sweep
+            repeats += again
             histograms.update({(engine_name, label): b.stats()["batch_size_histogram"]
                                for label, b in batchers.items()})
         finally:
             for batcher in batchers.values():
                 batcher.stop()  # the engine stays open for what follows
-    return BatchingStudy(results=results, busiest=busiest, histograms=histograms, top=top)
+    return BatchingStudy(results=results, repeats=repeats, busiest=busiest, histograms=histograms, top=top)

@@ -12,7 +12,7 @@ from kit.engines.base import PredictorBase
 from kit.errors import ConfigError, InferenceError
 from kit.profile.scenarios import LoadConfig
 from kit.serve.batching import BatchingConfig
-from kit.serve.batching_study import UNBATCHED, study_batching, timeout_of, variant_label
+from kit.serve.batching_study import UNBATCHED, BatchingStudy, study_batching, timeout_of, variant_label
 from kit.specs import TensorSpec
 
 LOAD = LoadConfig(warmup_queries=1, min_duration_s=0.15, min_queries=8, drain_timeout_s=2.0)
@@ -55,6 +55,7 @@ def batchings(*timeouts: int) -> dict[int, BatchingConfig]:
 def test_the_busiest_point_runs_in_rounds_and_the_best_batcher_gains_over_unbatched():
     engine = PerCall()
     study = study_batching({"fake": engine}, batchings(0, 3000), [1, 4], requests(), LOAD, rounds=3)
+    assert len(study.repeats) == 2 * 3  # rounds 2 and 3 of the busiest point, three variants each
     curves = study.curves()
     assert set(curves["variant"]) == {UNBATCHED, variant_label(0), variant_label(3000)}
     assert sorted(curves["concurrency"].unique()) == [1, 4] and set(curves["engine"]) == {"fake"}
@@ -69,23 +70,53 @@ def test_the_busiest_point_runs_in_rounds_and_the_best_batcher_gains_over_unbatc
     assert engine.close_calls == 0  # the engine stays open; the batchers are stopped
 
 
-def test_failed_queries_are_named_not_hidden():
-    study = study_batching({"fake": PerCall(fail_after=6)}, batchings(0), [2], requests(), LOAD, rounds=1)
-    lines = study.failures()  # the warm-up answered; every measured query after it failed
-    assert lines and all("queries failed" in line and "engine failed" in line for line in lines)
+def test_failed_queries_are_named_not_hidden_in_the_repeated_rounds_too():
+    # every run takes at least 4 warm-up and 8 measured queries, so round 3 (after 4 runs, 48 calls or more)
+    # starts past call 30: a repeat's failures must be named as well as any in the sweep
+    study = study_batching({"fake": PerCall(fail_after=30)}, batchings(0), [2], requests(), LOAD, rounds=3)
+    lines = study.failures()
+    assert {line.split(":")[0] for line in lines} >= {"fake, unbatched, 2 clients (round 3)",
+                                                       "fake, batched 0 us, 2 clients (round 3)"}
+    assert all("queries failed" in line and "engine failed" in line for line in lines)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"rounds": 0}, "rounds must be >= 1"),
-    ({"concurrency_levels": []}, "concurrency levels"),
-    ({"concurrency_levels": [0, 2]}, "concurrency levels"),
+    ({"rounds": 0}, "rounds must be an int >= 1"),
+    ({"rounds": 2.5}, "rounds must be an int >= 1"),
+    ({"concurrency_levels": []}, "at least one client count"),
+    ({"concurrency_levels": [0, 2]}, "a concurrency level must be an int >= 1"),
+    ({"concurrency_levels": [2.7]}, "a concurrency level must be an int >= 1"),
     ({"batchings": {}}, "at least one engine and one batching config"),
+    ({"batchings": {100: BatchingConfig(max_batch_size=8, batch_timeout_micros=5000)}},
+     "maps 100 to a config with batch_timeout_micros 5000"),
 ])
 def test_bad_settings_are_refused_before_any_load(kwargs, message):
-    args = {"predictors": {"fake": PerCall()}, "batchings": batchings(0), "concurrency_levels": [1],
+    engine = PerCall()
+    args = {"predictors": {"fake": engine}, "batchings": batchings(0), "concurrency_levels": [1],
             "requests": requests(), "load": LOAD, "rounds": 1, **kwargs}
     with pytest.raises(ConfigError, match=message):
         study_batching(**args)
+    assert engine.calls == 0
+
+
+def test_repeated_levels_are_measured_once():
+    study = study_batching({"fake": PerCall()}, batchings(0), [2, 1, 2], requests(), LOAD, rounds=1)
+    assert sorted(study.curves()["concurrency"]) == [1, 1, 2, 2] and study.top == 2
+
+
+def test_effect_is_the_best_median_batcher_with_per_round_ratios():
+    """Hand-made rounds: the gain is the median of per-round ratios, the CPU gain unbatched over batched."""
+    def row(r, variant, samples, cpu):
+        return {"engine": "e", "round": r, "variant": variant, "samples_per_s": samples, "cpu_ms_per_sample": cpu}
+
+    busiest = [row(0, UNBATCHED, 100, 4.0), row(0, "batched 0 us", 150, 2.0), row(0, "batched 100 us", 300, 1.0),
+               row(1, UNBATCHED, 200, 4.0), row(1, "batched 0 us", 220, 2.0), row(1, "batched 100 us", 300, 2.0),
+               row(2, UNBATCHED, 100, 2.0), row(2, "batched 0 us", 130, 1.0), row(2, "batched 100 us", 250, 1.0)]
+    effect = BatchingStudy(results=[], repeats=[], busiest=busiest, histograms={}, top=8).effect("e")
+    assert effect.variant == "batched 100 us"  # median 300 samples/s against 150
+    assert (effect.gain.value, effect.gain.low, effect.gain.high, effect.gain.n) == (2.5, 1.5, 3.0, 3)
+    assert effect.cpu_gain.value == 2.0 and effect.cpu_unbatched_ms == 4.0 and effect.cpu_batched_ms == 1.0
+    assert effect.pays
 
 
 def test_effect_of_an_engine_not_studied_says_which_were():
