@@ -25,7 +25,17 @@ from kit.artifacts import ModelArtifact, as_artifact, atomic_output
 from kit.config import resolve
 from kit.errors import QuantizationError, first_line
 from kit.optimize.normalize import MAX_IR_VERSION, ModelSource
-from kit.optimize.prepare import _check_feeds, _default_out, _exclusions, _onnx, _tuple, prepare, self_check, verify
+from kit.optimize.prepare import (
+    _check_feeds,
+    _default_out,
+    _exclusions,
+    _onnx,
+    _tuple,
+    check_original,
+    prepare,
+    self_check,
+    verify,
+)
 from kit.optimize.quality import Slices
 
 log = logging.getLogger(__name__)
@@ -181,6 +191,7 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
         onnx = _onnx()
         model = onnx.load(str(source))
         checked, note = _check_feeds(model, feeds)
+        check_original(source, name, checked, note)  # before blocking op types the inputs, not float16, break
         nodes = _exclusions(model, config.exclude_nodes, config.exclude_op_types)  # before the added Identities
         if _split_consumed_outputs(model):
             notes["outputs_split"] = True

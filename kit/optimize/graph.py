@@ -84,14 +84,14 @@ def check_agreement(parent: ModelArtifact | bytes, child_path: Path, seed: int =
     """Run parent and child on the same feeds and judge the child (``quality.EQUIVALENT``), or raise.
 
     ``feeds`` are the user's data (a dict or a ``kit.data.Dataset``); without them, synthetic
-    feeds of batch 2. The result
-    says which were used (``checked_with``).
-    """
+    feeds of batch 2. The result says which were used (``checked_with``). The original runs first,
+    so an error names the model that failed: the original itself (the feeds do not suit it), or the
+    optimized file on feeds the original answers."""
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
     name = name or getattr(parent, "name", "the model")
     feeds, used = check_inputs(feeds)
-    which = f"{name} itself"  # the original is run first: when it fails, the feeds are at fault, not the rewrite
+    original = True  # the original runs first: when it fails, the feeds are at fault, not the rewrite
     try:
         with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref:
             if feeds is None:
@@ -99,12 +99,15 @@ def check_agreement(parent: ModelArtifact | bytes, child_path: Path, seed: int =
             else:
                 feeds = check_feeds(ref.input_specs, feeds)
             want = ref.predict(feeds)
-        which = f"the optimized model of {name}"
+        original = False
         with OnnxRuntimeEngine(child_path, graph_optimization_level="disable") as new:
             got = new.predict(feeds)
     except KitError as exc:
-        hint = f"; it ran on {used}: {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
-        raise ModelLoadError(f"{which} does not run ({exc}){hint}") from exc
+        if original:
+            hint = f"; it ran on {used}: {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
+            raise ModelLoadError(f"{name} itself does not run ({exc}){hint}") from exc
+        raise ModelLoadError(f"the optimized model of {name} does not run on {used}, which the original "
+                             f"answers ({exc})") from exc
     if set(want) != set(got):
         raise ModelLoadError(f"the optimized model of {name} has outputs {sorted(got)}, expected {sorted(want)}")
     report = compare(want, got, gate=EQUIVALENT, scores=False)

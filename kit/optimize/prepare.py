@@ -255,6 +255,26 @@ def _exclusions(model, exclude_nodes: tuple[str, ...], exclude_op_types: tuple[s
 # ---------------------------------------------------------------- transforms
 
 
+SYNTHETIC_NOTE = "synthetic inputs (batch 1, unknown dims 1)"
+
+
+def check_original(parent: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None,
+                   feeds_note: str = "") -> None:
+    """Run the original on the check's inputs before its variant ``name``: when the original fails there,
+    the inputs are at fault, not the conversion, and the error says so (a Paddle OCR export breaks on a
+    made-up width by itself; blaming the quantizer sent users after the wrong cause)."""
+    from kit.engines.onnxruntime import OnnxRuntimeEngine
+
+    try:
+        with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref:
+            ref.predict(feeds if feeds is not None else synthetic_feeds(ref.input_specs))
+    except KitError as exc:
+        where = (feeds_note or "the given inputs") if feeds is not None else SYNTHETIC_NOTE
+        hint = f"; {SYNTHETIC_HINT}" if feeds is None else ""
+        raise QuantizationError(f"the original of {name} does not run on {where}, so {name} cannot be checked "
+                                f"there ({exc}){hint}") from exc
+
+
 def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None) -> None:
     """Load ``path`` in ONNX Runtime and run it once, or raise ``QuantizationError``."""
     from kit.engines.onnxruntime import OnnxRuntimeEngine
@@ -286,11 +306,12 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
     real = feeds is not None
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
+    check_original(parent, name, feeds, feeds_note)
     verify(child, name, feeds)
     with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
             OnnxRuntimeEngine(child, name=name, graph_optimization_level="disable") as new:
         if feeds is None:
-            feeds, feeds_note = synthetic_feeds(ref.input_specs), "synthetic inputs (batch 1, unknown dims 1)"
+            feeds, feeds_note = synthetic_feeds(ref.input_specs), SYNTHETIC_NOTE
         masks = padding_masks(padding_mask, feeds) if real else {}
         report = compare(ref.predict(feeds), new.predict(feeds), slices=slices, scores=False, masks=masks)
     broken = [p for p in report.parts if p.nonfinite or np.isnan(p.rel_error) or (real and p.collapsed)]

@@ -146,11 +146,17 @@ def output_agreement(parent: ModelArtifact | Path, child: ModelArtifact | Path,
     """Worst cosine and largest absolute difference over all outputs, parent vs child, same feeds."""
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
-    try:
-        with OnnxRuntimeEngine(parent) as ref, OnnxRuntimeEngine(child) as new:
-            want, got = ref.predict(dict(feeds)), new.predict(dict(feeds))
+    try:  # the parent first: when it fails, the feeds are at fault, not the fusions
+        with OnnxRuntimeEngine(parent) as ref:
+            want = ref.predict(dict(feeds))
     except KitError as exc:
-        raise ModelLoadError(f"the transformer-optimized model does not run: {exc}") from exc
+        raise ModelLoadError(f"the model to optimize does not run on the check's feeds ({exc}); pass feeds= that "
+                             f"it takes (kit.models.model_data or a dict)") from exc
+    try:
+        with OnnxRuntimeEngine(child) as new:
+            got = new.predict(dict(feeds))
+    except KitError as exc:
+        raise ModelLoadError(f"the transformer-optimized model does not run where its parent does: {exc}") from exc
     if set(want) != set(got):
         raise ModelLoadError(f"the transformer-optimized model has outputs {sorted(got)}, expected {sorted(want)}")
     parts = compare(want, got, scores=False).parts  # the figures only: min_cosine is the gate here

@@ -206,3 +206,22 @@ def test_an_original_that_fails_on_synthetic_inputs_is_named_not_the_rewrite(tmp
     art = apply_passes(path, passes=("eliminate_identity",), out=tmp_path / "p.onnx",
                        feeds={"x": np.ones((1, 6), np.float32)})
     assert op_histogram(art) == {"Reshape": 1}
+
+
+def test_a_rewrite_that_fails_where_the_original_answers_is_blamed(identity_chain, tmp_path, monkeypatch):
+    import onnxoptimizer
+
+    def break_batch(original, passes, fixed_point=False):  # reshapes x to one row: batch 2 no longer fits
+        model = onnx.ModelProto.FromString(original.SerializeToString())
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, 8], np.int64), "one_row"))
+        first = model.graph.node[0]
+        model.graph.node.insert(0, helper.make_node("Reshape", ["x", "one_row"], ["x_one_row"]))
+        first.input[0] = "x_one_row"
+        return model
+
+    monkeypatch.setattr(onnxoptimizer, "optimize", break_batch)
+    with pytest.raises(ModelLoadError, match=r"^the optimized model of chain does not run on synthetic inputs "
+                                             r"\(batch 2\), which the original answers \(") as caught:
+        apply_passes(identity_chain, out=tmp_path / "p.onnx")
+    assert "pass input_shapes" not in str(caught.value)  # the inputs are not at fault: no hint to change them
+    assert not (tmp_path / "p.onnx").exists()

@@ -463,3 +463,36 @@ def test_standard_variants_leave_a_broken_variant_out_when_asked(mlp_onnx, tmp_p
     assert failures == {"float16": "the quantized model x-fp16 does not run in ONNX Runtime (Concat)"}
     with pytest.raises(QuantizationError):
         q.standard_variants(mlp_onnx, None, tmp_path / "out2", static=False)
+
+
+@pytest.fixture(scope="module")
+def needs_real_width(tmp_path_factory):
+    """x[1, w] reshaped to [1, 2, w/2], then a MatMul: made-up inputs (w = 1) break the original itself,
+    as a Paddle OCR export breaks on a made-up width; w = 4 is what it takes."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    weight = onnx.numpy_helper.from_array(rng.standard_normal((2, 3)).astype(np.float32), "w")
+    shape = onnx.numpy_helper.from_array(np.array([1, 2, -1], np.int64), "shape")
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("MatMul", ["r", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "width", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3])], [weight, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = tmp_path_factory.mktemp("width") / "width.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("convert", [
+    lambda path, out, **kw: quantize_dynamic(path, out=out, preprocess=False, **kw),
+    lambda path, out, **kw: to_float16(path, out=out, **kw),
+], ids=["dynamic int8", "float16"])
+def test_an_original_that_breaks_on_made_up_inputs_is_named_not_the_conversion(needs_real_width, tmp_path,
+                                                                                convert):
+    with pytest.raises(QuantizationError, match=r"the original of width-\S+ does not run on synthetic inputs "
+                                                r"\(batch 1, unknown dims 1\), so .* pass input_shapes"):
+        convert(needs_real_width, tmp_path / "v.onnx")
+    assert not (tmp_path / "v.onnx").exists()
+    art = convert(needs_real_width, tmp_path / "v.onnx", feeds={"x": np.ones((1, 4), np.float32)})
+    assert art.metrics["checked_with"].startswith("the given feeds")

@@ -169,3 +169,11 @@ def test_attention_shape_reads_heads_and_hidden_from_one_run(bert_layer, tmp_pat
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "head.onnx"))
     head = ModelArtifact(tmp_path / "head.onnx", "onnx", name="head")
     assert attention_shape(head, {"x": np.ones((2, 4), np.float32)}) is None
+
+
+def test_feeds_the_parent_refuses_are_named_not_the_fusions(bert_layer, tmp_path):
+    feeds = {**_feeds(), "x": np.zeros((3, 7, HIDDEN + 1), np.float32)}  # hidden size off by one
+    with pytest.raises(ModelLoadError, match=r"^the model to optimize does not run on the check's feeds .*pass "
+                                             r"feeds= that it takes"):
+        optimize_transformer(bert_layer, num_heads=HEADS, hidden_size=HIDDEN, feeds=feeds, out=tmp_path / "f.onnx")
+    assert not (tmp_path / "f.onnx").exists()
