@@ -5,21 +5,22 @@
     text's sentence embedding vs float32 on real passages and sentences (the worst text decides), and
     the Spearman rank correlation of the 120 sentence-pair similarities vs float32 (paraphrase /
     related / unrelated pairs); the per-token output at real tokens is shown beside them (``cosine``,
-    stricter: nothing pools it back). Targets: int8 >= 1.7x (batch 1) / >= 2x (batch 8) float32 with
-    embedding cosine >= 0.99 and
-    Spearman >= 0.99; fused >= 1.2x unfused; the kit's pick >= 2x float32 at batch 8.
+    stricter: nothing pools it back). Targets: dynamic int8 >= 1.7x (batch 1) / >= 2x (batch 8) float32
+    with embedding cosine >= 0.99 and Spearman >= 0.99, judged on the kit's pick (fused + int8 if it
+    qualifies; chosen at batch 8 on embedding cosine and the pairs' ranking); fused >= 1.2x unfused.
 (b) PaddleOCR's recognizer (pretrained ONNX): every standard variant's character and line
     accuracy on >= 500 rendered lines next to its speed; the kit's pick within a 1-point
     accuracy budget, and the fastest variant that breaks the budget, with its loss.
 
 Variants are timed interleaved in rounds (``kit.optimize.evaluate`` -> ``kit.profile.compare``),
 each round after the first on new sessions, so the ratios are taken under the same machine load and
-over several sessions. Quality never depends on timing. The int8 targets are judged on the kit's pick
-(chosen at batch 8). The fusion target is judged on one intra-op thread: with ORT's default threads a
-2-core machine's sessions run fast or slow from one to the next while their workers spin (``bench_sessions.py``),
-so the rounds' ratios spread too wide to judge a 1.2x target; the default-thread figures are printed
-beside it, with ONNX Runtime's per-operator profile of both graphs and the Amdahl bound on what fusing
-the ops around the MatMuls can buy.
+over several sessions. Quality never depends on timing. Every variant's figures are printed with their
+verdict against the issue's numbers; ``--check`` gates the kit's pick only (the best of several noisy
+speed-ups would be judged on its luck). The fusion target is gated on one intra-op thread: with ORT's
+default two threads on a 2-core machine, sessions run fast or slow from one to the next
+(``bench_sessions.py``), so the rounds' ratios spread too wide to judge 1.2x; the default-thread figures
+are printed beside it (not gated), with ONNX Runtime's per-operator profile of both graphs and the Amdahl
+bound on what fusing the ops around the MatMuls can buy.
 Run: ``.venv/bin/python benchmarks/bench_real_models.py [--seconds 4] [--lines 500] [--check]``; ``--check``
 exits 1 when a speed target is missed by more than the range of its per-round figures, or a
 quality target is missed (quality is not timed: judged exactly) (``kit.profile.targets``).
@@ -109,9 +110,9 @@ def fusion_speed(source, fused, data, seconds: float) -> dict:
     """Fused vs unfused on fresh sessions: the unfused graph with no fusions (session level 'basic'),
     with ORT's own session fusions ('all': LayerNorm, BiasGelu, FusedMatMul, but no Attention or
     SkipLayerNorm here) and the offline-fused graph, timed interleaved at batch 1 and 8, each round on new
-    sessions. With ORT's default threads (2 here, workers spinning) a session's speed differs from one session
-    to the next (``bench_sessions.py``), so one session each decides nothing; on one thread sessions agree
-    and the kernels alone are compared."""
+    sessions. With ORT's default threads (2 here) a session's speed differs from one session to the next
+    (``bench_sessions.py``), so one session each decides nothing; on one thread sessions agree and the
+    kernels alone are compared."""
     from functools import partial
 
     from kit.engines.onnxruntime import OnnxRuntimeEngine
@@ -126,8 +127,9 @@ def fusion_speed(source, fused, data, seconds: float) -> dict:
                                     intra_op_num_threads=threads) for label, (art, level) in setups.items()}
         for batch in (1, 8):
             feeds = {k: v[:batch] for k, v in data.items()}
-            engines = {label: make() for label, make in factories.items()}
+            engines = {}
             try:
+                engines.update((label, make()) for label, make in factories.items())
                 measured = {r.label: r for r in compare(engines, feeds, rounds=8, fresh=factories, config=LoadConfig(
                     warmup_queries=2, min_duration_s=1.5 * seconds, min_queries=16))}
             finally:
@@ -141,7 +143,8 @@ def fusion_speed(source, fused, data, seconds: float) -> dict:
             figure = Figure.from_rounds(paired, "x", "higher", value=base / offline)
             print(f"    {where}, batch {batch}: p50 {base:.1f} / {online:.1f} / {offline:.1f} ms (basic / all / fused):"
                   f" fused {base / offline:.2f}x unfused-without-fusions (rounds {figure.low:.2f}-{figure.high:.2f}x; "
-                  f"{verdict(base / offline, 1.2)}), {online / offline:.2f}x unfused with ORT's session fusions")
+                  f"{verdict(base / offline, 1.2)}{'' if threads == 1 else ', not gated'}), "
+                  f"{online / offline:.2f}x unfused with ORT's session fusions")
             key = f"b{batch}" if not threads else f"b{batch}_1thread"
             out[f"fused_vs_basic_{key}"], out[f"fused_vs_all_{key}"] = base / offline, online / offline
             if threads == 1:  # one thread's sessions agree (bench_sessions.py): the kernels alone decide
@@ -263,6 +266,7 @@ def bench_minilm(work: Path, seconds: float) -> dict:
     def row(name, batch):
         return frame[(frame["name"] == name) & (frame["batch_size"] == batch)].iloc[0]
 
+    print("  every int8 variant against the targets (not gated: --check judges the kit's pick):")
     for batch, target in ((1, 1.7), (8, 2.0)):
         for art in int8:
             r = row(art.name, batch)
@@ -276,7 +280,7 @@ def bench_minilm(work: Path, seconds: float) -> dict:
         paired = Figure.from_rounds(ratio_rounds(row(source.name, batch)["round_p50s_ms"],
                                                  row(fused.name, batch)["round_p50s_ms"]), "x", "higher", value=ratio)
         print(f"  batch {batch}: fused {ratio:.2f}x unfused (rounds {paired.low:.2f}-{paired.high:.2f}x), both at "
-              f"ORT's default session level 'all' ({verdict(ratio, 1.2)})")
+              f"ORT's default session level 'all' ({verdict(ratio, 1.2)}, not gated)")
         out[f"fused_vs_unfused_b{batch}"] = float(ratio)
     out.update(fusion_speed(source, fused, data, seconds))
     # the pick is judged on what MiniLM is for: its sentence embedding (worst text), and the pairs' ranking above
@@ -287,14 +291,14 @@ def bench_minilm(work: Path, seconds: float) -> dict:
         print(f"    {name}: {why}")
     out["pick"], out["pick_speedup_b8"] = rec.best, rec.speedup
     # the targets are judged on the pick, chosen at batch 8 before its batch-1 figures are read: the best of
-    # several noisy speed-ups would be judged on its luck
+    # several noisy speed-ups would be judged on its luck. Its quality (one figure for both batch sizes: the
+    # texts are embedded in batches of 8) is what recommend chose it on, printed as the target's other half.
     for batch, target in ((1, 1.7), (8, 2.0)):
-        r = row(rec.best, batch)
-        TARGETS.figure(f"minilm pick ({rec.best}) speed-up, batch {batch}", Figure.from_columns(r, "speedup", "x"),
-                       target, "higher")
-        TARGETS.figure(f"minilm pick ({rec.best}) embedding cosine (worst text), batch {batch}",
-                       Figure.point(r["embedding_cosine"]), 0.99, "higher")
-        TARGETS.figure(f"minilm pick ({rec.best}) Spearman, batch {batch}", Figure.point(r["spearman"]), 0.99, "higher")
+        TARGETS.figure(f"minilm pick ({rec.best}) speed-up, batch {batch}",
+                       Figure.from_columns(row(rec.best, batch), "speedup", "x"), target, "higher")
+    TARGETS.figure(f"minilm pick ({rec.best}) embedding cosine (worst text)",
+                   Figure.point(row(rec.best, 8)["embedding_cosine"]), 0.99, "higher")
+    TARGETS.figure(f"minilm pick ({rec.best}) Spearman", Figure.point(row(rec.best, 8)["spearman"]), 0.99, "higher")
     return out
 
 
@@ -309,18 +313,18 @@ def ocr_variants(source, calibration, work: Path) -> tuple[list, list[str]]:
     from kit.optimize.graph import apply_passes
 
     # checked on rendered lines: made-up inputs break the export itself (its reshape wants a real width)
-    lines = {k: v[:2] for k, v in calibration.items()}
+    check_on = {k: v[:2] for k, v in calibration.items()}
     base = apply_passes(source, passes=("extract_constant_to_initializer", "eliminate_unused_initializer"),
-                        out=work / "ocr.init.onnx", feeds=lines)
+                        out=work / "ocr.init.onnx", feeds=check_on)
     jobs = [("dynamic int8", lambda: quantize_dynamic(base, DynamicQuantConfig(preprocess=False),
-                                                      out=work / "ocr.dyn.onnx", feeds=lines))]
+                                                      out=work / "ocr.dyn.onnx", feeds=check_on))]
     # the last option keeps the SVTR mixer's MatMuls and the head in float32: int8 there costs 5+ points
     for options in (dict(), dict(per_channel=True), dict(activation_type="int8"), dict(format="qoperator"),
                     dict(per_channel=True, op_types=("Conv",))):
         config = StaticQuantConfig(calibration_samples=64, preprocess=False, **options)
         jobs.append((f"static {config.tag}", lambda c=config: quantize_static(base, calibration, c,
                                                                             out=work / f"ocr.{c.tag}.onnx")))
-    jobs.append(("float16", lambda: to_float16(base, out=work / "ocr.fp16.onnx", feeds=lines)))
+    jobs.append(("float16", lambda: to_float16(base, out=work / "ocr.fp16.onnx", feeds=check_on)))
     made, failed = [], []
     for label, job in jobs:
         try:
