@@ -191,7 +191,7 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
         onnx = _onnx()
         model = onnx.load(str(source))
         checked, note = _check_feeds(model, feeds)
-        check_original(source, name, checked, note)  # before blocking op types the inputs, not float16, break
+        _, run_on, _ = check_original(source, name, checked, note)  # before blocking op types the inputs break
         nodes = _exclusions(model, config.exclude_nodes, config.exclude_op_types)  # before the added Identities
         if _split_consumed_outputs(model):
             notes["outputs_split"] = True
@@ -214,7 +214,7 @@ def to_float16(artifact: ModelSource, config: Float16Config | None = None, out: 
                 converted.ir_version = min(converted.ir_version, MAX_IR_VERSION)
                 onnx.save(converted, str(tmp))
                 try:
-                    verify(tmp, name, checked)
+                    verify(tmp, name, run_on)
                     break
                 except QuantizationError as exc:
                     op = _failing_op(model, str(exc), blocked)

@@ -259,34 +259,35 @@ SYNTHETIC_NOTE = "synthetic inputs (batch 1, unknown dims 1)"
 
 
 def check_original(parent: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None,
-                   feeds_note: str = "") -> None:
-    """Run the original on the check's inputs before its variant ``name``: when the original fails there,
-    the inputs are at fault, not the conversion, and the error says so (a Paddle OCR export breaks on a
-    made-up width by itself; blaming the quantizer sent users after the wrong cause)."""
+                   feeds_note: str = "") -> tuple[dict[str, np.ndarray], Mapping[str, np.ndarray], str]:
+    """Run the original on the check's inputs (``feeds``, else synthetic ones) before its variant ``name``;
+    its outputs, the inputs and what they were. When the original fails there, the inputs are at fault, not
+    the conversion, and the error says so (a Paddle OCR export breaks on a made-up width by itself; blaming
+    the quantizer sent users after the wrong cause)."""
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
     try:
         with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref:
-            ref.predict(feeds if feeds is not None else synthetic_feeds(ref.input_specs))
+            if feeds is None:
+                feeds, feeds_note = synthetic_feeds(ref.input_specs), SYNTHETIC_NOTE
+            return ref.predict(feeds), feeds, feeds_note or "the given inputs"
     except KitError as exc:
-        where = (feeds_note or "the given inputs") if feeds is not None else SYNTHETIC_NOTE
-        hint = f"; {SYNTHETIC_HINT}" if feeds is None else ""
-        raise QuantizationError(f"the original of {name} does not run on {where}, so {name} cannot be checked "
-                                f"there ({exc}){hint}") from exc
+        hint = f"; {SYNTHETIC_HINT}" if feeds_note == SYNTHETIC_NOTE else ""
+        raise QuantizationError(f"the original of {name} does not run on {feeds_note or 'the given inputs'}, so "
+                                f"{name} cannot be checked there ({exc}){hint}") from exc
 
 
-def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None) -> None:
-    """Load ``path`` in ONNX Runtime and run it once, or raise ``QuantizationError``."""
+def verify(path: Path, name: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Load ``path`` in ONNX Runtime and run it on ``feeds`` (which its original answered); its outputs,
+    or ``QuantizationError``."""
     from kit.engines.onnxruntime import OnnxRuntimeEngine
 
     try:
         with OnnxRuntimeEngine(path, name=name, graph_optimization_level="disable") as engine:
-            engine.predict(feeds if feeds is not None else synthetic_feeds(engine.input_specs))
+            return engine.predict(feeds)
     except KitError as exc:
-        synthetic = (f"; it ran on synthetic inputs (unknown sizes guessed): if the model needs real sizes, "
-                     f"{SYNTHETIC_HINT}" if feeds is None else "")
         raise QuantizationError(f"the quantized model {name} does not run in ONNX Runtime ({exc}); "
-                                f"exclude the failing nodes or op types and try again{synthetic}") from exc
+                                f"exclude the failing nodes or op types and try again") from exc
 
 
 def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndarray] | None = None,
@@ -304,24 +305,18 @@ def self_check(parent: Path, child: Path, name: str, feeds: Mapping[str, np.ndar
     those outputs at real positions only, on the user's feeds (synthetic ones have no real padding).
     """
     real = feeds is not None
-    from kit.engines.onnxruntime import OnnxRuntimeEngine
-
-    check_original(parent, name, feeds, feeds_note)
-    verify(child, name, feeds)
-    with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref, \
-            OnnxRuntimeEngine(child, name=name, graph_optimization_level="disable") as new:
-        if feeds is None:
-            feeds, feeds_note = synthetic_feeds(ref.input_specs), SYNTHETIC_NOTE
-        masks = padding_masks(padding_mask, feeds) if real else {}
-        report = compare(ref.predict(feeds), new.predict(feeds), slices=slices, scores=False, masks=masks)
+    want, feeds, feeds_note = check_original(parent, name, feeds, feeds_note)
+    got = verify(child, name, feeds)
+    masks = padding_masks(padding_mask, feeds) if real else {}
+    report = compare(want, got, slices=slices, scores=False, masks=masks)
     broken = [p for p in report.parts if p.nonfinite or np.isnan(p.rel_error) or (real and p.collapsed)]
     if broken:
-        raise QuantizationError(f"the quantized model {name} is broken on {feeds_note or 'the given inputs'}: "
+        raise QuantizationError(f"the quantized model {name} is broken on {feeds_note}: "
                                 f"{broken[0].label}: {broken[0].reason}; keep the op types involved in float32 "
                                 f"(exclude_op_types=... / exclude_nodes=...) or keep this model in float32")
     if not report.ok:
-        log.warning("%s differs from its parent on %s: %s", name, feeds_note or "the given inputs", report.reason)
-    return {**report.summary(), "checked_with": feeds_note or "the given inputs"}
+        log.warning("%s differs from its parent on %s: %s", name, feeds_note, report.reason)
+    return {**report.summary(), "checked_with": feeds_note}
 
 
 def _finish(artifact: ModelArtifact, tmp: Path, source: Path, name: str, prepared: Path, feeds=None,
