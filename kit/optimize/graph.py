@@ -91,21 +91,20 @@ def check_agreement(parent: ModelArtifact | bytes, child_path: Path, seed: int =
 
     name = name or getattr(parent, "name", "the model")
     feeds, used = check_inputs(feeds)
-    original = True  # the original runs first: when it fails, the feeds are at fault, not the rewrite
-    try:
+    try:  # the original first: when it fails, the feeds are at fault, not the rewrite
         with OnnxRuntimeEngine(parent, graph_optimization_level="disable") as ref:
             if feeds is None:
                 feeds, used = synthetic_feeds(ref.input_specs, batch_size=2, seed=seed), "synthetic inputs (batch 2)"
             else:
                 feeds = check_feeds(ref.input_specs, feeds)
             want = ref.predict(feeds)
-        original = False
+    except KitError as exc:
+        hint = f"; it ran on {used}: {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
+        raise ModelLoadError(f"{name} itself does not run ({exc}){hint}") from exc
+    try:
         with OnnxRuntimeEngine(child_path, graph_optimization_level="disable") as new:
             got = new.predict(feeds)
     except KitError as exc:
-        if original:
-            hint = f"; it ran on {used}: {SYNTHETIC_HINT}" if used.startswith("synthetic") else ""
-            raise ModelLoadError(f"{name} itself does not run ({exc}){hint}") from exc
         raise ModelLoadError(f"the optimized model of {name} does not run on {used}, which the original "
                              f"answers ({exc})") from exc
     if set(want) != set(got):
