@@ -139,13 +139,12 @@ def study_batching(predictors: Mapping[str, Predictor], batchings: Mapping[int, 
             variants: dict[str, Predictor] = {UNBATCHED: engine, **batchers}
             sweep = concurrency_sweep(variants, levels, requests, load)
             again = [r for _ in range(rounds - 1) for r in concurrency_sweep(variants, [top], requests, load)]
-            at_top = [r for r in sweep if r.summary()["concurrency"] == top] + again
-            busiest += [{"engine": engine_name, "round": i // len(variants), "variant": r.label, **r.summary()}
-                        for i, r in enumerate(at_top)]
             for r in sweep:
                 r.params["engine"] = engine_name
             for i, r in enumerate(again):
                 r.params.update(engine=engine_name, round=1 + i // len(variants))
+            busiest += [{"round": r.params.get("round", 0), "variant": r.label, **summary}
+                        for r in sweep + again if (summary := r.summary())["concurrency"] == top]
             results += sweep
             repeats += again
             histograms.update({(engine_name, label): b.stats()["batch_size_histogram"]
