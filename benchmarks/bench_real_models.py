@@ -275,13 +275,6 @@ def bench_minilm(work: Path, seconds: float) -> dict:
                   f"per-token {r['cosine']:.4f}, "
                   f"Spearman {r['spearman']:.4f} ({verdict(r['spearman'], 0.99)})")
             out[f"{art.name}_speedup_b{batch}"] = float(r["speedup"])
-    for batch in (1, 8):  # with default threads each round's sessions land fast or slow: printed, not gated
-        ratio = row(source.name, batch)["p50_ms"] / row(fused.name, batch)["p50_ms"]
-        paired = Figure.from_rounds(ratio_rounds(row(source.name, batch)["round_p50s_ms"],
-                                                 row(fused.name, batch)["round_p50s_ms"]), "x", "higher", value=ratio)
-        print(f"  batch {batch}: fused {ratio:.2f}x unfused (rounds {paired.low:.2f}-{paired.high:.2f}x), both at "
-              f"ORT's default session level 'all' ({verdict(ratio, 1.2)}, not gated)")
-        out[f"fused_vs_unfused_b{batch}"] = float(ratio)
     out.update(fusion_speed(source, fused, data, seconds))
     # the pick is judged on what MiniLM is for: its sentence embedding (worst text), and the pairs' ranking above
     rec = recommend(frame.assign(cosine=frame["embedding_cosine"]), accuracy_budget=None, min_cosine=0.99,
